@@ -1,0 +1,226 @@
+//! A conformance suite for [`Storage`] backends.
+//!
+//! Every contract documented on the trait has a check here. A backend's own tests call [`run`]
+//! with a function that creates a fresh, empty store; each check gets a store of its own. A check
+//! that fails panics with a message naming the broken contract, so it reads like any failing
+//! test.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use broker_storage::{conformance, MemoryStorage};
+//!
+//! conformance::run(|| async { MemoryStorage::new() }).await;
+//! # });
+//! ```
+//!
+//! What the suite cannot see from inside one process, that an acknowledged batch survives a
+//! crash, is for the backend's own tests to show with a real restart.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use futures_util::future::join_all;
+
+use crate::{NewVersion, Storage, StorageError, Version};
+
+/// Runs every check against fresh stores made by `fresh`, and closes each store afterwards.
+///
+/// # Panics
+///
+/// When the backend breaks a contract of [`Storage`]; the message says which.
+pub async fn run<S, F, Fut>(mut fresh: F)
+where
+    S: Storage,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    check(&mut fresh, empty_store_has_nothing).await;
+    check(&mut fresh, append_gives_increasing_ids_in_batch_order).await;
+    check(&mut fresh, ids_keep_increasing_across_batches).await;
+    check(&mut fresh, empty_batch_stores_nothing).await;
+    check(&mut fresh, fields_round_trip_exactly).await;
+    check(&mut fresh, same_event_same_timestamp_keeps_both).await;
+    check(&mut fresh, history_matches_the_exact_name_only).await;
+    check(&mut fresh, history_pages_visit_every_version_once).await;
+    check(&mut fresh, latest_has_one_version_per_event_in_id_order).await;
+    check(&mut fresh, since_replays_every_event_in_id_order).await;
+    check(&mut fresh, concurrent_appends_get_distinct_ids).await;
+    check(&mut fresh, database_ids_are_stable_and_distinct).await;
+    check(&mut fresh, closed_store_refuses_every_call).await;
+}
+
+async fn check<S, F, Fut, C, CFut>(fresh: &mut F, check: C)
+where
+    S: Storage,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+    C: FnOnce(S, S) -> CFut,
+    CFut: Future<Output = ()>,
+{
+    let store = fresh().await;
+    let other = fresh().await;
+    check(store, other).await;
+}
+
+fn new(event: &str, timestamp: u64, data: &str) -> NewVersion {
+    NewVersion::new(event, timestamp, data)
+}
+
+async fn append<S: Storage>(store: &S, batch: Vec<NewVersion>) -> Vec<Version> {
+    let len = batch.len();
+    let stored = store.append(batch).await.expect("append failed");
+    assert_eq!(stored.len(), len, "append must return one version per new version");
+    stored
+}
+
+async fn empty_store_has_nothing<S: Storage>(store: S, _: S) {
+    assert_eq!(store.latest().await.expect("latest"), [], "a new store has no latest versions");
+    assert_eq!(store.since(0, 100).await.expect("since"), [], "a new store replays nothing");
+    assert_eq!(
+        store.history("a", 0, 100).await.expect("history"),
+        [],
+        "a new store has no history"
+    );
+}
+
+async fn append_gives_increasing_ids_in_batch_order<S: Storage>(store: S, _: S) {
+    let batch = vec![new("a", 1, "1"), new("b", 1, "2"), new("a", 2, "3")];
+    let stored = append(&store, batch.clone()).await;
+    assert!(stored[0].id >= 1, "ids start at 1");
+    assert!(
+        stored.windows(2).all(|w| w[0].id < w[1].id),
+        "ids increase in batch order: {stored:?}"
+    );
+    for (new, version) in batch.into_iter().zip(&stored) {
+        assert_eq!(new.with_id(version.id), *version, "append returns versions in batch order");
+    }
+}
+
+async fn ids_keep_increasing_across_batches<S: Storage>(store: S, _: S) {
+    let mut last = 0;
+    for round in 0..5 {
+        let stored = append(&store, vec![new("a", round, "null"), new("b", round, "null")]).await;
+        assert!(
+            stored[0].id > last,
+            "a batch's first id {} follows the last id {last}",
+            stored[0].id
+        );
+        last = stored[1].id;
+    }
+}
+
+async fn empty_batch_stores_nothing<S: Storage>(store: S, _: S) {
+    assert_eq!(append(&store, Vec::new()).await, [], "an empty batch returns nothing");
+    assert_eq!(store.since(0, 100).await.expect("since"), [], "an empty batch stores nothing");
+    let stored = append(&store, vec![new("a", 1, "1")]).await;
+    assert_eq!(store.since(0, 100).await.expect("since"), stored);
+}
+
+async fn fields_round_trip_exactly<S: Storage>(store: S, _: S) {
+    let batch = vec![
+        new("user", 1_700_000_000_123, r#"{"name":"Rusty","n":18446744073709551615}"#),
+        new("naïve café/🦀 :id", u64::MAX, r#""line\nbreak \u0000 \"quoted\"""#),
+        new(" leading space", 0, "[1.5e300,-0.0,true,null]"),
+        new("big", 7, &format!("\"{}\"", "x".repeat(300_000))),
+    ];
+    let stored = append(&store, batch.clone()).await;
+    for (new, version) in batch.iter().zip(&stored) {
+        let history = store.history(&new.event, 0, 10).await.expect("history");
+        assert_eq!(history, [version.clone()], "history returns the version exactly as appended");
+    }
+    assert_eq!(store.since(0, 10).await.expect("since"), stored, "since returns exact versions");
+}
+
+/// Regression: an audit log keyed by event name and timestamp kept one of two versions inserted
+/// in the same second.
+async fn same_event_same_timestamp_keeps_both<S: Storage>(store: S, _: S) {
+    let stored = append(&store, vec![new("a", 5, "1"), new("a", 5, "2")]).await;
+    assert_eq!(store.history("a", 0, 10).await.expect("history"), stored, "both versions are kept");
+}
+
+/// Regression: an audit log found by prefix scan returned the versions of `username` for `user`.
+async fn history_matches_the_exact_name_only<S: Storage>(store: S, _: S) {
+    let names = ["user", "username", "use", "users", "User", "user ", "usera"];
+    let stored = append(&store, names.iter().map(|name| new(name, 1, "0")).collect()).await;
+    for (name, version) in names.iter().zip(&stored) {
+        let history = store.history(name, 0, 100).await.expect("history");
+        assert_eq!(history, [version.clone()], "history({name:?}) holds only that event");
+    }
+    assert_eq!(store.history("us", 0, 100).await.expect("history"), [], "no prefix matching");
+}
+
+async fn history_pages_visit_every_version_once<S: Storage>(store: S, _: S) {
+    let mut expected = Vec::new();
+    for round in 0..7 {
+        let batch = (0..5).map(|i| new(if i % 2 == 0 { "a" } else { "b" }, round, "0")).collect();
+        expected.extend(append(&store, batch).await.into_iter().filter(|v| v.event == "a"));
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.history("a", after, 4).await.expect("history");
+        assert!(page.len() <= 4, "history returns at most `limit` versions");
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen.extend(page);
+    }
+    assert_eq!(seen, expected, "pages of history visit every version once, oldest first");
+    assert_eq!(store.history("a", 0, 0).await.expect("history"), [], "limit 0 returns nothing");
+    let last = expected.last().expect("versions were appended").id;
+    assert_eq!(store.history("a", last, 10).await.expect("history"), [], "nothing after the last");
+}
+
+async fn latest_has_one_version_per_event_in_id_order<S: Storage>(store: S, _: S) {
+    let first = append(&store, vec![new("a", 1, "1"), new("b", 1, "1"), new("c", 1, "1")]).await;
+    let second = append(&store, vec![new("a", 2, "2"), new("c", 2, "2"), new("a", 3, "3")]).await;
+    let latest = store.latest().await.expect("latest");
+    let expected = vec![first[1].clone(), second[1].clone(), second[2].clone()];
+    assert_eq!(latest, expected, "latest holds the newest version of each event, in id order");
+}
+
+async fn since_replays_every_event_in_id_order<S: Storage>(store: S, _: S) {
+    let mut all = append(&store, vec![new("a", 1, "1"), new("b", 1, "2")]).await;
+    all.extend(append(&store, vec![new("a", 2, "3"), new("c", 2, "4"), new("b", 3, "5")]).await);
+    for (index, version) in all.iter().enumerate() {
+        let replay = store.since(version.id, 100).await.expect("since");
+        assert_eq!(replay, all[index + 1..], "since({}) replays everything after it", version.id);
+    }
+    assert_eq!(store.since(0, 2).await.expect("since"), all[..2], "since honours `limit`");
+    assert_eq!(store.since(u64::MAX, 10).await.expect("since"), [], "nothing after an unknown id");
+}
+
+async fn concurrent_appends_get_distinct_ids<S: Storage>(store: S, _: S) {
+    let appends =
+        (0..16).map(|n| store.append(vec![new("a", n, &n.to_string()), new("b", n, "0")]));
+    let results = join_all(appends).await;
+    let mut seen = HashSet::new();
+    for stored in results {
+        let stored = stored.expect("concurrent append");
+        assert!(stored[0].id < stored[1].id, "ids increase within a batch");
+        assert!(stored.iter().all(|v| seen.insert(v.id)), "ids are unique across batches");
+    }
+    let replay = store.since(0, 100).await.expect("since");
+    assert_eq!(replay.len(), 32, "every concurrent append is stored");
+    assert!(replay.windows(2).all(|w| w[0].id < w[1].id), "since is in id order");
+}
+
+async fn database_ids_are_stable_and_distinct<S: Storage>(store: S, other: S) {
+    let id = store.database_id();
+    assert!(!id.is_nil(), "a database identity is never nil");
+    append(&store, vec![new("a", 1, "1")]).await;
+    assert_eq!(store.database_id(), id, "a database identity never changes");
+    assert_ne!(other.database_id(), id, "two databases never share an identity");
+}
+
+async fn closed_store_refuses_every_call<S: Storage>(store: S, _: S) {
+    append(&store, vec![new("a", 1, "1")]).await;
+    store.close().await.expect("close");
+    store.close().await.expect("closing twice is not an error");
+    let closed = |result: Result<Vec<Version>, StorageError>, call: &str| {
+        assert!(matches!(result, Err(StorageError::Closed)), "{call} after close: {result:?}");
+    };
+    closed(store.append(vec![new("a", 2, "2")]).await, "append");
+    closed(store.latest().await, "latest");
+    closed(store.history("a", 0, 10).await, "history");
+    closed(store.since(0, 10).await, "since");
+}

@@ -1,0 +1,39 @@
+//! The storage layer of the broker: the [`Storage`] trait every backend implements, the records it
+//! stores, an in-memory backend, and a conformance suite that checks a backend against every
+//! contract the trait documents.
+//!
+//! # Layout
+//!
+//! - `version.rs`: [`NewVersion`] (what a publisher hands in) and [`Version`] (what was stored).
+//! - `storage.rs`: the [`Storage`] trait and its contracts.
+//! - `error.rs`: [`StorageError`], the one error type every backend maps its failures into.
+//! - `memory.rs`: [`MemoryStorage`], a backend that keeps everything in memory.
+//! - `conformance.rs`: [`conformance::run`], the suite a backend's tests call.
+//!
+//! # Example
+//!
+//! ```
+//! use broker_storage::{MemoryStorage, NewVersion, Storage};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryStorage::new();
+//! let stored = store
+//!     .append(vec![NewVersion::new("user", 1_700_000_000_000, r#"{"name":"Rusty"}"#)])
+//!     .await?;
+//! assert_eq!(stored[0].id, 1);
+//! assert_eq!(store.history("user", 0, 10).await?, stored);
+//! # Ok::<(), broker_storage::StorageError>(())
+//! # }).unwrap();
+//! ```
+
+pub mod conformance;
+mod error;
+mod memory;
+mod storage;
+mod version;
+
+pub use error::StorageError;
+pub use memory::MemoryStorage;
+pub use storage::Storage;
+pub use uuid::Uuid;
+pub use version::{NewVersion, Version};

@@ -1,0 +1,40 @@
+//! The records a backend stores.
+
+/// A version a publisher wants stored: the event it belongs to, when it was accepted and its data.
+///
+/// A backend never changes these fields; it only adds an id (see [`Version`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewVersion {
+    /// The event name. Backends store it byte for byte and compare it exactly.
+    pub event: String,
+    /// Milliseconds since the Unix epoch, taken by the engine when the version was accepted.
+    pub timestamp: u64,
+    /// The data as compact JSON text. Backends treat it as an opaque string.
+    pub data: String,
+}
+
+impl NewVersion {
+    /// Builds a new version from its parts.
+    pub fn new(event: impl Into<String>, timestamp: u64, data: impl Into<String>) -> NewVersion {
+        NewVersion { event: event.into(), timestamp, data: data.into() }
+    }
+
+    /// The stored version this becomes once a backend has given it `id`.
+    pub fn with_id(self, id: u64) -> Version {
+        Version { id, event: self.event, timestamp: self.timestamp, data: self.data }
+    }
+}
+
+/// An immutable, durably stored version of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The position of this version in its database: unique, at least 1, and strictly greater
+    /// than the id of every version committed before it, whatever its event.
+    pub id: u64,
+    /// The event name, exactly as it was inserted.
+    pub event: String,
+    /// Milliseconds since the Unix epoch at which the version was accepted.
+    pub timestamp: u64,
+    /// The data as compact JSON text, exactly as it was inserted.
+    pub data: String,
+}
