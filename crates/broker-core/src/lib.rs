@@ -1,1 +1,65 @@
-//! stub
+//! The broker's engine: insert-only publish/subscribe over any [`Storage`] backend.
+//!
+//! Publishers [`insert`](Broker::insert) immutable versions of named events. Each version is
+//! committed durably, given an id that orders it after every version before it, and published.
+//! A [`Subscription`] first receives the latest version of every event it follows (or, when it
+//! resumes, every version after the last one it received), then every new version as it commits.
+//! [`audit`](Broker::audit) reads the whole history of one event, page by page.
+//!
+//! The engine does no I/O except through the storage trait: no sockets, no HTTP, no files. A
+//! transport, such as the `broker-http` crate, serves it to the network.
+//!
+//! # Layout
+//!
+//! - `broker.rs`: [`Broker`], the handle, and its [`Config`].
+//! - `writer.rs`: the task that commits inserts in batches (group commit).
+//! - `state.rs`: the latest version of every event and the live channel, in memory.
+//! - `subscription.rs`: [`Subscription`], start, catch-up and slow-consumer policy.
+//! - `entry.rs`: [`Entry`], a committed version shared by every subscriber.
+//! - `json.rs`, `name.rs`: validation of data and event names.
+//!
+//! # Example
+//!
+//! ```
+//! use broker_core::{Broker, Config, Json, SubscribeOptions};
+//! use broker_storage::MemoryStorage;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let broker = Broker::open(MemoryStorage::new(), Config::default()).await?;
+//! broker.insert("user", Json::parse(r#"{"name": "Rusty"}"#)?).await?;
+//!
+//! let mut subscription = broker.subscribe(SubscribeOptions::new());
+//! let first = subscription.next().await.expect("the snapshot holds the latest user");
+//! assert_eq!((first.event(), first.data()), ("user", r#"{"name":"Rusty"}"#));
+//!
+//! broker.insert("user", Json::parse(r#"{"name": "Ferris"}"#)?).await?;
+//! assert_eq!(subscription.next().await.expect("live").data(), r#"{"name":"Ferris"}"#);
+//!
+//! let history = broker.audit("user", 0, 100).await?;
+//! assert_eq!(history.len(), 2);
+//! broker.close().await?;
+//! # Ok::<(), broker_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! [`Storage`]: broker_storage::Storage
+
+mod broker;
+mod entry;
+mod erased;
+mod error;
+mod json;
+mod name;
+mod state;
+mod subscription;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use broker::{Broker, Config};
+pub use broker_storage::{Uuid, Version};
+pub use entry::Entry;
+pub use error::Error;
+pub use json::Json;
+pub use name::{DEFAULT_MAX_EVENT_NAME_LEN, validate_event_name};
+pub use subscription::{SubscribeOptions, Subscription};

@@ -126,7 +126,11 @@ async fn fields_round_trip_exactly<S: Storage>(store: S, _: S) {
     let stored = append(&store, batch.clone()).await;
     for (new, version) in batch.iter().zip(&stored) {
         let history = store.history(&new.event, 0, 10).await.expect("history");
-        assert_eq!(history, [version.clone()], "history returns the version exactly as appended");
+        assert_eq!(
+            history,
+            std::slice::from_ref(version),
+            "history returns the version exactly as appended"
+        );
     }
     assert_eq!(store.since(0, 10).await.expect("since"), stored, "since returns exact versions");
 }
@@ -144,7 +148,11 @@ async fn history_matches_the_exact_name_only<S: Storage>(store: S, _: S) {
     let stored = append(&store, names.iter().map(|name| new(name, 1, "0")).collect()).await;
     for (name, version) in names.iter().zip(&stored) {
         let history = store.history(name, 0, 100).await.expect("history");
-        assert_eq!(history, [version.clone()], "history({name:?}) holds only that event");
+        assert_eq!(
+            history,
+            std::slice::from_ref(version),
+            "history({name:?}) holds only that event"
+        );
     }
     assert_eq!(store.history("us", 0, 100).await.expect("history"), [], "no prefix matching");
 }

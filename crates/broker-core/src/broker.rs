@@ -1,0 +1,179 @@
+//! [`Broker`]: the handle through which everything reaches the engine.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use broker_storage::{Storage, Uuid, Version};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::erased::DynStorage;
+use crate::name::{DEFAULT_MAX_EVENT_NAME_LEN, validate_event_name};
+use crate::state::State;
+use crate::subscription::{SubscribeOptions, Subscription};
+use crate::writer::{self, Insert};
+use crate::{Entry, Error, Json};
+
+/// Tuning of a [`Broker`]; [`Config::default`] suits most uses.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The longest event name accepted, in bytes.
+    pub max_event_name_len: usize,
+    /// How many entries the live channel holds for subscribers that are behind; one that falls
+    /// further behind catches up from the latest versions instead (see [`Subscription`]).
+    pub live_capacity: usize,
+    /// The most inserts one commit takes.
+    pub max_batch: usize,
+    /// How many inserts may wait for a commit before `insert` itself waits for room.
+    pub queue_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_event_name_len: DEFAULT_MAX_EVENT_NAME_LEN,
+            live_capacity: 4096,
+            max_batch: 1024,
+            queue_capacity: 16 * 1024,
+        }
+    }
+}
+
+/// A running broker: insert versions, subscribe to them, read an event's history.
+///
+/// Cloning is cheap and every clone is the same broker. It needs a Tokio runtime: opening it
+/// spawns the task that commits inserts.
+#[derive(Clone)]
+pub struct Broker {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) storage: Arc<dyn DynStorage>,
+    pub(crate) state: Arc<State>,
+    pub(crate) subscribers: Arc<AtomicUsize>,
+    database_id: Uuid,
+    config: Config,
+    /// The writer's queue; `None` once the broker is closing.
+    inserts: Mutex<Option<mpsc::Sender<Insert>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Broker {
+    /// Opens a broker on `storage`, loading the latest version of every event into memory.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub async fn open<S: Storage>(storage: S, config: Config) -> Result<Broker, Error> {
+        let latest = storage.latest().await?;
+        let state = Arc::new(State::new(latest.into_iter().map(Entry::new), config.live_capacity));
+        let storage: Arc<dyn DynStorage> = Arc::new(storage);
+        // Back-pressure: when `queue_capacity` inserts wait for a commit, `insert` waits for room
+        // rather than growing the queue without bound.
+        let (sender, queue) = mpsc::channel(config.queue_capacity);
+        let writer =
+            tokio::spawn(writer::run(storage.clone(), state.clone(), queue, config.max_batch));
+        tracing::info!(
+            database_id = %storage.database_id(),
+            events = state.latest().len(),
+            last_id = state.last_id(),
+            "broker opened"
+        );
+        Ok(Broker {
+            shared: Arc::new(Shared {
+                database_id: storage.database_id(),
+                storage,
+                state,
+                subscribers: Arc::default(),
+                config,
+                inserts: Mutex::new(Some(sender)),
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// Stores a new version of `event` and publishes it to subscribers.
+    ///
+    /// Returns once the version is durably committed, with its id and timestamp. Concurrent
+    /// inserts share commits, and their ids follow the order in which they were committed.
+    /// If the future is dropped after the insert was queued, the version is still committed.
+    pub async fn insert(&self, event: impl Into<String>, data: Json) -> Result<Arc<Entry>, Error> {
+        let event = event.into();
+        validate_event_name(&event, self.shared.config.max_event_name_len)?;
+        let queue = lock(&self.shared.inserts).clone().ok_or(Error::Closed)?;
+        let (reply, committed) = oneshot::channel();
+        queue.send(Insert { event, data, reply }).await.map_err(|_| Error::Closed)?;
+        drop(queue);
+        // The writer answers every insert it takes before it exits.
+        committed.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Subscribes to committed versions; see [`Subscription`] for what arrives in which order.
+    pub fn subscribe(&self, options: SubscribeOptions) -> Subscription {
+        Subscription::new(self.shared.clone(), options)
+    }
+
+    /// Versions of exactly `event` with an id greater than `after`, oldest first, at most `limit`.
+    ///
+    /// Page through a long history by passing the last id of one page as the next `after`.
+    pub async fn audit(
+        &self,
+        event: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Version>, Error> {
+        validate_event_name(event, self.shared.config.max_event_name_len)?;
+        Ok(self.shared.storage.history(event, after, limit).await?)
+    }
+
+    /// The latest version of every event, in id order.
+    pub fn latest(&self) -> Vec<Arc<Entry>> {
+        self.shared.state.latest()
+    }
+
+    /// The id of the last committed version; 0 if there is none.
+    pub fn last_id(&self) -> u64 {
+        self.shared.state.last_id()
+    }
+
+    /// The identity of the database this broker stores into.
+    pub fn database_id(&self) -> Uuid {
+        self.shared.database_id
+    }
+
+    /// How many [`Subscription`]s exist right now.
+    pub fn subscriber_count(&self) -> usize {
+        self.shared.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// The configuration the broker was opened with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Closes the broker: refuses new inserts, commits and acknowledges every insert already
+    /// queued, ends every subscription once it has received what was committed, and closes the
+    /// storage. Closing twice is not an error.
+    pub async fn close(&self) -> Result<(), Error> {
+        drop(lock(&self.shared.inserts).take());
+        let writer = lock(&self.shared.writer).take();
+        if let Some(writer) = writer {
+            // The writer exits once the queue is empty and no insert holds a sender any more.
+            if let Err(error) = writer.await {
+                tracing::error!(%error, "the writer task failed");
+            }
+        }
+        self.shared.state.close();
+        match self.shared.storage.close().await {
+            Ok(()) | Err(broker_storage::StorageError::Closed) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values are replaced whole, never left half-updated by a panic.
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}

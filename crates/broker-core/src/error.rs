@@ -1,0 +1,34 @@
+//! The engine's error type.
+
+use std::sync::Arc;
+
+use broker_storage::StorageError;
+
+/// Why an engine operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The event name is empty, too long, or contains a control character.
+    #[error("invalid event name: {0}")]
+    InvalidEventName(String),
+    /// The data is not valid JSON.
+    #[error("invalid JSON data: {0}")]
+    InvalidData(String),
+    /// The broker was closed with [`Broker::close`](crate::Broker::close); nothing was stored.
+    #[error("the broker is closed")]
+    Closed,
+    /// The storage backend failed. For an insert, nothing of it was stored.
+    ///
+    /// One commit serves a whole batch of inserts, so the same error is shared by each of them.
+    #[error(transparent)]
+    Storage(#[from] Arc<StorageError>),
+}
+
+impl From<StorageError> for Error {
+    fn from(error: StorageError) -> Error {
+        match error {
+            StorageError::Closed => Error::Closed,
+            error => Error::Storage(Arc::new(error)),
+        }
+    }
+}

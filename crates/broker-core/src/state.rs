@@ -1,0 +1,135 @@
+//! The in-memory side of the engine: the latest entry of every event and the live channel.
+//!
+//! Both live under one lock so that a subscriber can take a snapshot and join the live channel
+//! atomically: every entry is either in the snapshot or arrives live, never both, never neither.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+
+use crate::Entry;
+
+pub(crate) struct State {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// The latest entry of every event, by id, so that a snapshot comes out in commit order.
+    by_id: BTreeMap<u64, Arc<Entry>>,
+    /// The id of the latest entry of every event.
+    by_event: HashMap<Box<str>, u64>,
+    /// The id of the last committed entry; 0 before the first.
+    last_id: u64,
+    /// The live channel; `None` once the broker is closed, which ends every subscription.
+    live: Option<broadcast::Sender<Arc<Entry>>>,
+}
+
+/// What a subscriber needs to start: the entries it must be sent first, the id they bring it up
+/// to, and a receiver that delivers everything committed after that id.
+pub(crate) struct Joined {
+    pub(crate) snapshot: VecDeque<Arc<Entry>>,
+    pub(crate) last_id: u64,
+    pub(crate) receiver: Option<broadcast::Receiver<Arc<Entry>>>,
+}
+
+impl State {
+    /// Builds the state from the latest versions in storage.
+    ///
+    /// The live channel is a ring of `capacity` entries shared by all subscribers, so the memory
+    /// it holds is bounded whatever the number of subscribers. A subscriber that falls more than
+    /// `capacity` entries behind is not waited for: it notices it lagged and catches up from the
+    /// latest-version map instead (see `Subscription`).
+    pub(crate) fn new(latest: impl IntoIterator<Item = Entry>, capacity: usize) -> State {
+        let mut inner = Inner {
+            by_id: BTreeMap::new(),
+            by_event: HashMap::new(),
+            last_id: 0,
+            live: Some(broadcast::channel(capacity).0),
+        };
+        for entry in latest {
+            inner.record(Arc::new(entry));
+        }
+        State { inner: Mutex::new(inner) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while the lock is held, so a poisoned lock still guards consistent data.
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Makes committed entries the latest of their events and sends them to live subscribers,
+    /// in commit order.
+    pub(crate) fn publish(&self, entries: &[Arc<Entry>]) {
+        let mut inner = self.lock();
+        for entry in entries {
+            inner.record(entry.clone());
+            if let Some(live) = &inner.live {
+                // An error only means that nobody is subscribed right now.
+                let _ = live.send(entry.clone());
+            }
+        }
+    }
+
+    /// A receiver for everything committed from now on, together with, when `snapshot` is set,
+    /// the latest entry of every event (of the `filter`ed events, if given) whose id is greater
+    /// than `after`, in id order.
+    pub(crate) fn join(
+        &self,
+        snapshot: bool,
+        after: u64,
+        filter: Option<&HashSet<Box<str>>>,
+    ) -> Joined {
+        let inner = self.lock();
+        let snapshot = match filter {
+            _ if !snapshot => VecDeque::new(),
+            None => inner.by_id.range(after + 1..).map(|(_, entry)| entry.clone()).collect(),
+            Some(events) => {
+                let mut ids: Vec<u64> = events
+                    .iter()
+                    .filter_map(|event| inner.by_event.get(event).copied())
+                    .filter(|&id| id > after)
+                    .collect();
+                ids.sort_unstable();
+                ids.iter().map(|id| inner.by_id[id].clone()).collect()
+            }
+        };
+        Joined {
+            snapshot,
+            last_id: inner.last_id,
+            receiver: inner.live.as_ref().map(broadcast::Sender::subscribe),
+        }
+    }
+
+    /// The id of the last committed entry; 0 before the first.
+    pub(crate) fn last_id(&self) -> u64 {
+        self.lock().last_id
+    }
+
+    /// The latest entry of every event, in id order.
+    pub(crate) fn latest(&self) -> Vec<Arc<Entry>> {
+        self.lock().by_id.values().cloned().collect()
+    }
+
+    /// Closes the live channel: subscriptions end once they have received what was sent before.
+    pub(crate) fn close(&self) {
+        self.lock().live = None;
+    }
+}
+
+impl Inner {
+    fn record(&mut self, entry: Arc<Entry>) {
+        let id = entry.id();
+        match self.by_event.get_mut(entry.event()) {
+            Some(latest) => {
+                self.by_id.remove(latest);
+                *latest = id;
+            }
+            None => {
+                self.by_event.insert(entry.event().into(), id);
+            }
+        }
+        self.by_id.insert(id, entry);
+        self.last_id = self.last_id.max(id);
+    }
+}

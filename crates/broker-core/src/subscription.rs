@@ -1,0 +1,241 @@
+//! [`Subscription`]: one subscriber's ordered view of the broker.
+//!
+//! A subscription starts either with a snapshot (the latest entry of every event it follows) or
+//! with a replay from storage of everything committed after a given id, and then goes live. Both
+//! starts take a receiver on the live channel at the same moment they fix the id they bring the
+//! subscriber up to, under the state lock, so the seam between start and live has no gap and no
+//! duplicate.
+//!
+//! Slow subscribers: the live channel is a bounded ring shared by all subscribers (see
+//! `State::new`). A subscriber that falls further behind than the ring holds is not waited for.
+//! When it next reads, it is brought to the current state instead: it receives the latest entry
+//! of each event it follows that is newer than the last entry it received, in id order, and then
+//! goes on live. It may so skip intermediate versions of an event (they stay in the audit log),
+//! but it ends with the latest version of every event it follows and never receives a version of
+//! an event older than one it already has.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+
+use crate::Entry;
+use crate::broker::Shared;
+use crate::state::Joined;
+
+/// How many versions a replay reads from storage at a time; this bounds the memory a replaying
+/// subscriber holds.
+const REPLAY_PAGE: usize = 512;
+
+/// What to subscribe to and where to start; built with [`SubscribeOptions::new`].
+#[derive(Clone, Debug, Default)]
+pub struct SubscribeOptions {
+    events: Option<HashSet<Box<str>>>,
+    resume_after: Option<u64>,
+}
+
+impl SubscribeOptions {
+    /// Every event, starting with a snapshot of the latest version of each.
+    pub fn new() -> SubscribeOptions {
+        SubscribeOptions::default()
+    }
+
+    /// Follows only these events, in the snapshot, the replay and live. Calling it again adds
+    /// to the set.
+    pub fn events<I, S>(mut self, events: I) -> SubscribeOptions
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        self.events.get_or_insert_with(HashSet::new).extend(events.into_iter().map(Into::into));
+        self
+    }
+
+    /// Starts with every version committed after `id` instead of a snapshot, as a subscriber that
+    /// reconnects after receiving `id`.
+    ///
+    /// An `id` this database never gave out falls back to a snapshot; [`Subscription::resumed`]
+    /// tells which start the subscription got.
+    pub fn resume_after(mut self, id: u64) -> SubscribeOptions {
+        self.resume_after = Some(id);
+        self
+    }
+}
+
+/// A subscriber's stream of entries, in commit order; see the module docs for the guarantees.
+///
+/// Dropping it unsubscribes.
+pub struct Subscription {
+    shared: Arc<Shared>,
+    events: Option<HashSet<Box<str>>>,
+    /// Entries to deliver before anything else: a snapshot or a page of replay.
+    queue: VecDeque<Arc<Entry>>,
+    /// While replaying: the last id replayed so far and the id the replay ends at.
+    replay: Option<(u64, u64)>,
+    /// `None` once the broker is closed.
+    receiver: Option<broadcast::Receiver<Arc<Entry>>>,
+    /// Live entries up to this id were delivered by the snapshot or the replay already.
+    caught_up_to: u64,
+    /// The id of the last entry delivered; 0 before the first.
+    last_delivered: u64,
+    resumed: bool,
+    _counted: Counted,
+}
+
+impl Subscription {
+    pub(crate) fn new(shared: Arc<Shared>, options: SubscribeOptions) -> Subscription {
+        let counted = Counted::new(shared.subscribers.clone());
+        let events = options.events;
+        let state = &shared.state;
+        let (joined, replay, after) = match options.resume_after {
+            Some(after) => {
+                let joined = state.join(false, after, events.as_ref());
+                if after <= joined.last_id {
+                    let replay = (after < joined.last_id).then_some((after, joined.last_id));
+                    (joined, replay, Some(after))
+                } else {
+                    (state.join(true, 0, events.as_ref()), None, None)
+                }
+            }
+            None => (state.join(true, 0, events.as_ref()), None, None),
+        };
+        let Joined { snapshot, last_id, receiver } = joined;
+        Subscription {
+            events,
+            queue: snapshot,
+            replay,
+            receiver,
+            caught_up_to: last_id,
+            last_delivered: after.unwrap_or(0),
+            resumed: after.is_some(),
+            _counted: counted,
+            shared,
+        }
+    }
+
+    /// Whether this subscription started with a replay after the id it was asked to resume
+    /// after; `false` when it started with a snapshot.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// The id of the last entry this subscription delivered; 0 before the first.
+    pub fn last_delivered(&self) -> u64 {
+        self.last_delivered
+    }
+
+    /// The next entry, waiting for one to be committed if need be.
+    ///
+    /// Returns `None` once the broker is closed and everything committed before has been
+    /// delivered. Cancel-safe: dropping the future loses nothing.
+    pub async fn next(&mut self) -> Option<Arc<Entry>> {
+        loop {
+            if let Some(entry) = self.pop_queued() {
+                return Some(entry);
+            }
+            if let Some((after, until)) = self.replay {
+                self.replay_page(after, until).await;
+                continue;
+            }
+            let result = self.receiver.as_mut()?.recv().await;
+            match result {
+                Ok(entry) => {
+                    if let Some(entry) = self.accept_live(entry) {
+                        return Some(entry);
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => self.catch_up(missed),
+                Err(RecvError::Closed) => self.receiver = None,
+            }
+        }
+    }
+
+    /// The next entry if one is ready now, without waiting; lets a transport put several entries
+    /// into one write.
+    pub fn try_next(&mut self) -> Option<Arc<Entry>> {
+        loop {
+            if let Some(entry) = self.pop_queued() {
+                return Some(entry);
+            }
+            if self.replay.is_some() {
+                return None;
+            }
+            match self.receiver.as_mut()?.try_recv() {
+                Ok(entry) => {
+                    if let Some(entry) = self.accept_live(entry) {
+                        return Some(entry);
+                    }
+                }
+                Err(TryRecvError::Lagged(missed)) => self.catch_up(missed),
+                Err(TryRecvError::Closed) => self.receiver = None,
+                Err(TryRecvError::Empty) => return None,
+            }
+        }
+    }
+
+    fn pop_queued(&mut self) -> Option<Arc<Entry>> {
+        let entry = self.queue.pop_front()?;
+        self.last_delivered = entry.id();
+        Some(entry)
+    }
+
+    fn follows(&self, entry: &Entry) -> bool {
+        self.events.as_ref().is_none_or(|events| events.contains(entry.event()))
+    }
+
+    fn accept_live(&mut self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
+        if entry.id() <= self.caught_up_to || !self.follows(&entry) {
+            return None;
+        }
+        self.last_delivered = entry.id();
+        Some(entry)
+    }
+
+    /// Reads the next page of a replay into the queue.
+    async fn replay_page(&mut self, after: u64, until: u64) {
+        match self.shared.storage.since(after, REPLAY_PAGE).await {
+            Ok(page) => {
+                let last = page.last().map_or(until, |version| version.id.min(until));
+                self.replay = (last < until).then_some((last, until));
+                let page = page.into_iter().filter(|version| version.id <= until);
+                let entries = page.map(|version| Arc::new(Entry::new(version)));
+                let followed: Vec<_> = entries.filter(|entry| self.follows(entry)).collect();
+                self.queue.extend(followed);
+            }
+            Err(error) => {
+                // The subscriber cannot get every version, but it can still get the latest
+                // version of every event, which is all the slow-consumer policy promises.
+                tracing::warn!(%error, after, "replay failed; catching up from the latest versions");
+                self.replay = None;
+                self.catch_up(0);
+            }
+        }
+    }
+
+    /// Brings a subscriber that fell behind to the current state; see the module docs.
+    fn catch_up(&mut self, missed: u64) {
+        tracing::debug!(missed, last_delivered = self.last_delivered, "subscriber lagged");
+        let Joined { snapshot, last_id, receiver } =
+            self.shared.state.join(true, self.last_delivered, self.events.as_ref());
+        self.queue = snapshot;
+        self.caught_up_to = last_id;
+        self.receiver = receiver;
+    }
+}
+
+/// Counts a live subscription for as long as it exists.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(count)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,233 @@
+//! Behaviour of the engine as an embedding program sees it, on the in-memory backend.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_storage::MemoryStorage;
+
+use crate::{Broker, Config, Entry, Error, Json, SubscribeOptions, Subscription};
+
+async fn broker() -> Broker {
+    broker_with(Config::default()).await
+}
+
+async fn broker_with(config: Config) -> Broker {
+    Broker::open(MemoryStorage::new(), config).await.expect("open")
+}
+
+async fn insert(broker: &Broker, event: &str, data: &str) -> Arc<Entry> {
+    broker.insert(event, Json::parse(data).expect("valid JSON")).await.expect("insert")
+}
+
+async fn next(subscription: &mut Subscription) -> Arc<Entry> {
+    tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .expect("an entry within 5 s")
+        .expect("the subscription is open")
+}
+
+fn pending(subscription: &mut Subscription) -> Vec<(String, String)> {
+    std::iter::from_fn(|| subscription.try_next())
+        .map(|entry| (entry.event().to_owned(), entry.data().to_owned()))
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(event, data)| (event.to_string(), data.to_string())).collect()
+}
+
+/// Regression: a subscriber that connected while there were no events was never registered.
+#[tokio::test]
+async fn subscriber_of_an_empty_broker_receives_later_inserts() {
+    let broker = broker().await;
+    let mut subscription = broker.subscribe(SubscribeOptions::new());
+    insert(&broker, "user", r#"{"name":"Rusty"}"#).await;
+    let entry = next(&mut subscription).await;
+    assert_eq!((entry.event(), entry.data()), ("user", r#"{"name":"Rusty"}"#));
+}
+
+/// Regression: with N latest events, every later update reached a subscriber N times.
+#[tokio::test]
+async fn each_update_arrives_once_whatever_the_number_of_events() {
+    let broker = broker().await;
+    for n in 0..5 {
+        insert(&broker, &format!("event-{n}"), "0").await;
+    }
+    let mut subscription = broker.subscribe(SubscribeOptions::new());
+    assert_eq!(pending(&mut subscription).len(), 5, "the snapshot holds each event once");
+    insert(&broker, "event-2", "1").await;
+    assert_eq!(next(&mut subscription).await.data(), "1");
+    assert_eq!(pending(&mut subscription), [], "the update arrived exactly once");
+}
+
+/// Regression: with more than about 100 latest events, subscribing panicked.
+#[tokio::test]
+async fn snapshot_of_thousands_of_events_arrives_in_commit_order() {
+    let broker = broker().await;
+    for n in 0..3000 {
+        insert(&broker, &format!("event-{n}"), &n.to_string()).await;
+    }
+    let mut subscription = broker.subscribe(SubscribeOptions::new());
+    let snapshot: Vec<u64> =
+        std::iter::from_fn(|| subscription.try_next()).map(|e| e.id()).collect();
+    assert_eq!(snapshot, (1..=3000).collect::<Vec<_>>());
+    insert(&broker, "event-7", "\"new\"").await;
+    assert_eq!(next(&mut subscription).await.id(), 3001);
+}
+
+#[tokio::test]
+async fn snapshot_holds_only_the_latest_version_of_each_event() {
+    let broker = broker().await;
+    insert(&broker, "a", "1").await;
+    insert(&broker, "b", "1").await;
+    insert(&broker, "a", "2").await;
+    let mut subscription = broker.subscribe(SubscribeOptions::new());
+    assert_eq!(pending(&mut subscription), pairs(&[("b", "1"), ("a", "2")]));
+}
+
+#[tokio::test]
+async fn inserts_racing_a_new_subscriber_arrive_once_and_in_order() {
+    let broker = broker().await;
+    let writer = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            for n in 0..2000 {
+                insert(&broker, &format!("e{}", n % 7), &n.to_string()).await;
+            }
+        })
+    };
+    let mut subscriptions = Vec::new();
+    for _ in 0..20 {
+        subscriptions.push(broker.subscribe(SubscribeOptions::new()));
+        tokio::task::yield_now().await;
+    }
+    writer.await.expect("writer");
+    for mut subscription in subscriptions {
+        let mut last_id = 0;
+        let mut latest = HashMap::new();
+        while let Some(entry) = subscription.try_next() {
+            assert!(entry.id() > last_id, "ids arrive strictly increasing, no duplicate");
+            last_id = entry.id();
+            latest.insert(entry.event().to_owned(), entry.data().to_owned());
+        }
+        assert_eq!(last_id, 2000, "the subscriber got up to the last insert");
+        for n in 1993..2000 {
+            assert_eq!(latest[&format!("e{}", n % 7)], n.to_string(), "latest of each event");
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_subscriber_catches_up_to_the_latest_of_every_event_without_going_back() {
+    let broker = broker_with(Config { live_capacity: 4, ..Config::default() }).await;
+    insert(&broker, "a", "0").await;
+    let mut slow = broker.subscribe(SubscribeOptions::new());
+    let mut fast = broker.subscribe(SubscribeOptions::new());
+    assert_eq!(next(&mut slow).await.data(), "0");
+    assert_eq!(pending(&mut fast).len(), 1);
+    for n in 1..=100 {
+        insert(&broker, ["a", "b", "c"][n % 3], &n.to_string()).await;
+        assert_eq!(next(&mut fast).await.data(), n.to_string(), "a reader is never held back");
+    }
+    let caught_up = pending(&mut slow);
+    assert_eq!(caught_up, pairs(&[("c", "98"), ("a", "99"), ("b", "100")]));
+    insert(&broker, "a", "101").await;
+    assert_eq!(next(&mut slow).await.data(), "101", "after catching up it is live again");
+}
+
+#[tokio::test]
+async fn resume_replays_everything_after_the_id_then_goes_live() {
+    let broker = broker().await;
+    let mut ids = Vec::new();
+    for n in 0..1500 {
+        ids.push(insert(&broker, ["a", "b"][n % 2], &n.to_string()).await.id());
+    }
+    let mut subscription = broker.subscribe(SubscribeOptions::new().resume_after(ids[9]));
+    assert!(subscription.resumed());
+    for expected in &ids[10..] {
+        assert_eq!(next(&mut subscription).await.id(), *expected);
+    }
+    insert(&broker, "a", "\"live\"").await;
+    assert_eq!(next(&mut subscription).await.data(), "\"live\"");
+    assert_eq!(pending(&mut subscription), [], "no duplicate at the seam");
+}
+
+#[tokio::test]
+async fn resume_after_an_unknown_id_starts_with_a_snapshot() {
+    let broker = broker().await;
+    insert(&broker, "a", "1").await;
+    insert(&broker, "a", "2").await;
+    let mut subscription = broker.subscribe(SubscribeOptions::new().resume_after(99));
+    assert!(!subscription.resumed());
+    assert_eq!(pending(&mut subscription), pairs(&[("a", "2")]));
+    let mut current = broker.subscribe(SubscribeOptions::new().resume_after(2));
+    assert!(current.resumed());
+    assert_eq!(pending(&mut current), [], "nothing to replay after the last id");
+}
+
+#[tokio::test]
+async fn filtered_subscription_sees_only_its_events() {
+    let broker = broker().await;
+    for (event, data) in [("a", "1"), ("b", "1"), ("c", "1"), ("a", "2")] {
+        insert(&broker, event, data).await;
+    }
+    let mut snapshot = broker.subscribe(SubscribeOptions::new().events(["a", "c"]));
+    let mut replay = broker.subscribe(SubscribeOptions::new().events(["b"]).resume_after(0));
+    assert_eq!(pending(&mut snapshot), pairs(&[("c", "1"), ("a", "2")]));
+    assert_eq!(next(&mut replay).await.data(), "1");
+    insert(&broker, "b", "2").await;
+    insert(&broker, "c", "2").await;
+    assert_eq!(next(&mut snapshot).await.data(), "2");
+    assert_eq!(next(&mut replay).await.data(), "2");
+    assert_eq!(pending(&mut snapshot), [], "b is not followed");
+}
+
+#[tokio::test]
+async fn subscriber_count_follows_subscriptions() {
+    let broker = broker().await;
+    let subscriptions: Vec<_> =
+        (0..10).map(|_| broker.subscribe(SubscribeOptions::new())).collect();
+    assert_eq!(broker.subscriber_count(), 10);
+    drop(subscriptions);
+    assert_eq!(broker.subscriber_count(), 0);
+}
+
+#[tokio::test]
+async fn invalid_event_names_are_refused_and_nothing_is_stored() {
+    let broker = broker().await;
+    for name in ["", "a\nid: 5", "nul\0"] {
+        let result = broker.insert(name, Json::parse("1").expect("valid")).await;
+        assert!(matches!(result, Err(Error::InvalidEventName(_))), "{name:?}: {result:?}");
+    }
+    assert_eq!(broker.last_id(), 0);
+}
+
+#[tokio::test]
+async fn close_commits_queued_inserts_and_ends_subscriptions() {
+    let broker = broker().await;
+    let mut subscription = broker.subscribe(SubscribeOptions::new());
+    let inserts: Vec<_> = (0..200)
+        .map(|n| {
+            let broker = broker.clone();
+            tokio::spawn(async move { broker.insert("a", Json::from(serde_json::json!(n))).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    broker.close().await.expect("close");
+    let mut acknowledged = 0;
+    for insert in inserts {
+        match insert.await.expect("task") {
+            Ok(_) => acknowledged += 1,
+            Err(Error::Closed) => {}
+            Err(error) => panic!("unexpected error {error}"),
+        }
+    }
+    let mut delivered = 0;
+    while subscription.next().await.is_some() {
+        delivered += 1;
+    }
+    assert_eq!(delivered, acknowledged, "every acknowledged insert was published, then the end");
+    let late = broker.insert("a", Json::parse("1").expect("valid")).await;
+    assert!(matches!(late, Err(Error::Closed)), "{late:?}");
+}
