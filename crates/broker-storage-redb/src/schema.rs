@@ -1,0 +1,131 @@
+//! The tables of a store's redb file, and the identity written into it when it is created.
+//!
+//! A store is one redb file holding four tables:
+//!
+//! - `versions`: id (`u64`) → `(event, timestamp, data)` as `(&str, u64, &str)`. The log itself,
+//!   in id order; `since` is a range scan over it, and its last key is the last id handed out.
+//! - `by_event`: `(event, id)` as `(&str, u64)` → `()`. The index behind `history`. redb compares
+//!   tuple keys element by element, so the range from `(event, after + 1)` to `(event, u64::MAX)`
+//!   holds exactly the versions of `event`: `"username"` sorts after every `("user", _)`.
+//! - `latest`: event (`&str`) → id (`u64`) of its newest version. `latest()` reads this table and
+//!   one `versions` row per event, never the whole log.
+//! - `meta`: name (`&str`) → bytes. `database_id` holds the 16 bytes of the database's UUID,
+//!   `format_version` the little-endian `u64` [`FORMAT_VERSION`] of this layout.
+//!
+//! Every append writes one row into each of `versions` and `by_event` and overwrites one in
+//! `latest`, all in the batch's single transaction, so the three always agree.
+
+use std::path::Path;
+
+use broker_storage::{StorageError, Uuid, Version};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
+
+use crate::error::from_redb;
+
+/// The log of every version, by id.
+pub(crate) const VERSIONS: TableDefinition<'static, u64, (&str, u64, &str)> =
+    TableDefinition::new("versions");
+
+/// The index of versions by event name, then id.
+pub(crate) const BY_EVENT: TableDefinition<'static, (&str, u64), ()> =
+    TableDefinition::new("by_event");
+
+/// The id of the newest version of each event.
+pub(crate) const LATEST: TableDefinition<'static, &str, u64> = TableDefinition::new("latest");
+
+/// The database's identity and the version of this layout.
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+
+/// The version of the layout described above. A file written with another one is refused.
+pub(crate) const FORMAT_VERSION: u64 = 1;
+
+const DATABASE_ID_KEY: &str = "database_id";
+const FORMAT_VERSION_KEY: &str = "format_version";
+
+/// Builds the version stored under `id` from its `versions` row.
+pub(crate) fn version(id: u64, (event, timestamp, data): (&str, u64, &str)) -> Version {
+    Version { id, event: event.to_owned(), timestamp, data: data.to_owned() }
+}
+
+/// Reads the identity of the database in `db`, or writes a fresh one with the format version if
+/// the file is new. Creates every table, so that readers never meet a missing one.
+///
+/// `path` only names the file in error messages.
+pub(crate) fn identify(db: &Database, path: &Path) -> Result<Uuid, StorageError> {
+    let mut txn = db.begin_write().map_err(from_redb)?;
+    txn.set_durability(Durability::Immediate).map_err(from_redb)?;
+    let database_id = {
+        let mut meta = txn.open_table(META).map_err(from_redb)?;
+        let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+        txn.open_table(BY_EVENT).map_err(from_redb)?;
+        txn.open_table(LATEST).map_err(from_redb)?;
+        match read_identity(&meta, path)? {
+            Some(database_id) => database_id,
+            None if !versions.is_empty().map_err(from_redb)? => {
+                return Err(StorageError::Corrupt(format!(
+                    "{} holds versions but no database identity",
+                    path.display()
+                )));
+            }
+            None => write_identity(&mut meta)?,
+        }
+    };
+    txn.commit().map_err(from_redb)?;
+    Ok(database_id)
+}
+
+/// The identity recorded in `meta`, or `None` when the table is empty (a new file).
+fn read_identity(meta: &Table<'_, &str, &[u8]>, path: &Path) -> Result<Option<Uuid>, StorageError> {
+    let format = meta.get(FORMAT_VERSION_KEY).map_err(from_redb)?;
+    let database_id = meta.get(DATABASE_ID_KEY).map_err(from_redb)?;
+    let (format, database_id) = match (format, database_id) {
+        (None, None) => return Ok(None),
+        (Some(format), Some(database_id)) => (format, database_id),
+        _ => {
+            return Err(StorageError::Corrupt(format!(
+                "{} holds only half of its identity (database id and format version)",
+                path.display()
+            )));
+        }
+    };
+    let corrupt = |what: &str| StorageError::Corrupt(format!("{}: {what}", path.display()));
+    let format = <[u8; 8]>::try_from(format.value())
+        .map(u64::from_le_bytes)
+        .map_err(|_| corrupt("the format version is not 8 bytes long"))?;
+    if format != FORMAT_VERSION {
+        return Err(StorageError::backend(format!(
+            "{} has storage format version {format}, and this build reads only version \
+             {FORMAT_VERSION}",
+            path.display()
+        )));
+    }
+    let database_id = <[u8; 16]>::try_from(database_id.value())
+        .map(Uuid::from_bytes)
+        .map_err(|_| corrupt("the database id is not 16 bytes long"))?;
+    if database_id.is_nil() {
+        return Err(corrupt("the database id is nil"));
+    }
+    Ok(Some(database_id))
+}
+
+/// Records a fresh identity and the current format version in `meta`.
+fn write_identity(meta: &mut Table<'_, &str, &[u8]>) -> Result<Uuid, StorageError> {
+    let database_id = Uuid::new_v4();
+    meta.insert(DATABASE_ID_KEY, database_id.as_bytes().as_slice()).map_err(from_redb)?;
+    meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(from_redb)?;
+    Ok(database_id)
+}
+
+/// Writes `format_version` into the `meta` table of the redb file at `path`, for tests of files
+/// written by another build.
+#[cfg(test)]
+pub(crate) fn force_format_version(path: &Path, format_version: u64) {
+    let db = Database::create(path).expect("open the test database");
+    let txn = db.begin_write().expect("begin a write");
+    {
+        let mut meta = txn.open_table(META).expect("open meta");
+        meta.insert(FORMAT_VERSION_KEY, format_version.to_le_bytes().as_slice())
+            .expect("write the format version");
+    }
+    txn.commit().expect("commit");
+}

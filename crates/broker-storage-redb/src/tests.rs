@@ -1,0 +1,179 @@
+//! Tests of [`RedbStorage`] against real redb files: the conformance suite, and what a single
+//! process cannot show through the trait alone (restarts, identities, locking, bad files).
+
+use std::path::{Path, PathBuf};
+
+use broker_storage::{NewVersion, Storage, StorageError, Version, conformance};
+use tempfile::TempDir;
+
+use crate::RedbStorage;
+
+fn temp_dir() -> TempDir {
+    TempDir::new().expect("create a temporary directory")
+}
+
+async fn open(path: &Path) -> RedbStorage {
+    RedbStorage::open(path).await.expect("open the store")
+}
+
+/// `count` versions cycling over `events`, in batches of `batch`.
+async fn fill(store: &RedbStorage, events: &[&str], count: usize, batch: usize) -> Vec<Version> {
+    let mut stored = Vec::with_capacity(count);
+    let all: Vec<NewVersion> = (0..count)
+        .map(|n| NewVersion::new(events[n % events.len()], n as u64, n.to_string()))
+        .collect();
+    for chunk in all.chunks(batch) {
+        stored.extend(store.append(chunk.to_vec()).await.expect("append"));
+    }
+    stored
+}
+
+/// Asserts that opening `path` fails with a backend error whose message names the file and
+/// contains `reason`.
+async fn check_open_fails(path: &Path, reason: &str) {
+    match RedbStorage::open(path).await {
+        Err(error @ StorageError::Backend(_)) => {
+            let message = error.to_string();
+            assert!(message.contains(&path.display().to_string()), "names the path: {message}");
+            assert!(message.contains(reason), "says {reason:?}: {message}");
+        }
+        other => panic!("opening {} should fail with a backend error: {other:?}", path.display()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redb_storage_passes_the_conformance_suite() {
+    let dir = temp_dir();
+    let mut count = 0;
+    conformance::run(|| {
+        count += 1;
+        let path = dir.path().join(format!("store-{count}.redb"));
+        async move { open(&path).await }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_survives_close_and_reopen() {
+    let dir = temp_dir();
+    // A missing parent directory is created.
+    let path = dir.path().join("nested").join("broker.redb");
+    let store = open(&path).await;
+    let stored = fill(&store, &["a", "b", "c"], 50, 7).await;
+    let before = (
+        store.database_id(),
+        store.latest().await.expect("latest"),
+        store.history("b", 0, 100).await.expect("history"),
+        store.since(0, 100).await.expect("since"),
+    );
+    assert_eq!(before.3, stored);
+    store.close().await.expect("close");
+
+    let store = open(&path).await;
+    let after = (
+        store.database_id(),
+        store.latest().await.expect("latest"),
+        store.history("b", 0, 100).await.expect("history"),
+        store.since(0, 100).await.expect("since"),
+    );
+    assert_eq!(after, before, "identity, latest, history and the log survive a reopen");
+    let last = stored.last().expect("versions were stored").id;
+    let next = store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
+    assert!(next[0].id > last, "ids continue after a reopen: {} after {last}", next[0].id);
+    store.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_database_has_its_own_identity() {
+    let dir = temp_dir();
+    let (first_path, second_path) = (dir.path().join("first.redb"), dir.path().join("second.redb"));
+    let first = open(&first_path).await;
+    let second = open(&second_path).await;
+    assert_ne!(first.database_id(), second.database_id(), "two files, two identities");
+
+    let wiped = first.database_id();
+    first.close().await.expect("close");
+    std::fs::remove_file(&first_path).expect("wipe the file");
+    let recreated = open(&first_path).await;
+    assert_ne!(recreated.database_id(), wiped, "a wiped and recreated file gets a new identity");
+    assert_eq!(recreated.since(0, 10).await.expect("since"), [], "and starts empty");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opening_a_file_that_is_not_a_database_names_it() {
+    let dir = temp_dir();
+    // A fixed xorshift sequence: random-looking bytes, the same on every run.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    for (name, contents) in [("noise.redb", noise), ("text.redb", b"not a database\n".to_vec())] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).expect("write the file");
+        check_open_fails(&path, "cannot open").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_open_in_this_process_cannot_be_opened_again_until_closed() {
+    let dir = temp_dir();
+    let path = dir.path().join("broker.redb");
+    let store = open(&path).await;
+    // redb locks the file with open-file-description locks, which conflict within one process too.
+    check_open_fails(&path, "already open").await;
+    store.close().await.expect("close");
+    let reopened = open(&path).await;
+    assert_eq!(reopened.database_id(), store.database_id(), "close released the file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_format_version_is_refused() {
+    let dir = temp_dir();
+    let path = dir.path().join("broker.redb");
+    open(&path).await.close().await.expect("close");
+    crate::schema::force_format_version(&path, 99);
+    check_open_fails(&path, "format version 99").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn latest_does_not_depend_on_the_number_of_versions() {
+    let dir = temp_dir();
+    let store = open(&dir.path().join("broker.redb")).await;
+    let stored = fill(&store, &["a", "b", "c"], 20_000, 1_000).await;
+    let latest = store.latest().await.expect("latest");
+    assert_eq!(latest, stored[stored.len() - 3..], "one version per event, the newest of each");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn close_waits_for_appends_in_flight() {
+    let dir = temp_dir();
+    let path: PathBuf = dir.path().join("broker.redb");
+    let store = std::sync::Arc::new(open(&path).await);
+    let appends: Vec<_> = (0..8)
+        .map(|n| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { store.append(vec![NewVersion::new("a", n, "0")]).await })
+        })
+        .collect();
+    store.close().await.expect("close");
+    let mut acknowledged = Vec::new();
+    for append in appends {
+        match append.await.expect("append task") {
+            Ok(stored) => acknowledged.extend(stored),
+            Err(StorageError::Closed) => {}
+            Err(error) => panic!("an append racing close fails only with Closed: {error:?}"),
+        }
+    }
+    acknowledged.sort_unstable_by_key(|version| version.id);
+    let reopened = open(&path).await;
+    assert_eq!(
+        reopened.since(0, 100).await.expect("since"),
+        acknowledged,
+        "every acknowledged append, and nothing else, is stored"
+    );
+}
