@@ -1,1 +1,95 @@
-//! stub
+//! The broker's HTTP transport: routes, Server-Sent Events, CORS, limits and errors, on hyper.
+//!
+//! This is the only crate that knows HTTP and SSE. It serves a [`Broker`] from `broker-core`:
+//! [`handle`] answers one request (tests call it without a socket), and [`serve`] runs the accept
+//! loop until a shutdown future completes.
+//!
+//! # Layout
+//!
+//! - `server.rs`: [`serve`], the accept loop, connection limits, graceful shutdown.
+//! - `router.rs`: [`handle`], routing, methods and CORS on every response.
+//! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
+//! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
+//! - `error.rs`: [`ApiError`], every failure as the client sees it.
+//!
+//! # Example
+//!
+//! ```
+//! use broker_core::{Broker, Config};
+//! use broker_http::{App, HttpConfig};
+//! use broker_storage::MemoryStorage;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let broker = Broker::open(MemoryStorage::new(), Config::default()).await?;
+//! let app = App::new(broker.clone(), HttpConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+//! let shutdown = tokio::time::sleep(std::time::Duration::from_millis(10));
+//! broker_http::serve(listener, app, shutdown).await;
+//! broker.close().await?;
+//! # Ok::<(), broker_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod audit;
+mod body;
+mod config;
+mod cors;
+mod error;
+mod events;
+mod insert;
+mod json;
+mod router;
+mod server;
+mod sse;
+
+use std::sync::Arc;
+
+use broker_core::Broker;
+use tokio_util::sync::CancellationToken;
+
+pub use body::Body;
+pub use config::{AllowOrigin, HttpConfig};
+pub use error::ApiError;
+pub use router::handle;
+pub use server::serve;
+
+/// What every request is served with: the broker and the transport's settings.
+///
+/// Cloning is cheap; clones share everything, including shutdown.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    broker: Broker,
+    config: HttpConfig,
+    /// Cancelled when shutdown begins; every event stream ends on it.
+    shutdown: CancellationToken,
+}
+
+impl App {
+    /// Serves `broker` with `config`.
+    pub fn new(broker: Broker, config: HttpConfig) -> App {
+        App { inner: Arc::new(Inner { broker, config, shutdown: CancellationToken::new() }) }
+    }
+
+    /// The broker served.
+    pub fn broker(&self) -> &Broker {
+        &self.inner.broker
+    }
+
+    /// The transport's settings.
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    /// Ends every event stream, now and as soon as a new one starts.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}

@@ -1,1 +1,101 @@
-//! stub
+//! The broker server: the redb backend, the engine and the HTTP transport, wired together.
+//!
+//! The `broker-server` binary is a thin `main` over this library. Programs that start the server
+//! from their own `main` use [`broker_run`] (the one-line start) or [`Server`] (full control over
+//! configuration and shutdown).
+//!
+//! # Layout
+//!
+//! - `args.rs`: [`Args`], the command line and environment, validated into a [`Config`].
+//! - `server.rs`: [`Server`]: open the database, bind, serve, shut down.
+//!
+//! # Example
+//!
+//! ```no_run
+//! #[tokio::main]
+//! async fn main() -> Result<(), broker_server::Error> {
+//!     // Allows any origin; reads PORT from the environment.
+//!     broker_server::broker_run("*").await
+//! }
+//! ```
+
+mod args;
+mod server;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use args::Args;
+pub use server::{Server, shutdown_signal};
+
+/// Everything the server needs to run; build it with [`Config::new`] or from [`Args`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The address to listen on. Default: 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// The redb database file.
+    pub data: PathBuf,
+    /// Settings of the engine.
+    pub engine: broker_core::Config,
+    /// Settings of the HTTP transport.
+    pub http: broker_http::HttpConfig,
+}
+
+impl Config {
+    /// The defaults, storing into the redb file at `data`.
+    pub fn new(data: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            data: data.into(),
+            engine: broker_core::Config::default(),
+            http: broker_http::HttpConfig::default(),
+        }
+    }
+}
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is invalid; the message says which and how to fix it.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The database could not be opened or closed.
+    #[error("database {path}: {source}")]
+    Storage {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: broker_storage::StorageError,
+    },
+    /// The engine failed to open or close.
+    #[error(transparent)]
+    Engine(#[from] broker_core::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Queued inserts were not all committed within the shutdown deadline.
+    #[error("shutdown did not finish within {0:?}")]
+    ShutdownTimeout(Duration),
+}
+
+/// Runs the broker until SIGINT or SIGTERM, allowing CORS requests from `origin` (`*` for any, or
+/// a comma-separated list of origins) and listening on the port in the `PORT` environment
+/// variable (default 8080). Every other setting comes from the environment variables that
+/// `broker-server --help` lists, or their defaults.
+pub async fn broker_run(origin: &str) -> Result<(), Error> {
+    use clap::Parser;
+    let args = Args::try_parse_from(["broker-server", "--allow-origin", origin])
+        .map_err(|error| Error::Config(error.to_string()))?;
+    let server = Server::bind(args.into_config()?).await?;
+    server.run(shutdown_signal()).await
+}

@@ -1,0 +1,48 @@
+//! [`HttpConfig`]: everything the transport can be told.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+
+/// Which origins browsers may call the broker from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowOrigin {
+    /// Any origin: `Access-Control-Allow-Origin: *`.
+    Any,
+    /// Only these origins, each echoed back when a request comes from it.
+    List(Vec<HeaderValue>),
+}
+
+/// Settings of the HTTP transport; [`HttpConfig::default`] gives the documented defaults.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// Origins allowed by CORS. Default: any.
+    pub allow_origin: AllowOrigin,
+    /// How often an idle event stream gets a heartbeat comment. Default: 15 s.
+    pub heartbeat: Duration,
+    /// The reconnection delay sent to event stream clients as `retry:`. Default: 3 s.
+    pub retry: Duration,
+    /// The largest request body accepted, in bytes. Default: 1 MiB.
+    pub max_body: usize,
+    /// The most connections served at once; more get `503` with `Retry-After`. Default: 10,000.
+    pub max_connections: usize,
+    /// How long a client may take to send its request headers. Default: 10 s.
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for open connections before it gives up on them. Default: 10 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            allow_origin: AllowOrigin::Any,
+            heartbeat: Duration::from_secs(15),
+            retry: Duration::from_secs(3),
+            max_body: 1024 * 1024,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! [`ApiError`]: every way a request can fail, as the client sees it.
+
+use std::time::Duration;
+
+use broker_core::Error as CoreError;
+use headers::{HeaderMapExt, RetryAfter};
+use http::{Method, StatusCode, header};
+
+use crate::body::{Body, json_response};
+
+/// A request that failed: a status, a stable code and a message, sent as a JSON body.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The body is not JSON.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// A field of the body is missing, of the wrong type, or unknown; the message names it.
+    #[error("{0}")]
+    InvalidField(String),
+    /// The event name is empty, too long, or contains a control character.
+    #[error("{0}")]
+    InvalidEventName(String),
+    /// A query parameter is malformed.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// No route has this path.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The route exists but not with this method.
+    #[error("{method} is not allowed here; use {}", allow_list(.allow))]
+    MethodNotAllowed {
+        /// The method of the request.
+        method: Method,
+        /// The methods the route allows.
+        allow: &'static [Method],
+    },
+    /// The body is larger than the configured limit.
+    #[error("the body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body of `/insert` is not `application/json`.
+    #[error("the body must be sent with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// The request body could not be read.
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
+    /// The broker is shutting down.
+    #[error("the broker is shutting down; nothing was stored")]
+    Unavailable,
+    /// The database failed.
+    #[error("the database failed; nothing was stored")]
+    Storage,
+}
+
+impl ApiError {
+    /// The HTTP status of the error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidField(_)
+            | ApiError::InvalidEventName(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable code of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::InvalidField(_) => "invalid_field",
+            ApiError::InvalidEventName(_) => "invalid_event_name",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::BadBody(_) => "bad_body",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Storage => "storage_error",
+        }
+    }
+
+    /// The response that tells the client about the error.
+    pub(crate) fn into_response(self) -> http::Response<Body> {
+        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut response = json_response(self.status(), body.to_string());
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::MethodNotAllowed { allow, .. } => {
+                headers.typed_insert(allow.iter().cloned().collect::<headers::Allow>());
+            }
+            ApiError::Unavailable => {
+                headers.typed_insert(RetryAfter::delay(Duration::from_secs(1)));
+            }
+            ApiError::PayloadTooLarge(_) => {
+                // The rest of the body is not read, so the connection cannot be reused.
+                headers.insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(error: CoreError) -> ApiError {
+        match error {
+            CoreError::InvalidEventName(reason) => ApiError::InvalidEventName(reason),
+            CoreError::InvalidData(reason) => ApiError::MalformedJson(reason),
+            CoreError::Closed => ApiError::Unavailable,
+            error => {
+                tracing::error!(%error, "request failed in the engine");
+                ApiError::Storage
+            }
+        }
+    }
+}
+
+fn allow_list(methods: &[Method]) -> String {
+    methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
+}

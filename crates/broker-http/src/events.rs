@@ -1,0 +1,108 @@
+//! `GET /events`: the Server-Sent Events stream of one subscriber.
+
+use std::convert::Infallible;
+
+use broker_core::{Entry, SubscribeOptions, Subscription, validate_event_name};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+use crate::App;
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::sse;
+
+/// A subscriber with several frames ready gets them in one write, up to this many bytes: fewer
+/// system calls, and the frames themselves stay shared until this point.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+pub(crate) fn events<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, ApiError> {
+    let mut options = SubscribeOptions::new();
+    let mut resume_from = None;
+    for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+    {
+        match &*key {
+            "event" => {
+                validate_event_name(&value, app.broker().config().max_event_name_len)
+                    .map_err(|error| ApiError::InvalidQuery(format!("event: {error}")))?;
+                options = options.events([&*value]);
+            }
+            "lastEventId" => resume_from = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    // The header is what browsers send by themselves on reconnect, so it wins over the query.
+    let resume_from = last_event_id(request.headers()).or(resume_from);
+    let database = app.broker().database_id();
+    if let Some(id) = resume_from.as_deref().and_then(|id| sse::parse_id(id, &database)) {
+        options = options.resume_after(id);
+    }
+    let subscription = app.broker().subscribe(options);
+    let resumed = subscription.resumed();
+    tracing::debug!(resumed, subscribers = app.broker().subscriber_count(), "subscriber joined");
+
+    let mut response = Response::new(stream(app.clone(), subscription));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let start = if resumed { "resumed" } else { "snapshot" };
+    headers.insert("broker-start", HeaderValue::from_static(start));
+    Ok(response)
+}
+
+fn last_event_id(headers: &HeaderMap) -> Option<String> {
+    Some(headers.get("last-event-id")?.to_str().ok()?.to_owned())
+}
+
+/// The body of one event stream: the prelude, then entries as they come, heartbeats while idle.
+///
+/// The stream ends when the server shuts down or the broker closes. When the client goes away,
+/// hyper drops the body, which drops the subscription.
+fn stream(app: App, mut subscription: Subscription) -> Body {
+    let heartbeat = app.config().heartbeat;
+    let prelude = sse::prelude(app.config().retry, subscription.resumed());
+    let frames = async_stream::stream! {
+        yield Ok::<_, Infallible>(Frame::data(prelude));
+        let shutdown = app.shutdown_token();
+        let mut ticks = interval_at(Instant::now() + heartbeat, heartbeat);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let frame = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => None,
+                entry = subscription.next() => entry.map(|entry| {
+                    ticks.reset();
+                    ready_frames(&app, entry, &mut subscription)
+                }),
+                _ = ticks.tick() => Some(Bytes::from_static(sse::HEARTBEAT)),
+            };
+            let Some(frame) = frame else { break };
+            yield Ok(Frame::data(frame));
+        }
+    };
+    StreamBody::new(frames).boxed_unsync()
+}
+
+/// The frame of `first`, followed by those of every entry ready right now, up to
+/// [`COALESCE_LIMIT`] bytes. A single frame is the shared encoding itself, not a copy.
+fn ready_frames(app: &App, first: std::sync::Arc<Entry>, subscription: &mut Subscription) -> Bytes {
+    let first = encoded(app, &first);
+    let Some(second) = subscription.try_next() else { return first };
+    let mut frames = BytesMut::with_capacity(COALESCE_LIMIT.min(first.len() * 8));
+    frames.extend_from_slice(&first);
+    frames.extend_from_slice(&encoded(app, &second));
+    while frames.len() < COALESCE_LIMIT {
+        let Some(next) = subscription.try_next() else { break };
+        frames.extend_from_slice(&encoded(app, &next));
+    }
+    frames.freeze()
+}
+
+fn encoded(app: &App, entry: &Entry) -> Bytes {
+    let database = app.broker().database_id();
+    entry.encoded(|version| sse::encode(version, &database)).clone()
+}

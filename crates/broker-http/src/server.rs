@@ -1,0 +1,94 @@
+//! The accept loop: connections, their limits, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::{App, handle};
+
+/// How long the accept loop pauses after a failed accept, such as running out of file
+/// descriptors, before it tries again; connections already open are served meanwhile.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The least time between two log lines about failed accepts.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` completes, then shuts down gracefully.
+///
+/// Shutdown stops accepting, ends every event stream, lets requests in flight (inserts waiting
+/// for their commit among them) finish, and gives up on connections still open after the
+/// configured deadline. It does not close the broker: the caller does that afterwards, once
+/// nothing can insert any more.
+pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(app.config().header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    // Connections beyond this many are told to come back later rather than queued.
+    let permits = Arc::new(Semaphore::new(app.config().max_connections));
+    let mut last_accept_error: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                if last_accept_error.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL) {
+                    tracing::warn!(%error, "accepting connections failed; backing off");
+                    last_accept_error = Some(Instant::now());
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
+        // Frames are written whole; waiting to fill segments only adds latency.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(&app, request).await) }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            tracing::trace!(%peer, "connection opened");
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(connections = graceful.count(), "shutting down: no longer accepting");
+    app.begin_shutdown();
+    let deadline = app.config().shutdown_timeout;
+    if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?deadline, "connections still open at the shutdown deadline; closing them");
+    }
+}
+
+/// Answers a connection over the limit with `503` and closes it, without reading its request.
+async fn refuse_busy(mut stream: TcpStream) {
+    const BODY: &str = r#"{"error":"unavailable","message":"too many connections; retry later"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}

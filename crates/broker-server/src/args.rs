@@ -1,0 +1,168 @@
+//! Command-line flags and environment variables, and their validation into a [`Config`].
+//!
+//! [`Args`] is the raw input as clap parses it; [`Args::into_config`] checks it and resolves the
+//! defaults that depend on the environment, so that a [`Config`] is always one the server can run.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use broker_http::AllowOrigin;
+use clap::Parser;
+use http::HeaderValue;
+
+use crate::{Config, Error};
+
+/// A real-time message broker over Server-Sent Events.
+///
+/// POST /insert stores a new version of an event and publishes it; GET /events streams the latest
+/// version of every event, then every new version; GET /audit/{event} lists an event's history.
+/// Every flag can also be set with the environment variable shown beside it.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "broker-server", version)]
+pub struct Args {
+    /// IP address to listen on; 0.0.0.0 accepts connections from other machines.
+    #[arg(long, env = "BROKER_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// TCP port to listen on; 0 picks a free port.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// The redb database file, created if missing.
+    /// [default: $XDG_DATA_HOME/broker/broker.redb, or ~/.local/share/broker/broker.redb]
+    #[arg(long, env = "BROKER_DATA")]
+    pub data: Option<PathBuf>,
+
+    /// Origins browsers may call from: `*` for any, or a comma-separated list such as
+    /// `https://app.example,https://admin.example`.
+    #[arg(long, env = "BROKER_ALLOW_ORIGIN", default_value = "*")]
+    pub allow_origin: String,
+
+    /// How often an idle event stream gets a heartbeat comment, such as `15s` or `500ms`.
+    #[arg(long, env = "BROKER_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// The reconnection delay event stream clients are told to wait (`retry:`).
+    #[arg(long, env = "BROKER_RETRY", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub retry: Duration,
+
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "BROKER_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub max_body: usize,
+
+    /// The longest event name accepted, in bytes.
+    #[arg(long, env = "BROKER_MAX_EVENT_NAME", default_value_t = broker_core::DEFAULT_MAX_EVENT_NAME_LEN)]
+    pub max_event_name: usize,
+
+    /// The most connections served at once; more are answered 503 with Retry-After.
+    #[arg(long, env = "BROKER_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// How long a client may take to send its request headers.
+    #[arg(long, env = "BROKER_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long shutdown waits for open connections and queued inserts before it gives up.
+    #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Args {
+    /// Checks every setting and resolves the defaults; the error says what is wrong and how to
+    /// set it right.
+    pub fn into_config(self) -> Result<Config, Error> {
+        let invalid = |message: String| Err(Error::Config(message));
+        if self.heartbeat.is_zero() {
+            return invalid("--heartbeat must be longer than 0, such as `15s`".into());
+        }
+        if self.max_body == 0 {
+            return invalid("--max-body must be at least 1 byte".into());
+        }
+        if self.max_event_name == 0 {
+            return invalid("--max-event-name must be at least 1 byte".into());
+        }
+        if self.max_connections == 0 {
+            return invalid("--max-connections must be at least 1".into());
+        }
+        let data = match self.data {
+            Some(data) => data,
+            None => default_data_path()?,
+        };
+        let mut config = Config::new(data);
+        config.listen = SocketAddr::new(self.bind, self.port);
+        config.engine.max_event_name_len = self.max_event_name;
+        let http = &mut config.http;
+        http.allow_origin = parse_allow_origin(&self.allow_origin)?;
+        http.heartbeat = self.heartbeat;
+        http.retry = self.retry;
+        http.max_body = self.max_body;
+        http.max_connections = self.max_connections;
+        http.header_read_timeout = self.header_timeout;
+        http.shutdown_timeout = self.shutdown_timeout;
+        Ok(config)
+    }
+}
+
+/// Where the database lives when no path is given: the user's data directory.
+fn default_data_path() -> Result<PathBuf, Error> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME").filter(|dir| !dir.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/share"),
+            None => {
+                return Err(Error::Config(
+                    "no data directory: set --data (or BROKER_DATA), XDG_DATA_HOME or HOME".into(),
+                ));
+            }
+        },
+    };
+    Ok(base.join("broker").join("broker.redb"))
+}
+
+/// Parses `*` or a comma-separated list of origins (`scheme://host[:port]`).
+pub(crate) fn parse_allow_origin(text: &str) -> Result<AllowOrigin, Error> {
+    let text = text.trim();
+    if text == "*" {
+        return Ok(AllowOrigin::Any);
+    }
+    let mut origins = Vec::new();
+    for origin in text.split(',').map(str::trim) {
+        let well_formed = origin.split_once("://").is_some_and(|(scheme, host)| {
+            !scheme.is_empty() && !host.is_empty() && !host.contains('/')
+        });
+        if origin == "*" || !well_formed {
+            return Err(Error::Config(format!(
+                "--allow-origin: {origin:?} is not an origin; use `*` alone, or origins like \
+                 `https://app.example` or `http://localhost:3000` separated by commas"
+            )));
+        }
+        let value = HeaderValue::from_str(origin).map_err(|_| {
+            Error::Config(format!(
+                "--allow-origin: {origin:?} has characters an origin cannot have"
+            ))
+        })?;
+        origins.push(value);
+    }
+    Ok(AllowOrigin::List(origins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_origin_is_any_or_a_list_of_origins() {
+        assert_eq!(parse_allow_origin("*").unwrap(), AllowOrigin::Any);
+        assert_eq!(
+            parse_allow_origin("https://a.example, http://localhost:3000").unwrap(),
+            AllowOrigin::List(vec![
+                HeaderValue::from_static("https://a.example"),
+                HeaderValue::from_static("http://localhost:3000"),
+            ])
+        );
+        for bad in ["", "a.example", "https://a.example/", "*,https://a.example", "https://"] {
+            assert!(parse_allow_origin(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}
