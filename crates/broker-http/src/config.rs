@@ -29,6 +29,9 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// How long a client may take to send its request headers. Default: 10 s.
     pub header_read_timeout: Duration,
+    /// How long a write may stay blocked because the client reads nothing before the connection
+    /// is closed. An event stream client reconnects and resumes. Default: 30 s.
+    pub write_timeout: Duration,
     /// How long shutdown waits for open connections before it gives up on them. Default: 10 s.
     pub shutdown_timeout: Duration,
 }
@@ -42,6 +45,7 @@ impl Default for HttpConfig {
             max_body: 1024 * 1024,
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
         }
     }

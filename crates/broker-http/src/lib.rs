@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - `server.rs`: [`serve`], the accept loop, connection limits, graceful shutdown.
+//! - `stall.rs`: the guard that drops connections whose peer stopped reading.
 //! - `router.rs`: [`handle`], routing, methods and CORS on every response.
 //! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
 //! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
@@ -41,6 +42,7 @@ mod json;
 mod router;
 mod server;
 mod sse;
+mod stall;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::stall::StallGuard;
 use crate::{App, handle};
 
 /// How long the accept loop pauses after a failed accept, such as running out of file
@@ -57,12 +58,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         };
         // Frames are written whole; waiting to fill segments only adds latency.
         let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(StallGuard::new(stream, app.config().write_timeout));
         let app = app.clone();
         let service = service_fn(move |request| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(handle(&app, request).await) }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {
             tracing::trace!(%peer, "connection opened");
             if let Err(error) = connection.await {

@@ -63,6 +63,11 @@ pub struct Args {
     #[arg(long, env = "BROKER_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
 
+    /// How long a client may read nothing while data waits for it before it is disconnected;
+    /// an event stream client then reconnects and resumes.
+    #[arg(long, env = "BROKER_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
     /// How long shutdown waits for open connections and queued inserts before it gives up.
     #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -82,6 +87,9 @@ impl Args {
         if self.max_event_name == 0 {
             return invalid("--max-event-name must be at least 1 byte".into());
         }
+        if self.write_timeout.is_zero() {
+            return invalid("--write-timeout must be longer than 0, such as `30s`".into());
+        }
         if self.max_connections == 0 {
             return invalid("--max-connections must be at least 1".into());
         }
@@ -99,6 +107,7 @@ impl Args {
         http.max_body = self.max_body;
         http.max_connections = self.max_connections;
         http.header_read_timeout = self.header_timeout;
+        http.write_timeout = self.write_timeout;
         http.shutdown_timeout = self.shutdown_timeout;
         Ok(config)
     }
