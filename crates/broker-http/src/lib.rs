@@ -37,6 +37,8 @@ mod config;
 mod cors;
 mod error;
 mod events;
+#[cfg(test)]
+mod fuzz;
 mod insert;
 mod json;
 mod router;

@@ -2,19 +2,22 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::stall::StallGuard;
-use crate::{App, handle};
+use crate::{App, Body, handle};
 
 /// How long the accept loop pauses after a failed accept, such as running out of file
 /// descriptors, before it tries again; connections already open are served meanwhile.
@@ -29,8 +32,7 @@ const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// configured deadline. It does not close the broker: the caller does that afterwards, once
 /// nothing can insert any more.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(app.config().header_read_timeout);
+    let http = http_builder(&app);
     let graceful = GracefulShutdown::new();
     // Connections beyond this many are told to come back later rather than queued.
     let permits = Arc::new(Semaphore::new(app.config().max_connections));
@@ -58,13 +60,8 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         };
         // Frames are written whole; waiting to fill segments only adds latency.
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(StallGuard::new(stream, app.config().write_timeout));
-        let app = app.clone();
-        let service = service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(&app, request).await) }
-        });
-        let connection = graceful.watch(http.serve_connection(io, service));
+        let io = StallGuard::new(stream, app.config().write_timeout);
+        let connection = graceful.watch(serve_connection(&http, &app, io));
         tokio::spawn(async move {
             tracing::trace!(%peer, "connection opened");
             if let Err(error) = connection.await {
@@ -79,6 +76,39 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     let deadline = app.config().shutdown_timeout;
     if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
         tracing::warn!(?deadline, "connections still open at the shutdown deadline; closing them");
+    }
+}
+
+/// The HTTP/1.1 settings every connection is served with.
+pub(crate) fn http_builder(app: &App) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(app.config().header_read_timeout);
+    http
+}
+
+/// Serves the requests of one connection with [`handle`].
+pub(crate) fn serve_connection<I>(
+    http: &http1::Builder,
+    app: &App,
+    io: I,
+) -> http1::Connection<TokioIo<I>, Handler>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    http.serve_connection(TokioIo::new(io), Handler(app.clone()))
+}
+
+/// The hyper service of a connection: every request goes to [`handle`].
+pub(crate) struct Handler(App);
+
+impl Service<Request<Incoming>> for Handler {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let app = self.0.clone();
+        Box::pin(async move { Ok(handle(&app, request).await) })
     }
 }
 

@@ -117,4 +117,73 @@ mod tests {
         assert_eq!(&prelude(Duration::from_secs(3), false)[..], b"retry: 3000\n: snapshot\n\n");
         assert_eq!(&prelude(Duration::from_millis(250), true)[..], b"retry: 250\n: resumed\n\n");
     }
+
+    mod properties {
+        use broker_core::{Json, validate_event_name};
+        use eventsource_stream::Eventsource;
+        use futures_util::{FutureExt, StreamExt};
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::*;
+
+        /// Any JSON value, with strings drawn from all of Unicode (line breaks included).
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(any::<String>(), inner, 0..6)
+                        .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Names the broker accepts, biased towards the characters SSE gives meaning to.
+        fn accepted_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[ :a-z\u{2028}\u{feff}\u{85}\r\n\0]{1,12}",
+                Just(" leading".to_owned()),
+                Just("data: x".to_owned()),
+            ]
+            .prop_filter("accepted by the engine", |name| validate_event_name(name, 256).is_ok())
+        }
+
+        fn parse(bytes: Bytes) -> Vec<eventsource_stream::Event> {
+            let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+            let events = stream.eventsource().collect::<Vec<_>>().now_or_never().expect("ready");
+            events.into_iter().map(|event| event.expect("the frame parses")).collect()
+        }
+
+        proptest! {
+            #[test]
+            fn frames_read_back_as_exactly_their_event_id_and_data(
+                name in accepted_name(),
+                value in json(),
+                id in any::<u64>(),
+                database in any::<u128>(),
+            ) {
+                let database = Uuid::from_u128(database);
+                let data = Json::from(&value);
+                let frame = encode(&version(id, &name, data.as_str()), &database);
+                let events = parse(frame);
+                prop_assert_eq!(events.len(), 1, "one frame is one event");
+                let event = &events[0];
+                prop_assert_eq!(&event.event, &name);
+                prop_assert_eq!(parse_id(&event.id, &database), Some(id));
+                prop_assert_eq!(event.retry, None);
+                prop_assert_eq!(&event.data, data.as_str());
+                let read_back: Value = serde_json::from_str(&event.data).expect("data is JSON");
+                prop_assert_eq!(read_back, value);
+            }
+        }
+    }
 }
