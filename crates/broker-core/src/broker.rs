@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::erased::DynStorage;
+use crate::metrics::Metrics;
 use crate::name::{DEFAULT_MAX_EVENT_NAME_LEN, validate_event_name};
 use crate::state::State;
 use crate::subscription::{SubscribeOptions, Subscription};
@@ -52,7 +53,8 @@ pub struct Broker {
 pub(crate) struct Shared {
     pub(crate) storage: Arc<dyn DynStorage>,
     pub(crate) state: Arc<State>,
-    pub(crate) subscribers: Arc<AtomicUsize>,
+    pub(crate) subscribers: AtomicUsize,
+    pub(crate) metrics: Arc<Metrics>,
     database_id: Uuid,
     config: Config,
     /// The writer's queue; `None` once the broker is closing.
@@ -73,8 +75,14 @@ impl Broker {
         // Back-pressure: when `queue_capacity` inserts wait for a commit, `insert` waits for room
         // rather than growing the queue without bound.
         let (sender, queue) = mpsc::channel(config.queue_capacity);
-        let writer =
-            tokio::spawn(writer::run(storage.clone(), state.clone(), queue, config.max_batch));
+        let metrics = Arc::new(Metrics::register());
+        let writer = tokio::spawn(writer::run(
+            storage.clone(),
+            state.clone(),
+            metrics.clone(),
+            queue,
+            config.max_batch,
+        ));
         tracing::info!(
             database_id = %storage.database_id(),
             events = state.latest().len(),
@@ -86,7 +94,8 @@ impl Broker {
                 database_id: storage.database_id(),
                 storage,
                 state,
-                subscribers: Arc::default(),
+                subscribers: AtomicUsize::new(0),
+                metrics,
                 config,
                 inserts: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(writer)),
@@ -146,6 +155,11 @@ impl Broker {
     /// How many [`Subscription`]s exist right now.
     pub fn subscriber_count(&self) -> usize {
         self.shared.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`close`](Broker::close) was called: inserts are refused from then on.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.shared.inserts).is_none()
     }
 
     /// The configuration the broker was opened with.

@@ -49,6 +49,7 @@ mod entry;
 mod erased;
 mod error;
 mod json;
+mod metrics;
 mod name;
 mod state;
 mod subscription;

@@ -16,7 +16,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
@@ -80,12 +80,12 @@ pub struct Subscription {
     /// The id of the last entry delivered; 0 before the first.
     last_delivered: u64,
     resumed: bool,
-    _counted: Counted,
 }
 
 impl Subscription {
     pub(crate) fn new(shared: Arc<Shared>, options: SubscribeOptions) -> Subscription {
-        let counted = Counted::new(shared.subscribers.clone());
+        shared.subscribers.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.subscribers.increment(1);
         let events = options.events;
         let state = &shared.state;
         let (joined, replay, after) = match options.resume_after {
@@ -109,7 +109,6 @@ impl Subscription {
             caught_up_to: last_id,
             last_delivered: after.unwrap_or(0),
             resumed: after.is_some(),
-            _counted: counted,
             shared,
         }
     }
@@ -216,6 +215,7 @@ impl Subscription {
     /// Brings a subscriber that fell behind to the current state; see the module docs.
     fn catch_up(&mut self, missed: u64) {
         tracing::debug!(missed, last_delivered = self.last_delivered, "subscriber lagged");
+        self.shared.metrics.catch_ups.increment(1);
         let Joined { snapshot, last_id, receiver } =
             self.shared.state.join(true, self.last_delivered, self.events.as_ref());
         self.queue = snapshot;
@@ -224,18 +224,9 @@ impl Subscription {
     }
 }
 
-/// Counts a live subscription for as long as it exists.
-struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(count: Arc<AtomicUsize>) -> Counted {
-        count.fetch_add(1, Ordering::Relaxed);
-        Counted(count)
-    }
-}
-
-impl Drop for Counted {
+impl Drop for Subscription {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.shared.metrics.subscribers.decrement(1);
     }
 }

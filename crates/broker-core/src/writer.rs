@@ -6,12 +6,13 @@
 //! to fill: the batch size follows the load by itself.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{NewVersion, StorageError, Version};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::erased::DynStorage;
+use crate::metrics::Metrics;
 use crate::state::State;
 use crate::{Entry, Error, Json};
 
@@ -27,6 +28,7 @@ pub(crate) struct Insert {
 pub(crate) async fn run(
     storage: Arc<dyn DynStorage>,
     state: Arc<State>,
+    metrics: Arc<Metrics>,
     mut queue: mpsc::Receiver<Insert>,
     max_batch: usize,
 ) {
@@ -43,6 +45,7 @@ pub(crate) async fn run(
             })
             .unzip();
         let len = batch.len();
+        let started = Instant::now();
         let result = storage.append(batch).await.map_err(Error::from).and_then(|versions| {
             check_ids(state.last_id(), len, &versions)?;
             Ok(versions.into_iter().map(|version| Arc::new(Entry::new(version))).collect())
@@ -50,6 +53,9 @@ pub(crate) async fn run(
         match result {
             Ok(entries) => {
                 let entries: Vec<Arc<Entry>> = entries;
+                metrics.commit_seconds.record(started.elapsed());
+                metrics.batch_size.record(len as f64);
+                metrics.inserts.increment(len as u64);
                 state.publish(&entries);
                 tracing::trace!(batch = len, last_id = entries.last().map(|e| e.id()), "committed");
                 for (entry, reply) in entries.into_iter().zip(replies) {
@@ -59,6 +65,7 @@ pub(crate) async fn run(
             }
             Err(error) => {
                 tracing::error!(%error, batch = len, "commit failed; the batch was not stored");
+                metrics.insert_failures.increment(len as u64);
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));
                 }

@@ -12,6 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use crate::App;
 use crate::body::Body;
 use crate::error::ApiError;
+use crate::metrics::HttpMetrics;
 use crate::sse;
 
 /// A subscriber with several frames ready gets them in one write, up to this many bytes: fewer
@@ -67,17 +68,29 @@ fn stream(app: App, mut subscription: Subscription) -> Body {
     let prelude = sse::prelude(app.config().retry, subscription.resumed());
     let frames = async_stream::stream! {
         yield Ok::<_, Infallible>(Frame::data(prelude));
+        // Until the loop says otherwise, the stream ends because hyper dropped it: the client
+        // went away.
+        let mut end = StreamEnd("client_gone");
         let shutdown = app.shutdown_token();
         let mut ticks = interval_at(Instant::now() + heartbeat, heartbeat);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let frame = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => None,
-                entry = subscription.next() => entry.map(|entry| {
-                    ticks.reset();
-                    ready_frames(&app, entry, &mut subscription)
-                }),
+                () = shutdown.cancelled() => {
+                    end.0 = "shutdown";
+                    None
+                }
+                entry = subscription.next() => match entry {
+                    Some(entry) => {
+                        ticks.reset();
+                        Some(ready_frames(&app, entry, &mut subscription))
+                    }
+                    None => {
+                        end.0 = "broker_closed";
+                        None
+                    }
+                },
                 _ = ticks.tick() => Some(Bytes::from_static(sse::HEARTBEAT)),
             };
             let Some(frame) = frame else { break };
@@ -91,15 +104,31 @@ fn stream(app: App, mut subscription: Subscription) -> Body {
 /// [`COALESCE_LIMIT`] bytes. A single frame is the shared encoding itself, not a copy.
 fn ready_frames(app: &App, first: std::sync::Arc<Entry>, subscription: &mut Subscription) -> Bytes {
     let first = encoded(app, &first);
-    let Some(second) = subscription.try_next() else { return first };
+    let Some(second) = subscription.try_next() else {
+        app.metrics().sent(1, first.len());
+        return first;
+    };
     let mut frames = BytesMut::with_capacity(COALESCE_LIMIT.min(first.len() * 8));
     frames.extend_from_slice(&first);
     frames.extend_from_slice(&encoded(app, &second));
+    let mut count = 2;
     while frames.len() < COALESCE_LIMIT {
         let Some(next) = subscription.try_next() else { break };
         frames.extend_from_slice(&encoded(app, &next));
+        count += 1;
     }
+    app.metrics().sent(count, frames.len());
     frames.freeze()
+}
+
+/// Records why an event stream ended when it is dropped, whichever way that happens.
+struct StreamEnd(&'static str);
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        HttpMetrics::stream_ended(self.0);
+        tracing::debug!(cause = self.0, "event stream ended");
+    }
 }
 
 fn encoded(app: &App, entry: &Entry) -> Bytes {

@@ -41,6 +41,7 @@ mod events;
 mod fuzz;
 mod insert;
 mod json;
+mod metrics;
 mod router;
 mod server;
 mod sse;
@@ -49,7 +50,10 @@ mod stall;
 use std::sync::Arc;
 
 use broker_core::Broker;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::HttpMetrics;
 
 pub use body::Body;
 pub use config::{AllowOrigin, HttpConfig};
@@ -68,14 +72,31 @@ pub struct App {
 struct Inner {
     broker: Broker,
     config: HttpConfig,
+    metrics: HttpMetrics,
+    /// Renders `GET /metrics`; without it the route answers 404.
+    prometheus: Option<PrometheusHandle>,
     /// Cancelled when shutdown begins; every event stream ends on it.
     shutdown: CancellationToken,
 }
 
 impl App {
-    /// Serves `broker` with `config`.
+    /// Serves `broker` with `config`, without a `/metrics` route.
     pub fn new(broker: Broker, config: HttpConfig) -> App {
-        App { inner: Arc::new(Inner { broker, config, shutdown: CancellationToken::new() }) }
+        App::with_prometheus(broker, config, None)
+    }
+
+    /// Serves `broker` with `config`, and `GET /metrics` from `prometheus` when given.
+    ///
+    /// Metrics are recorded through the `metrics` facade: install the recorder behind
+    /// `prometheus` before opening the broker and creating the app, or they record nothing.
+    pub fn with_prometheus(
+        broker: Broker,
+        config: HttpConfig,
+        prometheus: Option<PrometheusHandle>,
+    ) -> App {
+        let metrics = HttpMetrics::register();
+        let shutdown = CancellationToken::new();
+        App { inner: Arc::new(Inner { broker, config, metrics, prometheus, shutdown }) }
     }
 
     /// The broker served.
@@ -93,7 +114,21 @@ impl App {
         self.inner.shutdown.cancel();
     }
 
+    /// Whether the app serves new work: not shutting down, and its broker open.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.shutdown.is_cancelled() && !self.inner.broker.is_closed()
+    }
+
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    pub(crate) fn metrics(&self) -> &HttpMetrics {
+        &self.inner.metrics
+    }
+
+    /// The handle that renders `GET /metrics`, if metrics are enabled.
+    pub fn prometheus(&self) -> Option<&PrometheusHandle> {
+        self.inner.prometheus.as_ref()
     }
 }

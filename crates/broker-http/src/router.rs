@@ -1,29 +1,48 @@
 //! Routing: a plain async function from a request to a response, callable without a socket.
 
+use std::time::Instant;
+
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body as HttpBody;
+use http_body_util::{BodyExt, Full};
 
 use crate::App;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
+use crate::metrics::HttpMetrics;
 use crate::{audit, cors, events, insert};
 
 const GET: &[Method] = &[Method::GET, Method::OPTIONS];
 const POST: &[Method] = &[Method::POST, Method::OPTIONS];
 
+#[derive(Clone, Copy)]
 enum Route<'a> {
     Insert,
     Events,
     Audit(&'a str),
     Health,
+    Ready,
+    Metrics,
 }
 
 impl Route<'_> {
-    fn allow(&self) -> &'static [Method] {
+    fn allow(self) -> &'static [Method] {
         match self {
             Route::Insert => POST,
-            Route::Events | Route::Audit(_) | Route::Health => GET,
+            Route::Events | Route::Audit(_) | Route::Health | Route::Ready | Route::Metrics => GET,
+        }
+    }
+
+    /// The route's name in metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Route::Insert => "insert",
+            Route::Events => "events",
+            Route::Audit(_) => "audit",
+            Route::Health => "healthz",
+            Route::Ready => "readyz",
+            Route::Metrics => "metrics",
         }
     }
 }
@@ -33,6 +52,8 @@ fn route(path: &str) -> Option<Route<'_>> {
         "/insert" => Some(Route::Insert),
         "/events" => Some(Route::Events),
         "/healthz" => Some(Route::Health),
+        "/readyz" => Some(Route::Ready),
+        "/metrics" => Some(Route::Metrics),
         _ => path.strip_prefix("/audit/").map(Route::Audit),
     }
 }
@@ -44,21 +65,34 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let mut response = match dispatch(app, request).await {
+    let started = Instant::now();
+    let path = request.uri().path().to_owned();
+    let route = route(&path);
+    let mut response = match dispatch(app, route, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
     app.config().allow_origin.apply(origin.as_ref(), &mut response);
+    let name = route.map_or("none", Route::name);
+    HttpMetrics::request(name, response.status());
+    if matches!(route, Some(Route::Insert)) {
+        app.metrics().insert_answered(started.elapsed());
+    }
     response
 }
 
-async fn dispatch<B>(app: &App, request: Request<B>) -> Result<Response<Body>, ApiError>
+async fn dispatch<B>(
+    app: &App,
+    route: Option<Route<'_>>,
+    request: Request<B>,
+) -> Result<Response<Body>, ApiError>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let path = request.uri().path().to_owned();
-    let Some(route) = route(&path) else { return Err(ApiError::NotFound(path)) };
+    let Some(route) = route else {
+        return Err(ApiError::NotFound(request.uri().path().to_owned()));
+    };
     let allow = route.allow();
     let method = request.method();
     if method == Method::OPTIONS {
@@ -72,7 +106,31 @@ where
         Route::Events => events::events(app, &request),
         Route::Audit(event) => audit::audit(app, event, request.uri().query()).await,
         Route::Health => Ok(health(app)),
+        Route::Ready => Ok(ready(app)),
+        Route::Metrics => metrics(app),
     }
+}
+
+/// Whether the server takes new work: `503` while shutting down, so load balancers move on.
+fn ready(app: &App) -> Response<Body> {
+    if app.is_ready() {
+        json_response(StatusCode::OK, r#"{"status":"ready"}"#)
+    } else {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting_down"}"#)
+    }
+}
+
+/// The Prometheus text exposition of every metric.
+fn metrics(app: &App) -> Result<Response<Body>, ApiError> {
+    let Some(prometheus) = app.prometheus() else {
+        return Err(ApiError::NotFound("/metrics (metrics are not enabled)".into()));
+    };
+    let mut response = Response::new(Full::new(Bytes::from(prometheus.render())).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 fn health(app: &App) -> Response<Body> {

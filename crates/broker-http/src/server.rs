@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::metrics::HttpMetrics;
 use crate::stall::StallGuard;
 use crate::{App, Body, handle};
 
@@ -55,6 +56,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            app.metrics().connections_refused.increment(1);
             tokio::spawn(refuse_busy(stream));
             continue;
         };
@@ -62,11 +64,20 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         let _ = stream.set_nodelay(true);
         let io = StallGuard::new(stream, app.config().write_timeout);
         let connection = graceful.watch(serve_connection(&http, &app, io));
+        let open = app.metrics().connections_open.clone();
+        open.increment(1);
         tokio::spawn(async move {
-            tracing::trace!(%peer, "connection opened");
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
+            tracing::debug!(%peer, "connection opened");
+            let cause = match connection.await {
+                Ok(()) => "closed",
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                    close_cause(&error)
+                }
+            };
+            tracing::debug!(%peer, cause, "connection closed");
+            HttpMetrics::connection_closed(cause);
+            open.decrement(1);
             drop(permit);
         });
     }
@@ -76,6 +87,19 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     let deadline = app.config().shutdown_timeout;
     if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
         tracing::warn!(?deadline, "connections still open at the shutdown deadline; closing them");
+    }
+}
+
+/// Why a connection ended with `error`, for metrics.
+fn close_cause(error: &hyper::Error) -> &'static str {
+    if error.is_timeout() {
+        return "header_timeout";
+    }
+    let io =
+        std::error::Error::source(error).and_then(|source| source.downcast_ref::<std::io::Error>());
+    match io.map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::TimedOut) => "write_timeout",
+        _ => "error",
     }
 }
 

@@ -26,7 +26,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use args::Args;
+pub use args::{Args, LogFormat};
 pub use server::{Server, shutdown_signal};
 
 /// Everything the server needs to run; build it with [`Config::new`] or from [`Args`].

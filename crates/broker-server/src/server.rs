@@ -2,10 +2,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use broker_core::Broker;
 use broker_http::App;
 use broker_storage_redb::RedbStorage;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 use crate::{Config, Error};
@@ -23,6 +25,8 @@ impl Server {
         let storage = RedbStorage::open(&config.data)
             .await
             .map_err(|source| Error::Storage { path: config.data.clone(), source })?;
+        // The recorder must exist before the engine and the transport register their metrics.
+        let prometheus = prometheus();
         let broker = Broker::open(storage, config.engine.clone()).await?;
         let listener = match TcpListener::bind(config.listen).await {
             Ok(listener) => listener,
@@ -32,7 +36,8 @@ impl Server {
                 return Err(Error::Bind { addr: config.listen, source });
             }
         };
-        Ok(Server { listener, app: App::new(broker, config.http.clone()), config })
+        let app = App::with_prometheus(broker, config.http.clone(), prometheus);
+        Ok(Server { listener, app, config })
     }
 
     /// The address the server listens on; with port 0, the port the system picked.
@@ -54,7 +59,11 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let Server { listener, app, config } = self;
         tracing::info!(addr = %config.listen, data = %config.data.display(), "serving");
+        let upkeep = app.prometheus().cloned().map(|prometheus| tokio::spawn(upkeep(prometheus)));
         broker_http::serve(listener, app.clone(), shutdown).await;
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         let deadline = config.http.shutdown_timeout;
         match tokio::time::timeout(deadline, app.broker().close()).await {
             Ok(result) => result?,
@@ -62,6 +71,50 @@ impl Server {
         }
         tracing::info!("shut down cleanly");
         Ok(())
+    }
+}
+
+/// Bucket bounds of the latency histograms, in seconds.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Bucket bounds of the commit batch size histogram.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+/// The process's Prometheus recorder, installed on first use.
+///
+/// `None` when the embedding program installed a recorder of its own: the server then has no
+/// `/metrics` route, and the metrics go to that recorder.
+fn prometheus() -> Option<PrometheusHandle> {
+    static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    PROMETHEUS
+        .get_or_init(|| {
+            let installed = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("broker_commit_batch_size".into()),
+                        BATCH_BUCKETS,
+                    )
+                })
+                .and_then(PrometheusBuilder::install_recorder);
+            match installed {
+                Ok(handle) => Some(handle),
+                Err(error) => {
+                    tracing::warn!(%error, "metrics recorder not installed; /metrics is off");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Drains the recorder's histogram samples now and then, so that their memory stays bounded
+/// between scrapes.
+async fn upkeep(prometheus: PrometheusHandle) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        ticks.tick().await;
+        prometheus.run_upkeep();
     }
 }
 
