@@ -5,7 +5,7 @@ use std::process::{Command, ExitCode};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci    format check, clippy with warnings denied, every test, documentation build";
+  ci    format check, clippy with warnings denied, every test, documentation build, examples";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
@@ -32,8 +32,14 @@ fn ci() -> Result<(), String> {
     cargo(&["build", "--package", "broker-server"], &[])?;
     cargo(&["test", "--workspace"], &[])?;
     cargo(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    for example in EXAMPLES {
+        cargo(&["run", "--package", "broker-examples", "--example", example], &[])?;
+    }
     Ok(())
 }
+
+/// The examples CI runs, so that they keep working as the crates change.
+const EXAMPLES: &[&str] = &["embed", "sqlite_backend", "custom_main"];
 
 fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -43,5 +49,9 @@ fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
         .envs(env.iter().copied())
         .status()
         .map_err(|error| format!("cannot run cargo: {error}"))?;
-    if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed: {status}", args.join(" "))) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed: {status}", args.join(" ")))
+    }
 }

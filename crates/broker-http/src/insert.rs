@@ -57,10 +57,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let declared = request.headers().get(header::CONTENT_LENGTH);
-    if let Some(len) = declared.and_then(|len| len.to_str().ok()?.parse::<u64>().ok()) {
-        if len > max as u64 {
-            return Err(ApiError::PayloadTooLarge(max));
-        }
+    let declared = declared.and_then(|len| len.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(ApiError::PayloadTooLarge(max));
     }
     match Limited::new(request.into_body(), max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
