@@ -32,6 +32,8 @@ pub struct HttpConfig {
     /// How long a write may stay blocked because the client reads nothing before the connection
     /// is closed. An event stream client reconnects and resumes. Default: 30 s.
     pub write_timeout: Duration,
+    /// Whether `GET /` serves the live demo page. Default: no.
+    pub demo: bool,
     /// How long shutdown waits for open connections before it gives up on them. Default: 10 s.
     pub shutdown_timeout: Duration,
 }
@@ -47,6 +49,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
+            demo: false,
         }
     }
 }

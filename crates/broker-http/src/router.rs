@@ -24,13 +24,19 @@ enum Route<'a> {
     Health,
     Ready,
     Metrics,
+    Demo,
 }
 
 impl Route<'_> {
     fn allow(self) -> &'static [Method] {
         match self {
             Route::Insert => POST,
-            Route::Events | Route::Audit(_) | Route::Health | Route::Ready | Route::Metrics => GET,
+            Route::Events
+            | Route::Audit(_)
+            | Route::Health
+            | Route::Ready
+            | Route::Metrics
+            | Route::Demo => GET,
         }
     }
 
@@ -43,12 +49,14 @@ impl Route<'_> {
             Route::Health => "healthz",
             Route::Ready => "readyz",
             Route::Metrics => "metrics",
+            Route::Demo => "demo",
         }
     }
 }
 
-fn route(path: &str) -> Option<Route<'_>> {
+fn route(path: &str, demo: bool) -> Option<Route<'_>> {
     match path {
+        "/" if demo => Some(Route::Demo),
         "/insert" => Some(Route::Insert),
         "/events" => Some(Route::Events),
         "/healthz" => Some(Route::Health),
@@ -67,7 +75,7 @@ where
     let origin = request.headers().get(header::ORIGIN).cloned();
     let started = Instant::now();
     let path = request.uri().path().to_owned();
-    let route = route(&path);
+    let route = route(&path, app.config().demo);
     let mut response = match dispatch(app, route, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -108,7 +116,18 @@ where
         Route::Health => Ok(health(app)),
         Route::Ready => Ok(ready(app)),
         Route::Metrics => metrics(app),
+        Route::Demo => Ok(demo()),
     }
+}
+
+/// The live demo page, compiled into the binary.
+fn demo() -> Response<Body> {
+    const PAGE: &str = include_str!("demo.html");
+    let mut response = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())).boxed_unsync());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
 }
 
 /// Whether the server takes new work: `503` while shutting down, so load balancers move on.

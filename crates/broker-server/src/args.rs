@@ -68,6 +68,10 @@ pub struct Args {
     #[arg(long, env = "BROKER_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
+    /// Serve the live demo page at `/`: a form shared between every open window.
+    #[arg(long, env = "BROKER_DEMO")]
+    pub demo: bool,
+
     /// Log line format: `text` for people, `json` for log collectors. The level comes from
     /// RUST_LOG (default `info`).
     #[arg(long, env = "BROKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -122,6 +126,7 @@ impl Args {
         http.max_connections = self.max_connections;
         http.header_read_timeout = self.header_timeout;
         http.write_timeout = self.write_timeout;
+        http.demo = self.demo;
         http.shutdown_timeout = self.shutdown_timeout;
         Ok(config)
     }

@@ -24,6 +24,7 @@ fn help_documents_every_flag_and_its_environment_variable() {
         ("--header-timeout", "BROKER_HEADER_TIMEOUT"),
         ("--write-timeout", "BROKER_WRITE_TIMEOUT"),
         ("--log-format", "BROKER_LOG_FORMAT"),
+        ("--demo", "BROKER_DEMO"),
         ("--shutdown-timeout", "BROKER_SHUTDOWN_TIMEOUT"),
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
