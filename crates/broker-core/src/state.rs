@@ -3,12 +3,13 @@
 //! Both live under one lock so that a subscriber can take a snapshot and join the live channel
 //! atomically: every entry is either in the snapshot or arrives live, never both, never neither.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
 use crate::Entry;
+use crate::subscription::Filter;
 
 pub(crate) struct State {
     inner: Mutex<Inner>,
@@ -72,22 +73,24 @@ impl State {
     }
 
     /// A receiver for everything committed from now on, together with, when `snapshot` is set,
-    /// the latest entry of every event (of the `filter`ed events, if given) whose id is greater
-    /// than `after`, in id order.
-    pub(crate) fn join(
-        &self,
-        snapshot: bool,
-        after: u64,
-        filter: Option<&HashSet<Box<str>>>,
-    ) -> Joined {
+    /// the latest entry of every event that `filter` matches whose id is greater than `after`,
+    /// in id order.
+    pub(crate) fn join(&self, snapshot: bool, after: u64, filter: &Filter) -> Joined {
         let inner = self.lock();
-        let snapshot = match filter {
+        let snapshot = match &filter.names {
             _ if !snapshot => VecDeque::new(),
-            None => inner.by_id.range(after + 1..).map(|(_, entry)| entry.clone()).collect(),
-            Some(events) => {
-                let mut ids: Vec<u64> = events
+            None => inner
+                .by_id
+                .range(after + 1..)
+                .filter(|(_, entry)| filter.matches(entry.event()))
+                .map(|(_, entry)| entry.clone())
+                .collect(),
+            Some(names) => {
+                // A few named events out of many: look them up rather than scan every event.
+                let mut ids: Vec<u64> = names
                     .iter()
-                    .filter_map(|event| inner.by_event.get(event).copied())
+                    .filter(|name| filter.matches(name))
+                    .filter_map(|name| inner.by_event.get(name).copied())
                     .filter(|&id| id > after)
                     .collect();
                 ids.sort_unstable();

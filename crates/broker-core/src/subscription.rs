@@ -29,10 +29,34 @@ use crate::state::Joined;
 const REPLAY_PAGE: usize = 512;
 
 /// What to subscribe to and where to start; built with [`SubscribeOptions::new`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct SubscribeOptions {
-    events: Option<HashSet<Box<str>>>,
+    filter: Filter,
     resume_after: Option<u64>,
+}
+
+/// Which events a subscription follows: those named, if any are, that `allow` accepts, if set.
+#[derive(Clone, Default)]
+pub(crate) struct Filter {
+    pub(crate) names: Option<HashSet<Box<str>>>,
+    allow: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for SubscribeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscribeOptions")
+            .field("events", &self.filter.names)
+            .field("allow", &self.filter.allow.as_ref().map(|_| "<predicate>"))
+            .field("resume_after", &self.resume_after)
+            .finish()
+    }
+}
+
+impl Filter {
+    pub(crate) fn matches(&self, event: &str) -> bool {
+        self.names.as_ref().is_none_or(|names| names.contains(event))
+            && self.allow.as_ref().is_none_or(|allow| allow(event))
+    }
 }
 
 impl SubscribeOptions {
@@ -48,7 +72,21 @@ impl SubscribeOptions {
         I: IntoIterator<Item = S>,
         S: Into<Box<str>>,
     {
-        self.events.get_or_insert_with(HashSet::new).extend(events.into_iter().map(Into::into));
+        let names = self.filter.names.get_or_insert_with(HashSet::new);
+        names.extend(events.into_iter().map(Into::into));
+        self
+    }
+
+    /// Follows only the events whose names `allow` accepts, in the snapshot, the replay and
+    /// live; combined with [`events`](SubscribeOptions::events), an event must pass both.
+    ///
+    /// This is how a transport limits a subscriber to what it may read: an event `allow`
+    /// refuses is never delivered, not even its name. Calling it again replaces the predicate.
+    pub fn allow(
+        mut self,
+        allow: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> SubscribeOptions {
+        self.filter.allow = Some(Arc::new(allow));
         self
     }
 
@@ -68,7 +106,7 @@ impl SubscribeOptions {
 /// Dropping it unsubscribes.
 pub struct Subscription {
     shared: Arc<Shared>,
-    events: Option<HashSet<Box<str>>>,
+    filter: Filter,
     /// Entries to deliver before anything else: a snapshot or a page of replay.
     queue: VecDeque<Arc<Entry>>,
     /// While replaying: the last id replayed so far and the id the replay ends at.
@@ -86,23 +124,23 @@ impl Subscription {
     pub(crate) fn new(shared: Arc<Shared>, options: SubscribeOptions) -> Subscription {
         shared.subscribers.fetch_add(1, Ordering::Relaxed);
         shared.metrics.subscribers.increment(1);
-        let events = options.events;
+        let filter = options.filter;
         let state = &shared.state;
         let (joined, replay, after) = match options.resume_after {
             Some(after) => {
-                let joined = state.join(false, after, events.as_ref());
+                let joined = state.join(false, after, &filter);
                 if after <= joined.last_id {
                     let replay = (after < joined.last_id).then_some((after, joined.last_id));
                     (joined, replay, Some(after))
                 } else {
-                    (state.join(true, 0, events.as_ref()), None, None)
+                    (state.join(true, 0, &filter), None, None)
                 }
             }
-            None => (state.join(true, 0, events.as_ref()), None, None),
+            None => (state.join(true, 0, &filter), None, None),
         };
         let Joined { snapshot, last_id, receiver } = joined;
         Subscription {
-            events,
+            filter,
             queue: snapshot,
             replay,
             receiver,
@@ -180,7 +218,7 @@ impl Subscription {
     }
 
     fn follows(&self, entry: &Entry) -> bool {
-        self.events.as_ref().is_none_or(|events| events.contains(entry.event()))
+        self.filter.matches(entry.event())
     }
 
     fn accept_live(&mut self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
@@ -217,7 +255,7 @@ impl Subscription {
         tracing::debug!(missed, last_delivered = self.last_delivered, "subscriber lagged");
         self.shared.metrics.catch_ups.increment(1);
         let Joined { snapshot, last_id, receiver } =
-            self.shared.state.join(true, self.last_delivered, self.events.as_ref());
+            self.shared.state.join(true, self.last_delivered, &self.filter);
         self.queue = snapshot;
         self.caught_up_to = last_id;
         self.receiver = receiver;

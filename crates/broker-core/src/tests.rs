@@ -231,3 +231,26 @@ async fn close_commits_queued_inserts_and_ends_subscriptions() {
     let late = broker.insert("a", Json::parse("1").expect("valid")).await;
     assert!(matches!(late, Err(Error::Closed)), "{late:?}");
 }
+
+#[tokio::test]
+async fn allow_predicate_hides_refused_events_everywhere() {
+    let broker = broker().await;
+    for (event, data) in [("orders.a", "1"), ("secret", "1"), ("orders.b", "1")] {
+        insert(&broker, event, data).await;
+    }
+    let allowed = |event: &str| event.starts_with("orders.");
+    let mut snapshot = broker.subscribe(SubscribeOptions::new().allow(allowed));
+    let mut replay = broker.subscribe(SubscribeOptions::new().allow(allowed).resume_after(0));
+    let mut named =
+        broker.subscribe(SubscribeOptions::new().events(["secret", "orders.b"]).allow(allowed));
+    assert_eq!(pending(&mut snapshot), pairs(&[("orders.a", "1"), ("orders.b", "1")]));
+    assert_eq!(next(&mut replay).await.event(), "orders.a");
+    assert_eq!(next(&mut replay).await.event(), "orders.b");
+    assert_eq!(pending(&mut named), pairs(&[("orders.b", "1")]));
+    insert(&broker, "secret", "2").await;
+    insert(&broker, "orders.b", "2").await;
+    for subscription in [&mut snapshot, &mut replay, &mut named] {
+        let entry = next(subscription).await;
+        assert_eq!((entry.event(), entry.data()), ("orders.b", "2"), "secret is never delivered");
+    }
+}
