@@ -39,8 +39,10 @@ pub struct SubscribeOptions {
 #[derive(Clone, Default)]
 pub(crate) struct Filter {
     pub(crate) names: Option<HashSet<Box<str>>>,
-    allow: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+    allow: Option<Arc<EventPredicate>>,
 }
+
+type EventPredicate = dyn Fn(&str) -> bool + Send + Sync;
 
 impl std::fmt::Debug for SubscribeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
