@@ -4,6 +4,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::App;
+use crate::auth::Access;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::json::write_versions;
@@ -16,12 +17,14 @@ const MAX_LIMIT: usize = 1000;
 /// Answers for the event whose percent-encoded name is `encoded` (the path after `/audit/`).
 pub(crate) async fn audit(
     app: &App,
+    access: &Access,
     encoded: &str,
     query: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let event = percent_decode_str(encoded).decode_utf8().map_err(|_| {
         ApiError::InvalidEventName("the event name is not percent-encoded UTF-8".into())
     })?;
+    access.may_audit(&event)?;
     let (after, limit) = parse_query(query)?;
     let versions = app.broker().audit(&event, after, limit).await?;
 

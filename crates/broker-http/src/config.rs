@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+use crate::auth::AuthConfig;
+
 /// Which origins browsers may call the broker from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AllowOrigin {
@@ -32,6 +34,9 @@ pub struct HttpConfig {
     /// How long a write may stay blocked because the client reads nothing before the connection
     /// is closed. An event stream client reconnects and resumes. Default: 30 s.
     pub write_timeout: Duration,
+    /// Token authorization; `None` leaves the broker open to anyone who can reach it.
+    /// Default: `None`.
+    pub auth: Option<AuthConfig>,
     /// Whether `GET /` serves the live demo page. Default: no.
     pub demo: bool,
     /// How long shutdown waits for open connections before it gives up on them. Default: 10 s.
@@ -49,6 +54,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
+            auth: None,
             demo: false,
         }
     }

@@ -18,7 +18,16 @@ impl AllowOrigin {
     /// A listed origin is echoed back with `Vary: Origin` (the answer depends on it); an origin
     /// that is not listed gets no `Access-Control-Allow-Origin`, so the browser keeps the response
     /// from the page.
-    pub(crate) fn apply(&self, origin: Option<&HeaderValue>, response: &mut Response<Body>) {
+    ///
+    /// With `credentials` (tokens in cookies), an allowed origin also gets
+    /// `Access-Control-Allow-Credentials: true`. Browsers refuse credentials with `*`, so the
+    /// server's configuration refuses that combination at start-up.
+    pub(crate) fn apply(
+        &self,
+        origin: Option<&HeaderValue>,
+        credentials: bool,
+        response: &mut Response<Body>,
+    ) {
         let headers = response.headers_mut();
         match self {
             AllowOrigin::Any => {
@@ -28,6 +37,12 @@ impl AllowOrigin {
                 headers.typed_insert(Vary::from_iter([header::ORIGIN]));
                 if let Some(origin) = origin.filter(|origin| allowed.contains(origin)) {
                     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                    if credentials {
+                        headers.insert(
+                            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                            HeaderValue::from_static("true"),
+                        );
+                    }
                 }
             }
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use broker_core::Error as CoreError;
 use headers::{HeaderMapExt, RetryAfter};
-use http::{Method, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 
 use crate::body::{Body, json_response};
 
@@ -44,6 +44,15 @@ pub enum ApiError {
     /// The request body could not be read.
     #[error("the request body could not be read: {0}")]
     BadBody(String),
+    /// Authorization is configured and the request has no token.
+    #[error("this request needs a token: send `Authorization: Bearer <token>`")]
+    MissingToken,
+    /// The token could not be verified; the message says why.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// The token is valid but does not allow this request.
+    #[error("{0}")]
+    InsufficientScope(String),
     /// The broker is shutting down.
     #[error("the broker is shutting down; nothing was stored")]
     Unavailable,
@@ -61,6 +70,8 @@ impl ApiError {
             | ApiError::InvalidEventName(_)
             | ApiError::InvalidQuery(_)
             | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::MissingToken | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,6 +89,9 @@ impl ApiError {
             ApiError::InvalidEventName(_) => "invalid_event_name",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::BadBody(_) => "bad_body",
+            ApiError::MissingToken => "missing_token",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -98,6 +112,23 @@ impl ApiError {
             }
             ApiError::Unavailable => {
                 headers.typed_insert(RetryAfter::delay(Duration::from_secs(1)));
+            }
+            ApiError::MissingToken => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+            }
+            ApiError::InvalidToken(reason) => {
+                let challenge = format!(
+                    "{REALM}, error=\"invalid_token\", error_description=\"{}\"",
+                    quotable(reason)
+                );
+                // `quotable` leaves only visible ASCII and spaces, which a header value allows.
+                let value = HeaderValue::from_str(&challenge)
+                    .unwrap_or_else(|_| HeaderValue::from_static(REALM));
+                headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+            ApiError::InsufficientScope(_) => {
+                let challenge = "Bearer realm=\"broker\", error=\"insufficient_scope\"";
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
             }
             ApiError::PayloadTooLarge(_) => {
                 // The rest of the body is not read, so the connection cannot be reused.
@@ -121,6 +152,20 @@ impl From<CoreError> for ApiError {
             }
         }
     }
+}
+
+/// The challenge of every `401`, as RFC 6750 has it.
+const REALM: &str = "Bearer realm=\"broker\"";
+
+/// `text` fit for an RFC 7230 quoted string: visible ASCII and spaces, no quote or backslash.
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 fn allow_list(methods: &[Method]) -> String {

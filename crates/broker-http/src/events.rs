@@ -1,15 +1,17 @@
 //! `GET /events`: the Server-Sent Events stream of one subscriber.
 
 use std::convert::Infallible;
+use std::time::SystemTime;
 
 use broker_core::{Entry, SubscribeOptions, Subscription, validate_event_name};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::App;
+use crate::auth::Access;
 use crate::body::Body;
 use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
@@ -19,7 +21,11 @@ use crate::sse;
 /// system calls, and the frames themselves stay shared until this point.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-pub(crate) fn events<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, ApiError> {
+pub(crate) fn events<B>(
+    app: &App,
+    access: &Access,
+    request: &Request<B>,
+) -> Result<Response<Body>, ApiError> {
     let mut options = SubscribeOptions::new();
     let mut resume_from = None;
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
@@ -28,10 +34,25 @@ pub(crate) fn events<B>(app: &App, request: &Request<B>) -> Result<Response<Body
             "event" => {
                 validate_event_name(&value, app.broker().config().max_event_name_len)
                     .map_err(|error| ApiError::InvalidQuery(format!("event: {error}")))?;
+                if !access.may_receive(&value) {
+                    access.require_token()?;
+                    return Err(ApiError::InsufficientScope(format!(
+                        "the token may not receive the event {value:?}"
+                    )));
+                }
                 options = options.events([&*value]);
             }
             "lastEventId" => resume_from = Some(value.into_owned()),
             _ => {}
+        }
+    }
+    match access {
+        Access::Open => {}
+        // Anonymous clients get the public events; with none, they need a token.
+        Access::Anonymous(public) if public.is_empty() => return Err(ApiError::MissingToken),
+        access => {
+            let access = access.clone();
+            options = options.allow(move |event| access.may_receive(event));
         }
     }
     // The header is what browsers send by themselves on reconnect, so it wins over the query.
@@ -44,7 +65,7 @@ pub(crate) fn events<B>(app: &App, request: &Request<B>) -> Result<Response<Body
     let resumed = subscription.resumed();
     tracing::debug!(resumed, subscribers = app.broker().subscriber_count(), "subscriber joined");
 
-    let mut response = Response::new(stream(app.clone(), subscription));
+    let mut response = Response::new(stream(app.clone(), subscription, access.expires_at()));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -63,7 +84,9 @@ fn last_event_id(headers: &HeaderMap) -> Option<String> {
 ///
 /// The stream ends when the server shuts down or the broker closes. When the client goes away,
 /// hyper drops the body, which drops the subscription.
-fn stream(app: App, mut subscription: Subscription) -> Body {
+/// A token that expires ends its stream at that moment, so that the client reconnects with a
+/// fresh one.
+fn stream(app: App, mut subscription: Subscription, expires_at: Option<SystemTime>) -> Body {
     let heartbeat = app.config().heartbeat;
     let prelude = sse::prelude(app.config().retry, subscription.resumed());
     let frames = async_stream::stream! {
@@ -73,12 +96,27 @@ fn stream(app: App, mut subscription: Subscription) -> Body {
         let mut end = StreamEnd("client_gone");
         let shutdown = app.shutdown_token();
         let mut ticks = interval_at(Instant::now() + heartbeat, heartbeat);
+        let expiry = expires_at.map(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            Instant::now() + left
+        });
+        let expired = async {
+            match expiry {
+                Some(at) => sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let frame = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
                     end.0 = "shutdown";
+                    None
+                }
+                () = &mut expired => {
+                    end.0 = "token_expired";
                     None
                 }
                 entry = subscription.next() => match entry {

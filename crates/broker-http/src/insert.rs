@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::App;
+use crate::auth::Access;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::json::write_version;
@@ -26,7 +27,11 @@ struct InsertRequest<'a> {
     data: &'a RawValue,
 }
 
-pub(crate) async fn insert<B>(app: &App, request: Request<B>) -> Result<Response<Body>, ApiError>
+pub(crate) async fn insert<B>(
+    app: &App,
+    access: &Access,
+    request: Request<B>,
+) -> Result<Response<Body>, ApiError>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -34,6 +39,7 @@ where
     check_content_type(request.headers())?;
     let body = read_body(request, app.config().max_body).await?;
     let parsed = parse(&body)?;
+    access.may_insert(&parsed.event)?;
     let entry = app.broker().insert(parsed.event, Json::from_raw(parsed.data)).await?;
     let mut out = Vec::with_capacity(64 + entry.data().len() + entry.event().len());
     write_version(&mut out, entry.version());

@@ -11,6 +11,7 @@
 //! - `router.rs`: [`handle`], routing, methods and CORS on every response.
 //! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
 //! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
+//! - `auth/`: token authorization: claims, scopes, patterns, where tokens are found.
 //! - `error.rs`: [`ApiError`], every failure as the client sees it.
 //!
 //! # Example
@@ -32,6 +33,7 @@
 //! ```
 
 mod audit;
+pub mod auth;
 mod body;
 mod config;
 mod cors;

@@ -8,6 +8,7 @@ use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Full};
 
 use crate::App;
+use crate::auth::Access;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
@@ -80,7 +81,8 @@ where
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
-    app.config().allow_origin.apply(origin.as_ref(), &mut response);
+    let credentials = app.config().auth.as_ref().is_some_and(|auth| auth.cookie.is_some());
+    app.config().allow_origin.apply(origin.as_ref(), credentials, &mut response);
     let name = route.map_or("none", Route::name);
     HttpMetrics::request(name, response.status());
     if matches!(route, Some(Route::Insert)) {
@@ -110,13 +112,21 @@ where
         return Err(ApiError::MethodNotAllowed { method: method.clone(), allow });
     }
     match route {
-        Route::Insert => insert::insert(app, request).await,
-        Route::Events => events::events(app, &request),
-        Route::Audit(event) => audit::audit(app, event, request.uri().query()).await,
+        // Health checks answer load balancers and orchestrators, which hold no tokens.
         Route::Health => Ok(health(app)),
         Route::Ready => Ok(ready(app)),
-        Route::Metrics => metrics(app),
-        Route::Demo => Ok(demo()),
+        // Only event streams serve anonymous clients: the public events.
+        Route::Events => events::events(app, &authorize(app, &request, true)?, &request),
+        Route::Insert => {
+            let access = authorize(app, &request, false)?;
+            insert::insert(app, &access, request).await
+        }
+        Route::Audit(event) => {
+            let access = authorize(app, &request, false)?;
+            audit::audit(app, &access, event, request.uri().query()).await
+        }
+        Route::Metrics => authorize(app, &request, false).and_then(|_| metrics(app)),
+        Route::Demo => authorize(app, &request, false).map(|_| demo()),
     }
 }
 
@@ -128,6 +138,15 @@ fn demo() -> Response<Body> {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     response
+}
+
+/// Who is asking; without a token only where `anonymous` clients are served.
+fn authorize<B>(app: &App, request: &Request<B>, anonymous: bool) -> Result<Access, ApiError> {
+    let access = Access::of(app.config().auth.as_ref(), request.headers(), request.uri())?;
+    if !anonymous {
+        access.require_token()?;
+    }
+    Ok(access)
 }
 
 /// Whether the server takes new work: `503` while shutting down, so load balancers move on.

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use broker_http::AllowOrigin;
+use broker_http::auth::Pattern;
 use clap::Parser;
 use http::HeaderValue;
 
+use crate::auth::{AccessArgs, AuthArgs, TokenArgs};
 use crate::{Config, Error};
 
 /// A real-time message broker over Server-Sent Events.
@@ -77,9 +79,28 @@ pub struct Args {
     #[arg(long, env = "BROKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Token verification.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    /// What tokens are needed for.
+    #[command(flatten)]
+    pub access: AccessArgs,
+
+    /// What to do; without a subcommand, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// How long shutdown waits for open connections and queued inserts before it gives up.
     #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print a signed token for the given scopes, made with the configured key.
+    Token(TokenArgs),
 }
 
 /// How log lines are written.
@@ -120,6 +141,31 @@ impl Args {
         config.engine.max_event_name_len = self.max_event_name;
         let http = &mut config.http;
         http.allow_origin = parse_allow_origin(&self.allow_origin)?;
+        http.auth = self.auth.verifier()?;
+        let public_events: Vec<Pattern> =
+            self.access.public_events.iter().map(|p| Pattern::new(p.trim())).collect();
+        match &mut http.auth {
+            Some(auth) => {
+                auth.cookie = self.access.jwt_cookie.clone();
+                auth.public_events = public_events;
+                if auth.cookie.is_some() && http.allow_origin == AllowOrigin::Any {
+                    return invalid(
+                        "--jwt-cookie sends credentials, which browsers never allow for any \
+                         origin: list the origins with --allow-origin, such as \
+                         `https://app.example`"
+                            .into(),
+                    );
+                }
+            }
+            None if self.access.jwt_cookie.is_some() || !public_events.is_empty() => {
+                return invalid(
+                    "--jwt-cookie and --public-events need authorization: set \
+                     BROKER_JWT_SECRET or --jwt-key-file"
+                        .into(),
+                );
+            }
+            None => {}
+        }
         http.heartbeat = self.heartbeat;
         http.retry = self.retry;
         http.max_body = self.max_body;

@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - `args.rs`: [`Args`], the command line and environment, validated into a [`Config`].
+//! - `auth.rs`: token flags, and the `token` subcommand that mints tokens.
 //! - `server.rs`: [`Server`]: open the database, bind, serve, shut down.
 //!
 //! # Example
@@ -20,13 +21,15 @@
 //! ```
 
 mod args;
+mod auth;
 mod server;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use args::{Args, LogFormat};
+pub use args::{Args, Command, LogFormat};
+pub use auth::{AccessArgs, AuthArgs, TokenArgs};
 pub use server::{Server, shutdown_signal};
 
 /// Everything the server needs to run; build it with [`Config::new`] or from [`Args`].

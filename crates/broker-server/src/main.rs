@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
-use broker_server::{Args, LogFormat, Server, shutdown_signal};
+use broker_server::{Args, Command, LogFormat, Server, shutdown_signal};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +30,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Token(token)) = &args.command {
+        println!("{}", token.mint()?);
+        return Ok(());
+    }
     let config = args.into_config()?;
     let server = Server::bind(config).await.context("cannot start")?;
     // The one line on standard output: scripts and tests read the address from it.

@@ -59,6 +59,12 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let Server { listener, app, config } = self;
         tracing::info!(addr = %config.listen, data = %config.data.display(), "serving");
+        if config.http.auth.is_none() {
+            tracing::warn!(
+                "no token key configured: anyone who can reach {} may insert and read every event",
+                config.listen
+            );
+        }
         let upkeep = app.prometheus().cloned().map(|prometheus| tokio::spawn(upkeep(prometheus)));
         broker_http::serve(listener, app.clone(), shutdown).await;
         if let Some(upkeep) = upkeep {
