@@ -63,7 +63,8 @@ fn route(path: &str, demo: bool) -> Option<Route<'_>> {
         "/healthz" => Some(Route::Health),
         "/readyz" => Some(Route::Ready),
         "/metrics" => Some(Route::Metrics),
-        _ => path.strip_prefix("/audit/").map(Route::Audit),
+        // The event is one path segment: a `/` in its name is sent as `%2F`.
+        _ => path.strip_prefix("/audit/").filter(|event| !event.contains('/')).map(Route::Audit),
     }
 }
 

@@ -1,0 +1,16 @@
+//! End-to-end tests of `broker-server`: each test starts the real binary on `127.0.0.1:0` with
+//! its own database in a temporary directory and talks to it over TCP, checking what
+//! `docs/PROTOCOL.md` promises to clients.
+//!
+//! Build the server first (`cargo build -p broker-server`; `cargo xtask ci` does it), or point
+//! `BROKER_SERVER_BIN` at a binary.
+
+mod audit;
+mod cors;
+mod errors;
+mod events;
+mod insert;
+mod lifecycle;
+mod regressions;
+mod resume;
+mod support;
