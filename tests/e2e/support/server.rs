@@ -15,23 +15,10 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// What the server prints on stdout, followed by the address.
 const LISTENING: &str = "broker-server listening on http://";
 
-/// Environment variables the server reads; the harness removes them from the child's
-/// environment so that only what a test passes configures the server.
-const SERVER_ENV: [&str; 13] = [
-    "BROKER_BIND",
-    "PORT",
-    "BROKER_DATA",
-    "BROKER_ALLOW_ORIGIN",
-    "BROKER_HEARTBEAT",
-    "BROKER_RETRY",
-    "BROKER_MAX_BODY",
-    "BROKER_MAX_EVENT_NAME",
-    "BROKER_SHUTDOWN_TIMEOUT",
-    "BROKER_MAX_CONNECTIONS",
-    "BROKER_HEADER_TIMEOUT",
-    "BROKER_WRITE_TIMEOUT",
-    "RUST_LOG",
-];
+/// Environment variables the server reads besides those starting with `BROKER_`; the harness
+/// removes them all from the child's environment so that only what a test passes configures the
+/// server.
+const SERVER_ENV: [&str; 2] = ["PORT", "RUST_LOG"];
 
 /// A running `broker-server` on `127.0.0.1:<free port>` with its own database file.
 ///
@@ -200,6 +187,10 @@ async fn spawn(
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true);
+    let inherited = std::env::vars_os().map(|(key, _)| key);
+    for key in inherited.filter(|key| key.to_string_lossy().starts_with("BROKER_")) {
+        command.env_remove(key);
+    }
     for key in SERVER_ENV {
         command.env_remove(key);
     }
