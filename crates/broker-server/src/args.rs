@@ -21,7 +21,7 @@ use crate::{Config, Error};
 /// version of every event, then every new version; GET /audit/{event} lists an event's history.
 /// Every flag can also be set with the environment variable shown beside it.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "broker-server", version)]
+#[command(name = "broker-server", version, args_override_self = true)]
 pub struct Args {
     /// IP address to listen on; 0.0.0.0 accepts connections from other machines.
     #[arg(long, env = "BROKER_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
