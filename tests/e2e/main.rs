@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod insert;
 mod lifecycle;
+mod openapi;
 mod regressions;
 mod resume;
 mod support;
