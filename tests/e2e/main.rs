@@ -6,6 +6,7 @@
 //! `BROKER_SERVER_BIN` at a binary.
 
 mod audit;
+mod auth;
 mod browser;
 mod cors;
 mod errors;

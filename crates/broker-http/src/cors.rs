@@ -8,9 +8,10 @@ use std::time::Duration;
 use crate::AllowOrigin;
 use crate::body::{Body, empty_response};
 
-/// Headers a page may send: the body type of inserts and the resume position of event streams.
-const ALLOWED_HEADERS: [HeaderName; 2] =
-    [header::CONTENT_TYPE, HeaderName::from_static("last-event-id")];
+/// Headers a page may send: the body type of inserts, bearer tokens, and the resume position of
+/// event streams.
+const ALLOWED_HEADERS: [HeaderName; 3] =
+    [header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("last-event-id")];
 
 impl AllowOrigin {
     /// Adds the CORS headers for a request from `origin` to `response`.

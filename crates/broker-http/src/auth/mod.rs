@@ -116,8 +116,11 @@ impl AuthConfig {
     fn new(algorithm: Algorithm, key: jsonwebtoken::DecodingKey) -> AuthConfig {
         let mut validation = jsonwebtoken::Validation::new(algorithm.into());
         validation.validate_nbf = true;
-        // A token is good until its expiry, to the second; clocks are the deployment's concern.
+        // A token is good until its expiry and not from then on (RFC 7519 4.1.4): the check is
+        // `exp - 1 < now`, that is `exp <= now`, in whole seconds, with no leeway; clock skew is
+        // the deployment's concern.
         validation.leeway = 0;
+        validation.reject_tokens_expiring_in_less_than = 1;
         validation.validate_aud = false;
         AuthConfig { algorithm, key, validation, cookie: None, public_events: Vec::new() }
     }
