@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - `server.rs`: [`serve`], the accept loop, connection limits, graceful shutdown.
+//! - `direct.rs`: event streams written straight to the socket, every other connection to hyper.
 //! - `stall.rs`: the guard that drops connections whose peer stopped reading.
 //! - `router.rs`: [`handle`], routing, methods and CORS on every response.
 //! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
@@ -37,6 +38,7 @@ pub mod auth;
 mod body;
 mod config;
 mod cors;
+mod direct;
 mod error;
 mod events;
 #[cfg(test)]

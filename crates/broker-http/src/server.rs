@@ -17,12 +17,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::metrics::HttpMetrics;
-use crate::stall::StallGuard;
-use crate::{App, Body, handle};
+use crate::{App, Body, direct, handle};
 
 /// How long the accept loop pauses after a failed accept, such as running out of file
 /// descriptors, before it tries again; connections already open are served meanwhile.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The largest request head (request line and headers) accepted, in bytes.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// The least time between two log lines about failed accepts.
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -62,19 +63,12 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         };
         // Frames are written whole; waiting to fill segments only adds latency.
         let _ = stream.set_nodelay(true);
-        let io = StallGuard::new(stream, app.config().write_timeout);
-        let connection = graceful.watch(serve_connection(&http, &app, io));
+        let (app, http, watcher) = (app.clone(), http.clone(), graceful.watcher());
         let open = app.metrics().connections_open.clone();
         open.increment(1);
         tokio::spawn(async move {
             tracing::debug!(%peer, "connection opened");
-            let cause = match connection.await {
-                Ok(()) => "closed",
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                    close_cause(&error)
-                }
-            };
+            let cause = direct::serve_socket(&app, &http, watcher, stream).await;
             tracing::debug!(%peer, cause, "connection closed");
             HttpMetrics::connection_closed(cause);
             open.decrement(1);
@@ -91,7 +85,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
 }
 
 /// Why a connection ended with `error`, for metrics.
-fn close_cause(error: &hyper::Error) -> &'static str {
+pub(crate) fn close_cause(error: &hyper::Error) -> &'static str {
     if error.is_timeout() {
         return "header_timeout";
     }
@@ -106,7 +100,11 @@ fn close_cause(error: &hyper::Error) -> &'static str {
 /// The HTTP/1.1 settings every connection is served with.
 pub(crate) fn http_builder(app: &App) -> http1::Builder {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(app.config().header_read_timeout);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.config().header_read_timeout)
+        // Request heads beyond this are answered 431; the broker's own requests are small, and
+        // hyper's default (about 400 KiB) would let each connection hold that much.
+        .max_buf_size(MAX_REQUEST_HEAD);
     http
 }
 
