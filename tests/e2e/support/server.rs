@@ -91,6 +91,11 @@ impl Server {
         self.child.id().expect("the server is running")
     }
 
+    /// How the server exited, if it has; `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("query the server's state")
+    }
+
     /// What the server has logged on stderr so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
