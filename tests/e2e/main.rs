@@ -15,6 +15,7 @@ mod events;
 mod insert;
 mod lifecycle;
 mod limits;
+mod observability;
 mod openapi;
 mod regressions;
 mod resume;

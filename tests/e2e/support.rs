@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use frame::{Event, Frame};
 pub use http::{Version, audit_path, encode};
 pub use raw::exchange;
-pub use server::Server;
+pub use server::{Server, binary};
 pub use sse::{Sse, Start};
 
 /// The `(event, id)` of each version or event, for comparing sequences.

@@ -156,7 +156,7 @@ impl Server {
 
 /// Finds the server binary: `BROKER_SERVER_BIN`, or `broker-server` in the target directory this
 /// test binary was built into (`target/debug/deps/e2e-…` → `target/debug/broker-server`).
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("BROKER_SERVER_BIN") {
         return PathBuf::from(path);
     }
