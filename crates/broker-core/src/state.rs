@@ -59,17 +59,19 @@ impl State {
         self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Makes committed entries the latest of their events and sends them to live subscribers,
-    /// in commit order.
-    pub(crate) fn publish(&self, entries: &[Arc<Entry>]) {
+    /// Makes committed entries the latest of their events, and returns the live channel to send
+    /// them on, if it is still open.
+    ///
+    /// Recording and sending are two steps so that neither the state lock nor the inserters'
+    /// acknowledgements wait for the send, which wakes every live subscriber. The seam stays
+    /// exact: a subscriber that joins between the two has the entries in its snapshot and
+    /// `last_id`, and skips them when they then arrive live.
+    pub(crate) fn record(&self, entries: &[Arc<Entry>]) -> Option<broadcast::Sender<Arc<Entry>>> {
         let mut inner = self.lock();
         for entry in entries {
             inner.record(entry.clone());
-            if let Some(live) = &inner.live {
-                // An error only means that nobody is subscribed right now.
-                let _ = live.send(entry.clone());
-            }
         }
+        inner.live.clone()
     }
 
     /// A receiver for everything committed from now on, together with, when `snapshot` is set,

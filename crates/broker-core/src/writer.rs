@@ -56,11 +56,20 @@ pub(crate) async fn run(
                 metrics.commit_seconds.record(started.elapsed());
                 metrics.batch_size.record(len as f64);
                 metrics.inserts.increment(len as u64);
-                state.publish(&entries);
+                // Recorded before the acknowledgements, so that an inserter that subscribes once
+                // acknowledged finds its version in the snapshot; sent to live subscribers after
+                // them, so that an acknowledgement never waits for every subscriber's wake-up.
+                let live = state.record(&entries);
                 tracing::trace!(batch = len, last_id = entries.last().map(|e| e.id()), "committed");
-                for (entry, reply) in entries.into_iter().zip(replies) {
+                for (entry, reply) in entries.iter().zip(replies) {
                     // The inserter may have gone away; its version is stored all the same.
-                    let _ = reply.send(Ok(entry));
+                    let _ = reply.send(Ok(entry.clone()));
+                }
+                if let Some(live) = live {
+                    for entry in entries {
+                        // An error only means that nobody is subscribed right now.
+                        let _ = live.send(entry);
+                    }
                 }
             }
             Err(error) => {

@@ -8,7 +8,7 @@ use broker_core::Broker;
 use broker_http::App;
 use broker_storage_redb::RedbStorage;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{Config, Error};
 
@@ -28,7 +28,7 @@ impl Server {
         // The recorder must exist before the engine and the transport register their metrics.
         let prometheus = prometheus();
         let broker = Broker::open(storage, config.engine.clone()).await?;
-        let listener = match TcpListener::bind(config.listen).await {
+        let listener = match listen(config.listen) {
             Ok(listener) => listener,
             Err(source) => {
                 // Release the database before reporting, so that a retry can open it.
@@ -78,6 +78,20 @@ impl Server {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// How many connections the kernel queues for the accept loop. The system's usual default (128)
+/// overflows when many subscribers connect at once, say after a restart, and each overflowed
+/// connection then waits a second or more for its SYN to be retried.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a backlog of [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // A restarted server can bind again while connections of the previous one linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Bucket bounds of the latency histograms, in seconds.
