@@ -1,0 +1,310 @@
+//! The load runs behind the insert, fan-out and idle scenarios: a fresh server, S subscribers
+//! over several worker processes, P publishers, and the figures they give.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::clock::now_ns;
+use crate::fleet::Fleet;
+use crate::hist::Histogram;
+use crate::monitor::{Cpu, Monitor, bottleneck};
+use crate::payload::{self, Stamp, WARMUP};
+use crate::report::Outcome;
+use crate::server::{Programs, Server};
+use crate::target::Target;
+use crate::worker::{Events, Progress, PublisherPlan, WorkerConfig};
+
+/// The event every load run publishes to: one name, so that broker 0.2.0 sends each update once.
+pub(crate) const EVENT: &str = "bench";
+/// The most connections one worker process holds, well under the limit of 20,000 open files.
+const PER_WORKER: usize = 9000;
+
+/// What a run needs from the command line.
+pub(crate) struct Context {
+    pub(crate) exe: PathBuf,
+    pub(crate) programs: Programs,
+    pub(crate) work_dir: PathBuf,
+}
+
+/// The shape of one load run.
+#[derive(Clone, Debug)]
+pub(crate) struct Load {
+    pub(crate) subscribers: usize,
+    pub(crate) publishers: u32,
+    /// Publishes per second of all publishers together; `None` for flat out.
+    pub(crate) rate: Option<f64>,
+    pub(crate) payload: usize,
+    /// How long publishers publish.
+    pub(crate) duration: Duration,
+    /// How long idle subscribers are held before their memory is read.
+    pub(crate) hold: Duration,
+    pub(crate) publisher_workers: u32,
+}
+
+/// Runs `load` against a fresh `target` and measures it.
+pub(crate) async fn run(
+    ctx: &Context,
+    label: &str,
+    target: Target,
+    load: &Load,
+) -> anyhow::Result<Outcome> {
+    let dir = tempfile::tempdir_in(&ctx.work_dir).context("create a data directory")?;
+    let server = Server::start(target, &ctx.programs, dir.path(), load.subscribers + 1000).await?;
+    let outcome = measure(ctx, label, &server, load).await;
+    server.stop().await;
+    outcome
+}
+
+async fn measure(
+    ctx: &Context,
+    label: &str,
+    server: &Server,
+    load: &Load,
+) -> anyhow::Result<Outcome> {
+    let mut outcome = Outcome::default();
+    // The warm-up version: what a new subscriber receives first, proof that it is registered
+    // (broker 0.2.0 does not even register a subscriber while its store is empty).
+    publish_warmup(server).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let processes = server.processes();
+    let rss_idle = processes.rss_kib();
+    outcome.set("rss_idle_mib", rss_idle as f64 / 1024.0);
+
+    let configs = worker_configs(server, load);
+    let mut fleet = Fleet::spawn(&ctx.exe, &configs)?;
+    let mut monitor = Monitor::new(label, processes.clone(), &fleet);
+
+    // Phase 1: every subscriber connects and receives the warm-up version.
+    let started = Instant::now();
+    let deadline = Duration::from_secs(60) + Duration::from_millis(load.subscribers as u64 * 5);
+    loop {
+        fleet.pump(Duration::from_millis(100)).await;
+        let total = fleet.total();
+        monitor.tick(&fleet, "connecting", &total);
+        if total.ready + total.failed + total.closed >= load.subscribers as u64 {
+            break;
+        }
+        if started.elapsed() > deadline {
+            outcome.note(format!(
+                "only {} of {} subscribers registered within {deadline:?}",
+                total.ready, load.subscribers
+            ));
+            break;
+        }
+    }
+    let registered = fleet.total();
+    if load.subscribers > 0 {
+        outcome.set("connect_s", started.elapsed().as_secs_f64());
+        outcome.set("subscribers", registered.ready as f64);
+        outcome.set("subscribers_failed", registered.failed as f64);
+    }
+    if !load.hold.is_zero() {
+        let until = Instant::now() + load.hold;
+        while Instant::now() < until {
+            fleet.pump(Duration::from_millis(250)).await;
+            monitor.tick(&fleet, "holding", &fleet.total());
+        }
+    } else if load.subscribers > 0 {
+        fleet.pump(Duration::from_secs(1)).await;
+    }
+    let rss_subs = processes.rss_kib();
+    if load.subscribers > 0 {
+        outcome.set("rss_subs_mib", rss_subs as f64 / 1024.0);
+        let per = (rss_subs.saturating_sub(rss_idle)) as f64 / registered.ready.max(1) as f64;
+        outcome.set("mem_per_sub_kib", per);
+    }
+
+    // Phase 2: publish for the duration, then let deliveries drain.
+    let cpu_start = Cpu::read(&processes, &fleet);
+    let start_ns = now_ns();
+    let publishing = load.duration > Duration::ZERO && load.publishers > 0;
+    if publishing {
+        fleet.command("start", true).await;
+        let until = Instant::now() + load.duration;
+        while Instant::now() < until {
+            fleet.pump(Duration::from_millis(100)).await;
+            monitor.tick(&fleet, "publishing", &fleet.total());
+        }
+        fleet.command("stop", true).await;
+        loop {
+            fleet.pump(Duration::from_millis(50)).await;
+            if fleet.total().publishing == 0 {
+                break;
+            }
+        }
+    }
+    // Requests in flight when publishing stopped were sent within the duration, so the
+    // duration is the denominator of the insert rate.
+    let published_ns =
+        if publishing { load.duration.as_nanos() as u64 } else { now_ns() - start_ns };
+    let acked = fleet.total().acked;
+    let expected = acked * registered.ready;
+    let mut last_change = Instant::now();
+    let mut last_unique = fleet.total().unique;
+    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    if load.subscribers > 0 && publishing {
+        loop {
+            fleet.pump(Duration::from_millis(100)).await;
+            let total = fleet.total();
+            monitor.tick(&fleet, "draining", &total);
+            if total.unique >= expected || Instant::now() > drain_deadline {
+                break;
+            }
+            if total.unique != last_unique {
+                last_unique = total.unique;
+                last_change = Instant::now();
+            } else if last_change.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+    }
+    let window_ns = now_ns() - start_ns;
+    let cpu_end = Cpu::read(&processes, &fleet);
+    let rss_peak = monitor.peak_rss_kib.max(processes.rss_kib());
+    let finals = fleet.finish().await;
+
+    let mut insert = Histogram::default();
+    let mut delivery = Histogram::default();
+    let mut totals = Progress::default();
+    for last in &finals {
+        insert.merge(&last.insert);
+        delivery.merge(&last.delivery);
+        totals.unique += last.progress.unique;
+        totals.duplicates += last.progress.duplicates;
+        totals.closed += last.progress.closed;
+        totals.publish_errors += last.progress.publish_errors;
+        totals.last_delivery_ns = totals.last_delivery_ns.max(last.progress.last_delivery_ns);
+        if totals.first_error.is_none() {
+            totals.first_error.clone_from(&last.progress.first_error);
+        }
+    }
+    if publishing {
+        outcome.set("inserts_per_s", acked as f64 / (published_ns as f64 / 1e9));
+        outcome.set("insert_p50_ms", ms(insert.quantile(0.5)));
+        outcome.set("insert_p99_ms", ms(insert.quantile(0.99)));
+        outcome.set("insert_max_ms", ms(insert.max()));
+        if totals.publish_errors > 0 {
+            outcome.note(format!("{} publishes failed and were retried", totals.publish_errors));
+        }
+    }
+    if publishing && load.subscribers > 0 {
+        if let Some(rate) = load.rate {
+            outcome.set("offered_deliveries_per_s", rate * load.subscribers as f64);
+        }
+        let span_ns = totals.last_delivery_ns.saturating_sub(start_ns).max(1);
+        outcome.set("deliveries_per_s", totals.unique as f64 / (span_ns as f64 / 1e9));
+        outcome.set("delivery_p50_ms", ms(delivery.quantile(0.5)));
+        outcome.set("delivery_p99_ms", ms(delivery.quantile(0.99)));
+        outcome.set("delivery_max_ms", ms(delivery.max()));
+        outcome.set("missed", expected.saturating_sub(totals.unique) as f64);
+        outcome.set("duplicated", totals.duplicates as f64);
+        outcome.note(format!(
+            "{acked} inserts acknowledged x {} subscribers = {expected} deliveries expected, {} received",
+            registered.ready, totals.unique
+        ));
+    }
+    if load.subscribers > 0 {
+        outcome.set("streams_closed", totals.closed as f64);
+    }
+    outcome.set("rss_peak_mib", rss_peak as f64 / 1024.0);
+    if let Some(error) = totals.first_error {
+        outcome.note(format!("first error: {error}"));
+    }
+
+    let seconds = window_ns as f64 / 1e9;
+    let server_pct = (cpu_end.server - cpu_start.server) / seconds * 100.0;
+    let loadgen_pct = (cpu_end.loadgen() - cpu_start.loadgen()) / seconds * 100.0;
+    let busiest = cpu_end
+        .workers
+        .iter()
+        .zip(&cpu_start.workers)
+        .map(|(end, start)| (end - start) / seconds * 100.0)
+        .fold(0.0, f64::max);
+    outcome.set("server_cpu_pct", server_pct);
+    outcome.set("loadgen_cpu_pct", loadgen_pct);
+    outcome.set("loadgen_busiest_pct", busiest);
+    let machine_pct = (cpu_end.machine - cpu_start.machine) / seconds * 100.0;
+    outcome.set("other_cpu_pct", (machine_pct - server_pct - loadgen_pct).max(0.0));
+    let offered_met = match load.rate {
+        Some(rate) if publishing => {
+            let achieved = acked as f64 / (published_ns as f64 / 1e9);
+            let delivered = expected == 0 || totals.unique >= expected;
+            achieved >= 0.97 * rate && delivered
+        }
+        _ => !publishing,
+    };
+    outcome
+        .note(format!("bottleneck: {}", bottleneck(server_pct, loadgen_pct, busiest, offered_met)));
+    Ok(outcome)
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// Publishes the warm-up version (publisher 0) and checks that it was acknowledged.
+async fn publish_warmup(server: &Server) -> anyhow::Result<()> {
+    let mut payload = Vec::new();
+    payload::build(&mut payload, Stamp { publisher: WARMUP, seq: 0, sent_ns: now_ns() }, 100);
+    let mut request = Vec::new();
+    server.target.publish_request(EVENT, &payload, &mut request);
+    let mut client = crate::client::Client::new(server.addr, Ipv4Addr::UNSPECIFIED);
+    let status = client.request(&request).await.context("warm-up publish")?;
+    anyhow::ensure!(server.target.published(status), "warm-up publish answered {status}");
+    Ok(())
+}
+
+/// Subscribers spread over as many workers as the file limit needs (and at least two, one per
+/// core), publishers in workers of their own.
+fn worker_configs(server: &Server, load: &Load) -> Vec<WorkerConfig> {
+    let subscriber_workers = if load.subscribers == 0 {
+        0
+    } else {
+        load.subscribers.div_ceil(PER_WORKER).max(2.min(load.subscribers))
+    };
+    let base = WorkerConfig {
+        addr: server.addr,
+        target: server.target,
+        // Binding a source address before connecting makes the kernel search for a free port
+        // among every socket bound to it, which grows costly past a few thousand: let
+        // connect() pick the port.
+        source: Ipv4Addr::UNSPECIFIED,
+        subscribers: 0,
+        subscribe_path: server.target.subscribe_path(Some(EVENT)),
+        // Our server listens with a backlog of 128 (tokio's default); more connections in flight
+        // than that overflow its accept queue and cost SYN retries of a second or more.
+        connect_parallel: 32,
+        ready_on_head: server.target == Target::Nchan,
+        publisher_ids: load.publishers,
+        publishers: None,
+    };
+    let mut configs = Vec::new();
+    for index in 0..subscriber_workers {
+        let share = load.subscribers / subscriber_workers
+            + usize::from(index < load.subscribers % subscriber_workers);
+        configs.push(WorkerConfig { subscribers: share, ..base.clone() });
+    }
+    let workers = load.publisher_workers.clamp(1, load.publishers.max(1));
+    for index in 0..workers {
+        if load.publishers == 0 {
+            break;
+        }
+        let count = load.publishers / workers + u32::from(index < load.publishers % workers);
+        let first_id = 1
+            + (0..index)
+                .map(|i| load.publishers / workers + u32::from(i < load.publishers % workers))
+                .sum::<u32>();
+        let plan = PublisherPlan {
+            first_id,
+            count,
+            rate: load.rate.map(|rate| rate / f64::from(load.publishers)),
+            payload: load.payload,
+            events: Events::One(EVENT.to_owned()),
+        };
+        configs.push(WorkerConfig { publishers: Some(plan), ..base.clone() });
+    }
+    configs
+}

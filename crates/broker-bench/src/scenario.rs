@@ -1,0 +1,282 @@
+//! The six scenarios of the benchmark, their defaults, and the issue's targets checked against
+//! their figures.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::load::{self, Context, Load};
+use crate::report::{Outcome, ScenarioResult, Verdict};
+use crate::target::Target;
+
+/// One benchmark scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Scenario {
+    /// 64 publishers flat out, no subscribers: durable inserts per second.
+    Insert,
+    /// 1,000 subscribers, 1,000 inserts per second.
+    #[value(name = "fanout-1k")]
+    Fanout1k,
+    /// 10,000 subscribers, 100 inserts per second (the same 1,000,000 deliveries per second
+    /// offered as fanout-1k, over ten times the connections).
+    #[value(name = "fanout-10k")]
+    Fanout10k,
+    /// As many idle subscribers as the file limit allows: memory per subscriber.
+    Idle,
+    /// 10,000 distinct events; a new subscriber's time to its full snapshot.
+    Snapshot,
+    /// Start-up on a database of 1,000,000 versions.
+    Restart,
+    /// Every scenario above, in order.
+    All,
+}
+
+pub(crate) const ALL: [Scenario; 6] = [
+    Scenario::Insert,
+    Scenario::Fanout1k,
+    Scenario::Fanout10k,
+    Scenario::Idle,
+    Scenario::Snapshot,
+    Scenario::Restart,
+];
+
+/// Settings a command line may override; `None` keeps the scenario's default.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Overrides {
+    pub(crate) subscribers: Option<usize>,
+    pub(crate) publishers: Option<u32>,
+    pub(crate) rate: Option<f64>,
+    pub(crate) duration: Option<f64>,
+    pub(crate) payload: usize,
+    pub(crate) events: Option<u64>,
+    pub(crate) versions: Option<u64>,
+    pub(crate) repeats: Option<usize>,
+    pub(crate) publisher_workers: Option<u32>,
+    /// Publishers go as fast as acknowledgements come, whatever the scenario's rate.
+    pub(crate) flat_out: bool,
+}
+
+/// Other processes may use at most this much of a core when a target's run starts…
+const QUIET_PCT: f64 = 15.0;
+/// …or the run starts anyway after this long, with a note.
+const QUIET_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The most idle subscribers: a server process may open 20,000 files, and needs some for itself.
+const IDLE_SUBSCRIBERS: usize = 19_000;
+
+impl Scenario {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Scenario::Insert => "insert",
+            Scenario::Fanout1k => "fanout-1k",
+            Scenario::Fanout10k => "fanout-10k",
+            Scenario::Idle => "idle",
+            Scenario::Snapshot => "snapshot",
+            Scenario::Restart => "restart",
+            Scenario::All => "all",
+        }
+    }
+
+    fn load(self, o: &Overrides) -> Load {
+        let (subscribers, publishers, rate, duration, hold) = match self {
+            Scenario::Insert => (0, 64, None, 10.0, 0.0),
+            Scenario::Fanout1k => (1000, 64, Some(1000.0), 10.0, 0.0),
+            Scenario::Fanout10k => (10_000, 64, Some(100.0), 10.0, 0.0),
+            _ => (IDLE_SUBSCRIBERS, 0, None, 0.0, 5.0),
+        };
+        Load {
+            subscribers: o.subscribers.unwrap_or(subscribers),
+            publishers: if publishers == 0 { 0 } else { o.publishers.unwrap_or(publishers) },
+            rate: if o.flat_out { None } else { o.rate.or(rate) },
+            payload: o.payload,
+            duration: Duration::from_secs_f64(if duration > 0.0 {
+                o.duration.unwrap_or(duration)
+            } else {
+                0.0
+            }),
+            hold: Duration::from_secs_f64(hold),
+            publisher_workers: o.publisher_workers.unwrap_or(1),
+        }
+    }
+
+    /// What the scenario does, and its parameters, for the report.
+    fn describe(self, o: &Overrides) -> (String, BTreeMap<String, String>) {
+        let mut params = BTreeMap::new();
+        params.insert("payload_bytes".to_owned(), o.payload.to_string());
+        let text = match self {
+            Scenario::Insert | Scenario::Fanout1k | Scenario::Fanout10k | Scenario::Idle => {
+                let load = self.load(o);
+                params.insert("subscribers".into(), load.subscribers.to_string());
+                if load.publishers > 0 {
+                    params.insert("publishers".into(), load.publishers.to_string());
+                    let rate = load.rate.map_or("flat out".into(), |r| r.to_string());
+                    params.insert("rate_per_s".into(), rate);
+                    params.insert("duration_s".into(), load.duration.as_secs_f64().to_string());
+                } else {
+                    params.insert("hold_s".into(), load.hold.as_secs_f64().to_string());
+                }
+                match self {
+                    Scenario::Insert => {
+                        "insert throughput: concurrent publishers, no subscribers, durable inserts"
+                    }
+                    Scenario::Idle => {
+                        "idle capacity: as many idle subscribers as the file limit allows"
+                    }
+                    _ if load.rate.is_none() => {
+                        "fan-out capacity: subscribers on one event, publishers flat out"
+                    }
+                    _ => "fan-out: subscribers on one event, publishers at a fixed rate",
+                }
+            }
+            Scenario::Snapshot => {
+                params.insert("events".into(), o.events.unwrap_or(10_000).to_string());
+                params.insert("repeats".into(), o.repeats.unwrap_or(20).to_string());
+                "snapshot: a new subscriber's time to the latest version of every event"
+            }
+            Scenario::Restart => {
+                params.insert("versions".into(), o.versions.unwrap_or(1_000_000).to_string());
+                params.insert("events".into(), o.events.unwrap_or(1000).to_string());
+                params.insert("repeats".into(), o.repeats.unwrap_or(5).to_string());
+                "restart: from process start to serving, on a database of many versions"
+            }
+            Scenario::All => "",
+        };
+        (text.to_owned(), params)
+    }
+
+    /// Runs the scenario on each target in turn and prints its table.
+    pub(crate) async fn run(
+        self,
+        ctx: &Context,
+        targets: &[Target],
+        o: &Overrides,
+    ) -> ScenarioResult {
+        let (description, params) = self.describe(o);
+        let mut results = Vec::new();
+        for &target in targets {
+            let label = format!("{} {}", self.name(), target);
+            eprintln!("\n>> {label}");
+            let noise = crate::procfs::wait_for_quiet(QUIET_PCT, QUIET_PATIENCE).await;
+            let outcome = match self {
+                Scenario::Snapshot => {
+                    let events = o.events.unwrap_or(10_000);
+                    crate::snapshot::run(ctx, target, events, o.repeats.unwrap_or(20), o.payload)
+                        .await
+                }
+                Scenario::Restart => {
+                    let versions = o.versions.unwrap_or(1_000_000);
+                    let events = o.events.unwrap_or(1000);
+                    let repeats = o.repeats.unwrap_or(5);
+                    crate::restart::run(ctx, target, versions, events, repeats, o.payload).await
+                }
+                _ => load::run(ctx, &label, target, &self.load(o)).await,
+            };
+            let mut outcome = outcome.unwrap_or_else(|error| {
+                eprintln!("   {label} failed: {error:#}");
+                Outcome { error: Some(format!("failed: {error:#}")), ..Outcome::default() }
+            });
+            if noise >= QUIET_PCT {
+                outcome.note(format!(
+                    "started while other processes used {noise:.0}% of a core (waited {QUIET_PATIENCE:?})"
+                ));
+            }
+            results.push((target.label().to_owned(), outcome));
+        }
+        ScenarioResult { scenario: self.name().to_owned(), description, params, results }
+    }
+}
+
+/// The issue's targets, checked against whichever scenarios ran.
+pub(crate) fn verdicts(results: &[ScenarioResult]) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    let find = |name: &str| results.iter().find(|result| result.scenario == name);
+    let value = |result: &ScenarioResult, target: &str, key: &str| result.outcome(target)?.get(key);
+    if let Some(result) = find("insert")
+        && let (Some(ours), Some(nchan)) =
+            (value(result, "ours", "inserts_per_s"), value(result, "nchan", "inserts_per_s"))
+    {
+        verdicts.push(Verdict {
+            target: "durable inserts/s >= nchan's in-memory publishes/s".into(),
+            met: ours >= nchan,
+            detail: format!("ours {ours:.0}/s, nchan {nchan:.0}/s: {:.2}x", ours / nchan),
+        });
+    }
+    for name in ["fanout-1k", "fanout-10k"] {
+        let Some(result) = find(name) else { continue };
+        let Some(ours) = value(result, "ours", "deliveries_per_s") else { continue };
+        let peers: Vec<(&str, f64, Option<f64>)> = result
+            .results
+            .iter()
+            .filter(|(label, _)| label != "ours")
+            .filter_map(|(label, outcome)| {
+                Some((
+                    label.as_str(),
+                    outcome.get("deliveries_per_s")?,
+                    outcome.get("delivery_p99_ms"),
+                ))
+            })
+            .collect();
+        if let Some(&(best, rate, _)) = peers.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            let offered = value(result, "ours", "offered_deliveries_per_s");
+            let capped = offered.is_some_and(|offered| ours >= 0.97 * offered);
+            let mut detail = format!("ours {ours:.0}/s, {best} {rate:.0}/s: {:.2}x", ours / rate);
+            if capped {
+                detail.push_str(
+                    "; ours delivered all that was offered, so its capacity is higher than this \
+                     (a --flat-out run measures it)",
+                );
+            }
+            verdicts.push(Verdict {
+                target: format!("{name}: deliveries/s >= 1.5x the better peer"),
+                met: ours >= 1.5 * rate,
+                detail,
+            });
+        }
+        let ours_p99 = value(result, "ours", "delivery_p99_ms");
+        let peer_p99: Vec<String> =
+            peers.iter().filter_map(|(l, _, p)| Some(format!("{l} {:.2} ms", (*p)?))).collect();
+        if let (Some(p99), false) = (ours_p99, peer_p99.is_empty()) {
+            let below = peers.iter().all(|(_, _, p)| p.is_none_or(|p| p99 < p));
+            verdicts.push(Verdict {
+                target: format!("{name}: p99 delivery latency below both peers"),
+                met: below,
+                detail: format!("ours {p99:.2} ms; {}", peer_p99.join(", ")),
+            });
+        }
+    }
+    let absolute = [
+        (
+            "idle",
+            "mem_per_sub_kib",
+            8.0,
+            "at most 8 KiB of server memory per idle subscriber",
+            "KiB",
+            true,
+        ),
+        (
+            "snapshot",
+            "snapshot_p50_ms",
+            50.0,
+            "snapshot of 10,000 events in under 50 ms (median)",
+            "ms",
+            false,
+        ),
+        (
+            "restart",
+            "startup_p50_ms",
+            1000.0,
+            "start-up with 1,000,000 versions under 1 s (median)",
+            "ms",
+            false,
+        ),
+    ];
+    for (name, key, limit, target, unit, inclusive) in absolute {
+        let Some(got) = find(name).and_then(|result| value(result, "ours", key)) else { continue };
+        let met = if inclusive { got <= limit } else { got < limit };
+        verdicts.push(Verdict {
+            target: target.into(),
+            met,
+            detail: format!("ours {got:.2} {unit}: {:.2}x the limit", got / limit),
+        });
+    }
+    verdicts
+}

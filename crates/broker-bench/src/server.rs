@@ -1,0 +1,238 @@
+//! Starting and stopping a server under test, each in its own process, and finding its processes
+//! for memory and CPU figures.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::procfs::{self, Processes};
+use crate::target::Target;
+
+/// Where the programs under test are.
+#[derive(Clone, Debug)]
+pub(crate) struct Programs {
+    pub(crate) broker_server: PathBuf,
+    pub(crate) broker_0_2_0: PathBuf,
+    pub(crate) nginx: PathBuf,
+    pub(crate) nchan_conf: PathBuf,
+}
+
+/// A running server. Dropping it kills it and every process it started.
+pub(crate) struct Server {
+    pub(crate) target: Target,
+    pub(crate) addr: SocketAddr,
+    /// When the process was started.
+    pub(crate) spawned: Instant,
+    /// How long it took from start to its first HTTP answer.
+    pub(crate) startup: Duration,
+    /// Its standard error (and output, for the peers).
+    log: PathBuf,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `target` with its data in `dir` (which must exist) and waits until it answers HTTP.
+    ///
+    /// `max_connections` is passed to our server, which refuses connections over its limit;
+    /// the peers are configured for 19,000 or more already.
+    pub(crate) async fn start(
+        target: Target,
+        programs: &Programs,
+        dir: &Path,
+        max_connections: usize,
+    ) -> anyhow::Result<Server> {
+        let log = fs::File::create(dir.join("server.log")).context("create the server log")?;
+        let started = Instant::now();
+        let (child, addr) = match target {
+            Target::Ours => {
+                let mut child = Command::new(&programs.broker_server)
+                    .args(["--port", "0", "--data"])
+                    .arg(dir.join("b.redb"))
+                    .args(["--max-connections", &max_connections.to_string()])
+                    .env("RUST_LOG", "warn")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(log)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("cannot run {}", programs.broker_server.display()))?;
+                let addr = listening_line(&mut child).await?;
+                (child, addr)
+            }
+            Target::Nchan => {
+                let port = free_port()?;
+                let conf = nchan_conf(&programs.nchan_conf, dir, port)?;
+                let child = Command::new(&programs.nginx)
+                    .arg("-p")
+                    .arg(dir)
+                    .arg("-c")
+                    .arg(conf)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("cannot run {}", programs.nginx.display()))?;
+                (child, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            }
+            Target::Broker => {
+                let port = free_port()?;
+                // It logs every request (at debug level, which it sets itself): its log is part
+                // of its cost, so it is written, to a file.
+                let child = Command::new(&programs.broker_0_2_0)
+                    .current_dir(dir)
+                    .env("PORT", port.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("cannot run {}", programs.broker_0_2_0.display()))?;
+                (child, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            }
+        };
+        let log = dir.join("server.log");
+        let mut server =
+            Server { target, addr, spawned: started, startup: Duration::ZERO, log, child };
+        server.startup = server.wait_until_serving(started).await?;
+        Ok(server)
+    }
+
+    /// Polls a cheap route until it answers, for at most 20 s.
+    async fn wait_until_serving(&mut self, started: Instant) -> anyhow::Result<Duration> {
+        let path = self.probe_path();
+        loop {
+            if let Ok((status, _)) = crate::client::get(self.addr, path).await
+                && status < 500
+            {
+                return Ok(started.elapsed());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                let log = fs::read_to_string(self.log.as_path()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "{} exited before serving: {status}; its log ends with: {}",
+                    self.target,
+                    tail.join(" | ")
+                );
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("{} did not answer HTTP within 20 s", self.target);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn probe_path(&self) -> &'static str {
+        match self.target {
+            Target::Ours => "/healthz",
+            Target::Nchan => "/nchan_status",
+            Target::Broker => "/audit/probe",
+        }
+    }
+
+    /// The server's processes: one, or nginx's master and its workers.
+    pub(crate) fn processes(&self) -> Processes {
+        let Some(pid) = self.child.id() else { return Processes::default() };
+        let mut pids = vec![pid];
+        if self.target == Target::Nchan {
+            pids.extend(procfs::children(pid));
+        }
+        Processes(pids)
+    }
+
+    /// Stops the server: gracefully where it supports that, within a few seconds in any case.
+    pub(crate) async fn stop(mut self) {
+        let processes = self.processes();
+        let signal = match self.target {
+            Target::Ours | Target::Nchan => Signal::SIGTERM,
+            // It ignores SIGTERM for a while.
+            Target::Broker => Signal::SIGKILL,
+        };
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), signal);
+        }
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.is_err() {
+            eprintln!("{} did not stop within 15 s; killing it", self.target);
+        }
+        kill_all(&processes);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        kill_all(&self.processes());
+    }
+}
+
+fn kill_all(processes: &Processes) {
+    for &pid in &processes.0 {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
+/// Reads our server's one line of standard output: `broker-server listening on http://ADDR`.
+async fn listening_line(child: &mut Child) -> anyhow::Result<SocketAddr> {
+    let stdout = child.stdout.take().context("no standard output")?;
+    let mut line = String::new();
+    let mut stdout = BufReader::new(stdout);
+    let read = stdout.read_line(&mut line);
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .context("broker-server printed no address within 30 s")??;
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|addr| addr.parse().ok())
+        .with_context(|| format!("unexpected first line from broker-server: {line:?}"))?;
+    Ok(addr)
+}
+
+/// A port nothing uses right now, below the ephemeral range (32768 and up on Linux).
+///
+/// A port the system hands out for outgoing connections would do for a moment, but a load
+/// generator's closed connections linger on ephemeral ports, and broker 0.2.0, which binds
+/// `0.0.0.0`, then fails to bind. Inside the benchmark's own network namespace the test binds
+/// `0.0.0.0` like it; outside it binds loopback only.
+fn free_port() -> anyhow::Result<u16> {
+    let ip = if crate::netns::inside() { Ipv4Addr::UNSPECIFIED } else { Ipv4Addr::LOCALHOST };
+    let seed = std::process::id() as usize + crate::clock::now_ns() as usize;
+    for n in 0..12_000 {
+        let port = 20_000 + ((seed + n * 7919) % 12_000) as u16;
+        if TcpListener::bind((ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between 20000 and 32000")
+}
+
+/// A copy of the shared nchan configuration, listening on `port`, in the foreground (so that
+/// the master is our child), with its paths under `dir`.
+fn nchan_conf(original: &Path, dir: &Path, port: u16) -> anyhow::Result<PathBuf> {
+    let text = fs::read_to_string(original)
+        .with_context(|| format!("cannot read {}", original.display()))?;
+    let replaced = text
+        .replace("listen 127.0.0.1:8088;", &format!("listen 127.0.0.1:{port};"))
+        .replace("daemon on;", "daemon off;");
+    if !replaced.contains(&format!(":{port};")) || !replaced.contains("daemon off;") {
+        bail!(
+            "{} changed: no `listen 127.0.0.1:8088;` or `daemon on;` to adapt",
+            original.display()
+        );
+    }
+    fs::create_dir_all(dir.join("logs"))?;
+    fs::create_dir_all(dir.join("tmp"))?;
+    let path = dir.join("nchan.conf");
+    fs::write(&path, replaced)?;
+    Ok(path)
+}

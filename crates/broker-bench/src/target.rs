@@ -1,0 +1,120 @@
+//! The servers a run can measure, and how each one is spoken to: the same job, three wire
+//! dialects.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A server under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Target {
+    /// This workspace's `broker-server` (hyper + redb).
+    Ours,
+    /// nginx with the nchan module: in-memory channels, written in C.
+    Nchan,
+    /// The original `broker` 0.2.0 (actix-web + sled), with this API.
+    Broker,
+}
+
+impl Target {
+    /// The name in tables and JSON.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Target::Ours => "ours",
+            Target::Nchan => "nchan",
+            Target::Broker => "broker-0.2.0",
+        }
+    }
+
+    /// Appends the request that publishes `payload` as a new version of `event`.
+    pub(crate) fn publish_request(self, event: &str, payload: &[u8], out: &mut Vec<u8>) {
+        let (path, prefix, suffix, header) = match self {
+            Target::Ours | Target::Broker => {
+                ("/insert".to_owned(), "{\"event\":\"", "\",\"data\":", "")
+            }
+            // One broker event is one nchan channel; the header names the SSE `event:`.
+            Target::Nchan => (format!("/pub/{event}"), "", "", "X-EventSource-Event: "),
+        };
+        let body_len = if prefix.is_empty() {
+            payload.len()
+        } else {
+            prefix.len() + event.len() + suffix.len() + payload.len() + 1
+        };
+        out.extend_from_slice(b"POST ");
+        out.extend_from_slice(path.as_bytes());
+        out.extend_from_slice(
+            b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n",
+        );
+        if !header.is_empty() {
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(event.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("Content-Length: {body_len}\r\n\r\n").as_bytes());
+        if prefix.is_empty() {
+            out.extend_from_slice(payload);
+        } else {
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(event.as_bytes());
+            out.extend_from_slice(suffix.as_bytes());
+            out.extend_from_slice(payload);
+            out.push(b'}');
+        }
+    }
+
+    /// Whether `status` acknowledges a publish.
+    pub(crate) fn published(self, status: u16) -> bool {
+        match self {
+            Target::Ours => status == 201,
+            // 201 when subscribers were present, 202 when none.
+            Target::Nchan => status == 201 || status == 202,
+            Target::Broker => status == 200,
+        }
+    }
+
+    /// The request path of a subscriber to `event`, or to every event when `None`.
+    pub(crate) fn subscribe_path(self, event: Option<&str>) -> String {
+        match (self, event) {
+            (Target::Ours, Some(event)) => format!("/events?event={event}"),
+            (Target::Ours | Target::Broker, _) => "/events".to_owned(),
+            (Target::Nchan, Some(event)) => format!("/sub/{event}"),
+            // nchan has no stream of every channel; the scenarios that need one skip it.
+            (Target::Nchan, None) => "/sub/all".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The GET request of a subscriber.
+pub(crate) fn subscribe_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_requests_declare_their_body_length() {
+        for target in [Target::Ours, Target::Nchan, Target::Broker] {
+            let mut request = Vec::new();
+            target.publish_request("bench", br#"{"p":1}"#, &mut request);
+            let text = String::from_utf8(request).expect("ASCII");
+            let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+            assert!(head.contains(&format!("Content-Length: {}", body.len())), "{text}");
+            if target == Target::Nchan {
+                assert_eq!(body, r#"{"p":1}"#);
+            } else {
+                let parsed: serde_json::Value = serde_json::from_str(body).expect("JSON");
+                assert_eq!(parsed["event"], "bench");
+            }
+        }
+    }
+}
