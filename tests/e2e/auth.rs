@@ -17,10 +17,9 @@ mod wire;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::support::Server;
+use crate::support::{Reply, Server};
 
 pub use wire::Wire;
 
@@ -124,43 +123,24 @@ pub async fn start(args: &[&str]) -> Server {
     Server::start_with(args, &[("BROKER_JWT_SECRET", SECRET)]).await
 }
 
-/// A response, read whole.
+/// A response, read whole, with the request it answers for failure messages.
 #[derive(Debug)]
 pub struct Answer {
-    /// What was asked, for failure messages.
+    /// What was asked.
     pub request: String,
-    /// The status code.
-    pub status: u16,
-    /// The response headers.
-    pub headers: HeaderMap,
-    /// The body, as text.
-    pub body: String,
+    /// The response.
+    pub reply: Reply,
+}
+
+impl std::ops::Deref for Answer {
+    type Target = Reply;
+
+    fn deref(&self) -> &Reply {
+        &self.reply
+    }
 }
 
 impl Answer {
-    /// The first value of header `name`, if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|value| value.to_str().expect("a header value is text"))
-    }
-
-    /// Every comma-separated item of every `name` header, trimmed and in lower case.
-    pub fn header_list(&self, name: &str) -> Vec<String> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .flat_map(|value| value.to_str().expect("a header value is text").split(','))
-            .map(|item| item.trim().to_ascii_lowercase())
-            .filter(|item| !item.is_empty())
-            .collect()
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| {
-            panic!("{}: the body is not JSON ({error}): {self:?}", self.request)
-        })
-    }
-
     /// Checks the status, that the body is the JSON error `code`, and returns the
     /// `WWW-Authenticate` challenge.
     fn error(&self, status: u16, code: &str) -> &str {
@@ -217,7 +197,7 @@ pub async fn send(
     let body = body.map(|body| body.to_string().into_bytes());
     let reply = server.request(method, path, &headers, body).await;
     let request = format!("{method} {path} with {headers:?}");
-    Answer { request, status: reply.status, headers: reply.headers, body: reply.body }
+    Answer { request, reply }
 }
 
 /// `GET path` with `token` as a bearer token, or with no token for `None`.

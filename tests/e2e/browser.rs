@@ -154,10 +154,9 @@ async fn requested_paths(window: &Client) -> Vec<String> {
 
 /// How many requests each route has answered, from the server's `/metrics`.
 async fn requests_by_route(server: &Server) -> std::collections::BTreeMap<String, u64> {
-    let text = reqwest::get(server.url("/metrics")).await.expect("GET /metrics");
-    let text = text.text().await.expect("metrics text");
+    let metrics = server.metrics().await;
     let mut counts = std::collections::BTreeMap::new();
-    for line in text.lines().filter(|line| line.starts_with("broker_http_requests_total{")) {
+    for line in metrics.lines("broker_http_requests_total{") {
         let route = line.split("route=\"").nth(1).and_then(|rest| rest.split('"').next());
         let count = line.rsplit(' ').next().and_then(|count| count.parse::<u64>().ok());
         if let (Some(route), Some(count)) = (route, count) {

@@ -14,7 +14,7 @@ mod sse;
 use std::time::Duration;
 
 pub use frame::{Event, Frame};
-pub use http::{Version, audit_path, encode};
+pub use http::{Reply, Version, audit_path, encode};
 pub use raw::exchange;
 pub use server::{Server, binary};
 pub use sse::{Sse, Start};

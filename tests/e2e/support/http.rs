@@ -25,6 +25,7 @@ pub fn audit_path(event: &str) -> String {
 }
 
 /// A response, read whole.
+#[derive(Debug)]
 pub struct Reply {
     /// The status code.
     pub status: u16,
