@@ -39,6 +39,9 @@ pub struct HttpConfig {
     pub auth: Option<AuthConfig>,
     /// Whether `GET /` serves the live demo page. Default: no.
     pub demo: bool,
+    /// How long the server goes on serving after it is told to shut down, with `/readyz`
+    /// answering 503, so that load balancers move new clients elsewhere first. Default: 0.
+    pub drain_delay: Duration,
     /// How long shutdown waits for open connections before it gives up on them. Default: 10 s.
     pub shutdown_timeout: Duration,
 }
@@ -53,6 +56,7 @@ impl Default for HttpConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
             auth: None,
             demo: false,

@@ -52,6 +52,7 @@ mod sse;
 mod stall;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use broker_core::Broker;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -81,6 +82,8 @@ struct Inner {
     prometheus: Option<PrometheusHandle>,
     /// Cancelled when shutdown begins; every event stream ends on it.
     shutdown: CancellationToken,
+    /// Set when the server starts draining: `/readyz` answers 503 from then on.
+    draining: AtomicBool,
 }
 
 impl App {
@@ -100,7 +103,8 @@ impl App {
     ) -> App {
         let metrics = HttpMetrics::register();
         let shutdown = CancellationToken::new();
-        App { inner: Arc::new(Inner { broker, config, metrics, prometheus, shutdown }) }
+        let draining = AtomicBool::new(false);
+        App { inner: Arc::new(Inner { broker, config, metrics, prometheus, shutdown, draining }) }
     }
 
     /// The broker served.
@@ -120,7 +124,14 @@ impl App {
 
     /// Whether the app serves new work: not shutting down, and its broker open.
     pub fn is_ready(&self) -> bool {
-        !self.inner.shutdown.is_cancelled() && !self.inner.broker.is_closed()
+        !self.inner.draining.load(Ordering::Relaxed)
+            && !self.inner.shutdown.is_cancelled()
+            && !self.inner.broker.is_closed()
+    }
+
+    /// Makes [`is_ready`](App::is_ready) false, while serving on as before.
+    pub fn begin_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {

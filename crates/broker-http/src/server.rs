@@ -39,11 +39,23 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     // Connections beyond this many are told to come back later rather than queued.
     let permits = Arc::new(Semaphore::new(app.config().max_connections));
     let mut last_accept_error: Option<Instant> = None;
-    tokio::pin!(shutdown);
+    // Once `shutdown` completes the server drains for the configured delay: `/readyz` answers
+    // 503, so that load balancers stop sending new clients, while everything is served as usual.
+    let draining = app.clone();
+    let stop = async move {
+        shutdown.await;
+        draining.begin_draining();
+        let delay = draining.config().drain_delay;
+        if !delay.is_zero() {
+            tracing::info!(?delay, "draining: /readyz answers 503, still serving");
+            tokio::time::sleep(delay).await;
+        }
+    };
+    tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,

@@ -91,6 +91,11 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// How long to go on serving after SIGTERM or SIGINT, with /readyz answering 503, so that a
+    /// load balancer moves new clients elsewhere before the server stops accepting.
+    #[arg(long, env = "BROKER_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+
     /// How long shutdown waits for open connections and queued inserts before it gives up.
     #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -174,6 +179,7 @@ impl Args {
         http.write_timeout = self.write_timeout;
         http.demo = self.demo;
         http.shutdown_timeout = self.shutdown_timeout;
+        http.drain_delay = self.drain_delay;
         Ok(config)
     }
 }

@@ -25,6 +25,7 @@ fn help_documents_every_flag_and_its_environment_variable() {
         ("--write-timeout", "BROKER_WRITE_TIMEOUT"),
         ("--log-format", "BROKER_LOG_FORMAT"),
         ("--demo", "BROKER_DEMO"),
+        ("--drain-delay", "BROKER_DRAIN_DELAY"),
         ("--shutdown-timeout", "BROKER_SHUTDOWN_TIMEOUT"),
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");

@@ -103,6 +103,12 @@ impl Server {
 
     /// Sends `signal` (as `kill` names it: `TERM`, `INT`) and waits for the server to exit.
     pub async fn stop(&mut self, signal: &str) -> Exit {
+        self.signal(signal);
+        self.wait_for_exit(signal).await
+    }
+
+    /// Sends `signal` (as `kill` names it: `TERM`, `INT`) without waiting.
+    pub fn signal(&self, signal: &str) {
         let pid = self.pid();
         let sent = std::process::Command::new("kill")
             .arg(format!("-{signal}"))
@@ -110,6 +116,10 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Waits for the server to exit after `signal` was sent.
+    pub async fn wait_for_exit(&mut self, signal: &str) -> Exit {
         let start = Instant::now();
         let status = tokio::time::timeout(EXIT_TIMEOUT, self.child.wait())
             .await
