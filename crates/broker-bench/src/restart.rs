@@ -6,14 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::fleet::Fleet;
 use crate::hist::Histogram;
 use crate::load::Context;
 use crate::reader::SseReader;
 use crate::report::Outcome;
 use crate::server::Server;
 use crate::target::{Target, subscribe_request};
-use crate::worker::{Events, PublisherPlan, WorkerConfig};
 
 /// How many versions broker 0.2.0 gets, through its own API: it keeps at most one version per
 /// event and second, so a million cannot be made through it.
@@ -47,7 +45,7 @@ pub(crate) async fn run(
         Target::Broker => {
             let server = Server::start(target, &ctx.programs, dir.path(), 1000).await?;
             let started = Instant::now();
-            let filled = fill_peer(ctx, &server, PEER_VERSIONS, payload).await;
+            let filled = crate::snapshot::fill(ctx, &server, PEER_VERSIONS, payload).await;
             server.stop().await;
             filled?;
             outcome.set("prepare_s", started.elapsed().as_secs_f64());
@@ -92,41 +90,5 @@ async fn first_frame(server: &Server, request: &[u8]) -> anyhow::Result<()> {
             anyhow::bail!("the stream ended before its first frame");
         }
     }
-    Ok(())
-}
-
-/// Inserts `count` versions of distinct events into broker 0.2.0 with 64 publishers.
-async fn fill_peer(
-    ctx: &Context,
-    server: &Server,
-    count: u64,
-    payload: usize,
-) -> anyhow::Result<()> {
-    let plan = PublisherPlan {
-        first_id: 1,
-        count: 64,
-        rate: None,
-        payload,
-        events: Events::Distinct { prefix: "e".into(), total: count, stride: 64 },
-    };
-    let config = WorkerConfig {
-        addr: server.addr,
-        target: server.target,
-        source: Ipv4Addr::UNSPECIFIED,
-        subscribers: 0,
-        subscribe_path: String::new(),
-        connect_parallel: 1,
-        ready_on_head: false,
-        publisher_ids: 64,
-        publishers: Some(plan),
-    };
-    let mut fleet = Fleet::spawn(&ctx.exe, &[config])?;
-    let started = Instant::now();
-    fleet.command("start", true).await;
-    while fleet.total().acked < count {
-        fleet.pump(Duration::from_millis(100)).await;
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "filling took over 300 s");
-    }
-    fleet.finish().await;
     Ok(())
 }

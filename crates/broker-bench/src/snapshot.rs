@@ -89,8 +89,9 @@ async fn measure(
     Ok(outcome)
 }
 
-/// Inserts one version of each of `events` events with 64 publishers, flat out.
-async fn fill(
+/// Inserts one version of each of `events` events with 64 publishers, flat out, and returns how
+/// long that took.
+pub(crate) async fn fill(
     ctx: &Context,
     server: &Server,
     events: u64,
