@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 use crate::erased::DynStorage;
 use crate::metrics::Metrics;
 use crate::name::{DEFAULT_MAX_EVENT_NAME_LEN, validate_event_name};
+use crate::options::SubscribeOptions;
 use crate::state::State;
-use crate::subscription::{SubscribeOptions, Subscription};
+use crate::subscription::Subscription;
 use crate::writer::{self, Insert};
 use crate::{Entry, Error, Json};
 

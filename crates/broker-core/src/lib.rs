@@ -48,9 +48,11 @@ mod broker;
 mod entry;
 mod erased;
 mod error;
+mod filter;
 mod json;
 mod metrics;
 mod name;
+mod options;
 mod state;
 mod subscription;
 #[cfg(test)]
@@ -63,4 +65,5 @@ pub use entry::Entry;
 pub use error::Error;
 pub use json::Json;
 pub use name::{DEFAULT_MAX_EVENT_NAME_LEN, validate_event_name};
-pub use subscription::{SubscribeOptions, Subscription};
+pub use options::SubscribeOptions;
+pub use subscription::Subscription;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 use crate::Entry;
-use crate::subscription::Filter;
+use crate::filter::Filter;
 
 pub(crate) struct State {
     inner: Mutex<Inner>,
@@ -79,7 +79,7 @@ impl State {
     /// in id order.
     pub(crate) fn join(&self, snapshot: bool, after: u64, filter: &Filter) -> Joined {
         let inner = self.lock();
-        let snapshot = match &filter.names {
+        let snapshot = match filter.names() {
             _ if !snapshot => VecDeque::new(),
             None => inner
                 .by_id

@@ -14,7 +14,7 @@
 //! but it ends with the latest version of every event it follows and never receives a version of
 //! an event older than one it already has.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -22,86 +22,13 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use crate::Entry;
 use crate::broker::Shared;
+use crate::filter::Filter;
+use crate::options::SubscribeOptions;
 use crate::state::Joined;
 
 /// How many versions a replay reads from storage at a time; this bounds the memory a replaying
 /// subscriber holds.
 const REPLAY_PAGE: usize = 512;
-
-/// What to subscribe to and where to start; built with [`SubscribeOptions::new`].
-#[derive(Clone, Default)]
-pub struct SubscribeOptions {
-    filter: Filter,
-    resume_after: Option<u64>,
-}
-
-/// Which events a subscription follows: those named, if any are, that `allow` accepts, if set.
-#[derive(Clone, Default)]
-pub(crate) struct Filter {
-    pub(crate) names: Option<HashSet<Box<str>>>,
-    allow: Option<Arc<EventPredicate>>,
-}
-
-type EventPredicate = dyn Fn(&str) -> bool + Send + Sync;
-
-impl std::fmt::Debug for SubscribeOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscribeOptions")
-            .field("events", &self.filter.names)
-            .field("allow", &self.filter.allow.as_ref().map(|_| "<predicate>"))
-            .field("resume_after", &self.resume_after)
-            .finish()
-    }
-}
-
-impl Filter {
-    pub(crate) fn matches(&self, event: &str) -> bool {
-        self.names.as_ref().is_none_or(|names| names.contains(event))
-            && self.allow.as_ref().is_none_or(|allow| allow(event))
-    }
-}
-
-impl SubscribeOptions {
-    /// Every event, starting with a snapshot of the latest version of each.
-    pub fn new() -> SubscribeOptions {
-        SubscribeOptions::default()
-    }
-
-    /// Follows only these events, in the snapshot, the replay and live. Calling it again adds
-    /// to the set.
-    pub fn events<I, S>(mut self, events: I) -> SubscribeOptions
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<Box<str>>,
-    {
-        let names = self.filter.names.get_or_insert_with(HashSet::new);
-        names.extend(events.into_iter().map(Into::into));
-        self
-    }
-
-    /// Follows only the events whose names `allow` accepts, in the snapshot, the replay and
-    /// live; combined with [`events`](SubscribeOptions::events), an event must pass both.
-    ///
-    /// This is how a transport limits a subscriber to what it may read: an event `allow`
-    /// refuses is never delivered, not even its name. Calling it again replaces the predicate.
-    pub fn allow(
-        mut self,
-        allow: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> SubscribeOptions {
-        self.filter.allow = Some(Arc::new(allow));
-        self
-    }
-
-    /// Starts with every version committed after `id` instead of a snapshot, as a subscriber that
-    /// reconnects after receiving `id`.
-    ///
-    /// An `id` this database never gave out falls back to a snapshot; [`Subscription::resumed`]
-    /// tells which start the subscription got.
-    pub fn resume_after(mut self, id: u64) -> SubscribeOptions {
-        self.resume_after = Some(id);
-        self
-    }
-}
 
 /// A subscriber's stream of entries, in commit order; see the module docs for the guarantees.
 ///
