@@ -5,42 +5,17 @@ use std::sync::{Arc, Mutex};
 
 use broker_storage::{Storage, Uuid, Version};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
+use crate::config::Config;
 use crate::erased::DynStorage;
 use crate::metrics::Metrics;
-use crate::name::{DEFAULT_MAX_EVENT_NAME_LEN, validate_event_name};
+use crate::name::validate_event_name;
 use crate::options::SubscribeOptions;
+use crate::shared::Shared;
 use crate::state::State;
 use crate::subscription::Subscription;
 use crate::writer::{self, Insert};
 use crate::{Entry, Error, Json};
-
-/// Tuning of a [`Broker`]; [`Config::default`] suits most uses.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Config {
-    /// The longest event name accepted, in bytes.
-    pub max_event_name_len: usize,
-    /// How many entries the live channel holds for subscribers that are behind; one that falls
-    /// further behind catches up from the latest versions instead (see [`Subscription`]).
-    pub live_capacity: usize,
-    /// The most inserts one commit takes.
-    pub max_batch: usize,
-    /// How many inserts may wait for a commit before `insert` itself waits for room.
-    pub queue_capacity: usize,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            max_event_name_len: DEFAULT_MAX_EVENT_NAME_LEN,
-            live_capacity: 4096,
-            max_batch: 1024,
-            queue_capacity: 16 * 1024,
-        }
-    }
-}
 
 /// A running broker: insert versions, subscribe to them, read an event's history.
 ///
@@ -49,18 +24,6 @@ impl Default for Config {
 #[derive(Clone)]
 pub struct Broker {
     shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) storage: Arc<dyn DynStorage>,
-    pub(crate) state: Arc<State>,
-    pub(crate) subscribers: AtomicUsize,
-    pub(crate) metrics: Arc<Metrics>,
-    database_id: Uuid,
-    config: Config,
-    /// The writer's queue; `None` once the broker is closing.
-    inserts: Mutex<Option<mpsc::Sender<Insert>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Broker {

@@ -11,12 +11,22 @@
 //!
 //! # Layout
 //!
-//! - `broker.rs`: [`Broker`], the handle, and its [`Config`].
-//! - `writer.rs`: the task that commits inserts in batches (group commit).
-//! - `state.rs`: the latest version of every event and the live channel, in memory.
-//! - `subscription.rs`: [`Subscription`], start, catch-up and slow-consumer policy.
+//! Modules import only modules listed before them, so the engine reads from the bottom up, and
+//! only this file re-exports.
+//!
+//! - `error.rs`: [`Error`], the one error type.
+//! - `name.rs`, `json.rs`: validation of event names and data.
 //! - `entry.rs`: [`Entry`], a committed version shared by every subscriber.
-//! - `json.rs`, `name.rs`: validation of data and event names.
+//! - `filter.rs`: which events a subscription follows.
+//! - `metrics.rs`: the engine's metrics.
+//! - `erased.rs`: the storage trait behind one concrete type.
+//! - `config.rs`: [`Config`], the tuning a broker is opened with.
+//! - `options.rs`: [`SubscribeOptions`], what to follow and where to start.
+//! - `state.rs`: the latest version of every event and the live channel, in memory.
+//! - `writer.rs`: the task that commits inserts in batches (group commit).
+//! - `shared.rs`: the engine's parts that the handle and every subscription hold together.
+//! - `subscription.rs`: [`Subscription`], start, catch-up and slow-consumer policy.
+//! - `broker.rs`: [`Broker`], the handle, on top of everything else.
 //!
 //! # Example
 //!
@@ -45,6 +55,7 @@
 //! [`Storage`]: broker_storage::Storage
 
 mod broker;
+mod config;
 mod entry;
 mod erased;
 mod error;
@@ -53,14 +64,16 @@ mod json;
 mod metrics;
 mod name;
 mod options;
+mod shared;
 mod state;
 mod subscription;
 #[cfg(test)]
 mod tests;
 mod writer;
 
-pub use broker::{Broker, Config};
+pub use broker::Broker;
 pub use broker_storage::{Uuid, Version};
+pub use config::Config;
 pub use entry::Entry;
 pub use error::Error;
 pub use json::Json;

@@ -21,9 +21,9 @@ use std::sync::atomic::Ordering;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use crate::Entry;
-use crate::broker::Shared;
 use crate::filter::Filter;
 use crate::options::SubscribeOptions;
+use crate::shared::Shared;
 use crate::state::Joined;
 
 /// How many versions a replay reads from storage at a time; this bounds the memory a replaying

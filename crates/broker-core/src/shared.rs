@@ -1,0 +1,32 @@
+//! [`Shared`]: the parts of the engine that the [`Broker`](crate::Broker) handle and every
+//! [`Subscription`](crate::Subscription) hold together.
+//!
+//! It sits below both, so that a subscription reaches storage, state and metrics without knowing
+//! the handle that created it.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use broker_storage::Uuid;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::erased::DynStorage;
+use crate::metrics::Metrics;
+use crate::state::State;
+use crate::writer::Insert;
+
+/// One broker's engine, behind an `Arc`: the handle's clones and every subscription share it.
+pub(crate) struct Shared {
+    pub(crate) storage: Arc<dyn DynStorage>,
+    pub(crate) state: Arc<State>,
+    pub(crate) subscribers: AtomicUsize,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) database_id: Uuid,
+    pub(crate) config: Config,
+    /// The writer's queue; `None` once the broker is closing.
+    pub(crate) inserts: Mutex<Option<mpsc::Sender<Insert>>>,
+    /// The writer task; taken by the first `close`, which waits for it.
+    pub(crate) writer: Mutex<Option<JoinHandle<()>>>,
+}
