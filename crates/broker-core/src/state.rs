@@ -34,6 +34,19 @@ pub(crate) struct Joined {
     pub(crate) receiver: Option<broadcast::Receiver<Arc<Entry>>>,
 }
 
+/// What a subscriber is sent before the live channel, chosen when it joins.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Start {
+    /// The latest entry of every followed event whose id is greater than `after`, in id order.
+    Snapshot {
+        /// The id of the last entry the subscriber already has; 0 for none.
+        after: u64,
+    },
+    /// Nothing: the subscriber reads what it missed from storage (a replay) and takes only the
+    /// live receiver and the id the live channel starts after.
+    LiveOnly,
+}
+
 impl State {
     /// Builds the state from the latest versions in storage.
     ///
@@ -74,30 +87,13 @@ impl State {
         inner.live.clone()
     }
 
-    /// A receiver for everything committed from now on, together with, when `snapshot` is set,
-    /// the latest entry of every event that `filter` matches whose id is greater than `after`,
-    /// in id order.
-    pub(crate) fn join(&self, snapshot: bool, after: u64, filter: &Filter) -> Joined {
+    /// A receiver for everything committed from now on, the id of the last entry committed
+    /// before it, and the entries `start` asks for, all read under one lock.
+    pub(crate) fn join(&self, start: Start, filter: &Filter) -> Joined {
         let inner = self.lock();
-        let snapshot = match filter.names() {
-            _ if !snapshot => VecDeque::new(),
-            None => inner
-                .by_id
-                .range(after + 1..)
-                .filter(|(_, entry)| filter.matches(entry.event()))
-                .map(|(_, entry)| entry.clone())
-                .collect(),
-            Some(names) => {
-                // A few named events out of many: look them up rather than scan every event.
-                let mut ids: Vec<u64> = names
-                    .iter()
-                    .filter(|name| filter.matches(name))
-                    .filter_map(|name| inner.by_event.get(name).copied())
-                    .filter(|&id| id > after)
-                    .collect();
-                ids.sort_unstable();
-                ids.iter().map(|id| inner.by_id[id].clone()).collect()
-            }
+        let snapshot = match start {
+            Start::Snapshot { after } => inner.snapshot(after, filter),
+            Start::LiveOnly => VecDeque::new(),
         };
         Joined {
             snapshot,
@@ -123,6 +119,31 @@ impl State {
 }
 
 impl Inner {
+    /// The latest entry of every event that `filter` matches whose id is greater than `after`,
+    /// in id order.
+    fn snapshot(&self, after: u64, filter: &Filter) -> VecDeque<Arc<Entry>> {
+        match filter.names() {
+            None => self
+                .by_id
+                .range(after + 1..)
+                .filter(|(_, entry)| filter.matches(entry.event()))
+                .map(|(_, entry)| entry.clone())
+                .collect(),
+            Some(names) => {
+                // A few named events out of many: look them up rather than scan every event.
+                let mut ids: Vec<u64> = names
+                    .iter()
+                    .filter(|name| filter.matches(name))
+                    .filter_map(|name| self.by_event.get(name).copied())
+                    .filter(|&id| id > after)
+                    .collect();
+                ids.sort_unstable();
+                // Every id in `by_event` is a key of `by_id`: `record` updates the two together.
+                ids.iter().map(|id| self.by_id[id].clone()).collect()
+            }
+        }
+    }
+
     fn record(&mut self, entry: Arc<Entry>) {
         let id = entry.id();
         match self.by_event.get_mut(entry.event()) {

@@ -24,7 +24,7 @@ use crate::Entry;
 use crate::filter::Filter;
 use crate::options::SubscribeOptions;
 use crate::shared::Shared;
-use crate::state::Joined;
+use crate::state::{Joined, Start};
 
 /// How many versions a replay reads from storage at a time; this bounds the memory a replaying
 /// subscriber holds.
@@ -57,15 +57,15 @@ impl Subscription {
         let state = &shared.state;
         let (joined, replay, after) = match options.resume_after {
             Some(after) => {
-                let joined = state.join(false, after, &filter);
+                let joined = state.join(Start::LiveOnly, &filter);
                 if after <= joined.last_id {
                     let replay = (after < joined.last_id).then_some((after, joined.last_id));
                     (joined, replay, Some(after))
                 } else {
-                    (state.join(true, 0, &filter), None, None)
+                    (state.join(Start::Snapshot { after: 0 }, &filter), None, None)
                 }
             }
-            None => (state.join(true, 0, &filter), None, None),
+            None => (state.join(Start::Snapshot { after: 0 }, &filter), None, None),
         };
         let Joined { snapshot, last_id, receiver } = joined;
         Subscription {
@@ -184,7 +184,7 @@ impl Subscription {
         tracing::debug!(missed, last_delivered = self.last_delivered, "subscriber lagged");
         self.shared.metrics.catch_ups.increment(1);
         let Joined { snapshot, last_id, receiver } =
-            self.shared.state.join(true, self.last_delivered, &self.filter);
+            self.shared.state.join(Start::Snapshot { after: self.last_delivered }, &self.filter);
         self.queue = snapshot;
         self.caught_up_to = last_id;
         self.receiver = receiver;
