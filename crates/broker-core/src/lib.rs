@@ -18,7 +18,7 @@
 //! - `name.rs`, `json.rs`: validation of event names and data.
 //! - `entry.rs`: [`Entry`], a committed version shared by every subscriber.
 //! - `filter.rs`: which events a subscription follows.
-//! - `metrics.rs`: the engine's metrics.
+//! - `metrics.rs`: the engine's metrics; [`metrics`] names them for the embedding program.
 //! - `erased.rs`: the storage trait behind one concrete type.
 //! - `config.rs`: [`Config`], the tuning a broker is opened with.
 //! - `options.rs`: [`SubscribeOptions`], what to follow and where to start.
@@ -61,7 +61,7 @@ mod erased;
 mod error;
 mod filter;
 mod json;
-mod metrics;
+pub mod metrics;
 mod name;
 mod options;
 mod shared;

@@ -1,48 +1,74 @@
-//! The engine's metrics, through the `metrics` facade: the program that embeds the engine
-//! chooses the recorder (the server exports Prometheus text), or none, which costs nothing.
+//! The names of the engine's metrics, for a program that configures its recorder by name (for
+//! example, to give a histogram its buckets).
 //!
-//! Handles are registered once, when the broker opens, so that the hot paths only add to an
-//! atomic: no name lookup per insert or per delivery.
+//! The engine reports through the `metrics` facade: the program that embeds it chooses the
+//! recorder (the server exports Prometheus text), or none, which costs nothing. Each name is
+//! defined here once and used both to describe and to register its metric.
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use ::metrics::{Counter, Gauge, Histogram, Unit, counter, gauge, histogram};
 
+/// Counter: versions committed, counted when their commit returns.
+pub const INSERTS: &str = "broker_inserts_total";
+
+/// Counter: inserts whose commit failed, so that none of them was stored.
+pub const INSERT_FAILURES: &str = "broker_insert_failures_total";
+
+/// Histogram: inserts per commit, one sample per successful commit. Its count is the number of
+/// commits and its sum the number of inserts they held.
+pub const COMMIT_BATCH_SIZE: &str = "broker_commit_batch_size";
+
+/// Histogram, in seconds: how long one durable commit took, from the call to the storage
+/// backend until it answered.
+pub const COMMIT_SECONDS: &str = "broker_commit_seconds";
+
+/// Gauge: subscriptions that exist now.
+pub const SUBSCRIBERS: &str = "broker_subscribers";
+
+/// Counter: subscribers that fell behind the live ring and were brought up to date from the
+/// latest versions.
+pub const SUBSCRIBER_CATCH_UPS: &str = "broker_subscriber_catch_ups_total";
+
+/// The engine's metric handles.
+///
+/// They are registered once, when the broker opens, so that the hot paths only add to an atomic:
+/// no name lookup per insert or per delivery.
 pub(crate) struct Metrics {
-    /// Versions committed.
+    /// See [`INSERTS`].
     pub(crate) inserts: Counter,
-    /// Inserts whose commit failed.
+    /// See [`INSERT_FAILURES`].
     pub(crate) insert_failures: Counter,
-    /// Inserts per commit.
+    /// See [`COMMIT_BATCH_SIZE`].
     pub(crate) batch_size: Histogram,
-    /// Seconds one commit took.
+    /// See [`COMMIT_SECONDS`].
     pub(crate) commit_seconds: Histogram,
-    /// Subscriptions that exist now.
+    /// See [`SUBSCRIBERS`].
     pub(crate) subscribers: Gauge,
-    /// Subscribers that fell behind the live ring and were brought up to date.
+    /// See [`SUBSCRIBER_CATCH_UPS`].
     pub(crate) catch_ups: Counter,
 }
 
 impl Metrics {
     pub(crate) fn register() -> Metrics {
-        metrics::describe_counter!("broker_inserts_total", "Versions committed.");
-        metrics::describe_counter!("broker_insert_failures_total", "Inserts whose commit failed.");
-        metrics::describe_histogram!("broker_commit_batch_size", "Inserts per commit.");
-        metrics::describe_histogram!(
-            "broker_commit_seconds",
-            metrics::Unit::Seconds,
+        ::metrics::describe_counter!(INSERTS, "Versions committed.");
+        ::metrics::describe_counter!(INSERT_FAILURES, "Inserts whose commit failed.");
+        ::metrics::describe_histogram!(COMMIT_BATCH_SIZE, "Inserts per commit.");
+        ::metrics::describe_histogram!(
+            COMMIT_SECONDS,
+            Unit::Seconds,
             "Time one durable commit took."
         );
-        metrics::describe_gauge!("broker_subscribers", "Subscriptions that exist now.");
-        metrics::describe_counter!(
-            "broker_subscriber_catch_ups_total",
+        ::metrics::describe_gauge!(SUBSCRIBERS, "Subscriptions that exist now.");
+        ::metrics::describe_counter!(
+            SUBSCRIBER_CATCH_UPS,
             "Subscribers that fell behind the live ring and were brought up to date."
         );
         Metrics {
-            inserts: counter!("broker_inserts_total"),
-            insert_failures: counter!("broker_insert_failures_total"),
-            batch_size: histogram!("broker_commit_batch_size"),
-            commit_seconds: histogram!("broker_commit_seconds"),
-            subscribers: gauge!("broker_subscribers"),
-            catch_ups: counter!("broker_subscriber_catch_ups_total"),
+            inserts: counter!(INSERTS),
+            insert_failures: counter!(INSERT_FAILURES),
+            batch_size: histogram!(COMMIT_BATCH_SIZE),
+            commit_seconds: histogram!(COMMIT_SECONDS),
+            subscribers: gauge!(SUBSCRIBERS),
+            catch_ups: counter!(SUBSCRIBER_CATCH_UPS),
         }
     }
 }
