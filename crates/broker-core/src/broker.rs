@@ -1,6 +1,5 @@
 //! [`Broker`]: the handle through which everything reaches the engine.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use broker_storage::{Storage, Uuid, Version};
@@ -58,7 +57,6 @@ impl Broker {
                 database_id: storage.database_id(),
                 storage,
                 state,
-                subscribers: AtomicUsize::new(0),
                 metrics,
                 config,
                 inserts: Mutex::new(Some(sender)),
@@ -118,7 +116,7 @@ impl Broker {
 
     /// How many [`Subscription`]s exist right now.
     pub fn subscriber_count(&self) -> usize {
-        self.shared.subscribers.load(Ordering::Relaxed)
+        self.shared.metrics.subscribers.get()
     }
 
     /// Whether [`close`](Broker::close) was called: inserts are refused from then on.

@@ -5,6 +5,8 @@
 //! recorder (the server exports Prometheus text), or none, which costs nothing. Each name is
 //! defined here once and used both to describe and to register its metric.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use ::metrics::{Counter, Gauge, Histogram, Unit, counter, gauge, histogram};
 
 /// Counter: versions committed, counted when their commit returns.
@@ -42,7 +44,7 @@ pub(crate) struct Metrics {
     /// See [`COMMIT_SECONDS`].
     pub(crate) commit_seconds: Histogram,
     /// See [`SUBSCRIBERS`].
-    pub(crate) subscribers: Gauge,
+    pub(crate) subscribers: SubscriberCount,
     /// See [`SUBSCRIBER_CATCH_UPS`].
     pub(crate) catch_ups: Counter,
 }
@@ -67,8 +69,37 @@ impl Metrics {
             insert_failures: counter!(INSERT_FAILURES),
             batch_size: histogram!(COMMIT_BATCH_SIZE),
             commit_seconds: histogram!(COMMIT_SECONDS),
-            subscribers: gauge!(SUBSCRIBERS),
+            subscribers: SubscriberCount { count: AtomicUsize::new(0), gauge: gauge!(SUBSCRIBERS) },
             catch_ups: counter!(SUBSCRIBER_CATCH_UPS),
         }
+    }
+}
+
+/// How many subscriptions exist: the one count that both the broker's answer and the
+/// [`SUBSCRIBERS`] gauge come from.
+///
+/// Only [`add`](SubscriberCount::add) and [`remove`](SubscriberCount::remove) change it, and each
+/// moves the count and the gauge by the same step, so the two cannot drift apart.
+pub(crate) struct SubscriberCount {
+    count: AtomicUsize,
+    gauge: Gauge,
+}
+
+impl SubscriberCount {
+    /// Counts one more subscription.
+    pub(crate) fn add(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.gauge.increment(1);
+    }
+
+    /// Counts one subscription fewer; called once for every [`add`](SubscriberCount::add).
+    pub(crate) fn remove(&self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.decrement(1);
+    }
+
+    /// The subscriptions that exist now.
+    pub(crate) fn get(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
     }
 }

@@ -4,7 +4,6 @@
 //! It sits below both, so that a subscription reaches storage, state and metrics without knowing
 //! the handle that created it.
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use broker_storage::Uuid;
@@ -21,7 +20,6 @@ use crate::writer::Insert;
 pub(crate) struct Shared {
     pub(crate) storage: Arc<dyn DynStorage>,
     pub(crate) state: Arc<State>,
-    pub(crate) subscribers: AtomicUsize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) database_id: Uuid,
     pub(crate) config: Config,

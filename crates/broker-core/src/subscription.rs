@@ -16,7 +16,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
@@ -51,8 +50,7 @@ pub struct Subscription {
 
 impl Subscription {
     pub(crate) fn new(shared: Arc<Shared>, options: SubscribeOptions) -> Subscription {
-        shared.subscribers.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.subscribers.increment(1);
+        shared.metrics.subscribers.add();
         let filter = options.filter;
         let state = &shared.state;
         let (joined, replay, after) = match options.resume_after {
@@ -193,7 +191,6 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
-        self.shared.metrics.subscribers.decrement(1);
+        self.shared.metrics.subscribers.remove();
     }
 }
