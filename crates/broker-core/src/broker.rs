@@ -48,7 +48,7 @@ impl Broker {
         ));
         tracing::info!(
             database_id = %storage.database_id(),
-            events = state.latest().len(),
+            events = state.event_count(),
             last_id = state.last_id(),
             "broker opened"
         );
@@ -97,11 +97,6 @@ impl Broker {
     ) -> Result<Vec<Version>, Error> {
         validate_event_name(event, self.shared.config.max_event_name_len)?;
         Ok(self.shared.storage.history(event, after, limit).await?)
-    }
-
-    /// The latest version of every event, in id order.
-    pub fn latest(&self) -> Vec<Arc<Entry>> {
-        self.shared.state.latest()
     }
 
     /// The id of the last committed version; 0 if there is none.

@@ -107,9 +107,9 @@ impl State {
         self.lock().last_id
     }
 
-    /// The latest entry of every event, in id order.
-    pub(crate) fn latest(&self) -> Vec<Arc<Entry>> {
-        self.lock().by_id.values().cloned().collect()
+    /// How many events have a version.
+    pub(crate) fn event_count(&self) -> usize {
+        self.lock().by_event.len()
     }
 
     /// Closes the live channel: subscriptions end once they have received what was sent before.
