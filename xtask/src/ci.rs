@@ -1,0 +1,19 @@
+//! `cargo xtask ci`: everything CI runs, in the order it runs it.
+
+use crate::cargo;
+
+/// The examples CI runs, so that they keep working as the crates change.
+const EXAMPLES: &[&str] = &["embed", "sqlite_backend", "custom_main"];
+
+pub(crate) fn ci() -> Result<(), String> {
+    cargo::run(&["fmt", "--all", "--check"], &[])?;
+    cargo::run(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    // The end-to-end tests start the real binary, so build it before they run.
+    cargo::run(&["build", "--package", "broker-server"], &[])?;
+    cargo::run(&["test", "--workspace"], &[])?;
+    cargo::run(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    for example in EXAMPLES {
+        cargo::run(&["run", "--package", "broker-examples", "--example", example], &[])?;
+    }
+    Ok(())
+}
