@@ -1,11 +1,15 @@
-//! `cargo xtask ci`: everything CI runs, in the order it runs it.
+//! `cargo xtask ci`: everything CI runs, in the order it runs it, from the tools the tests need
+//! to the examples.
 
-use crate::cargo;
+use crate::{cargo, setup};
 
 /// The examples CI runs, so that they keep working as the crates change.
 const EXAMPLES: &[&str] = &["embed", "sqlite_backend", "custom_main"];
 
 pub(crate) fn ci() -> Result<(), String> {
+    // First, so that a fresh machine fails (or installs) before minutes of building, not in the
+    // middle of the tests.
+    setup::setup()?;
     cargo::run(&["fmt", "--all", "--check"], &[])?;
     cargo::run(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
     // The end-to-end tests start the real binary, so build it before they run.
