@@ -91,6 +91,33 @@ async fn the_connection_over_max_connections_gets_503_with_retry_after_until_one
     assert!(refused >= 2.0, "broker_connections_refused_total {refused}");
 }
 
+#[tokio::test]
+async fn a_refused_client_that_writes_its_whole_request_first_reads_the_503_with_cors_headers() {
+    let origin = "http://app.example";
+    let server =
+        Server::start_with(&["--max-connections", "2", "--allow-origin", origin], &[]).await;
+    let held = [Sse::snapshot(&server).await, Sse::snapshot(&server).await];
+    // A body the server never reads, larger than the socket buffers: closing on it unread would
+    // reset the connection and destroy the answer before this client reads it.
+    let data = format!("\"{}\"", "x".repeat(200 * 1024));
+    let body = format!(r#"{{"event":"a","data":{data}}}"#);
+    let request = format!(
+        "POST /insert HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for attempt in 0..10 {
+        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("the whole request is taken in");
+        let reply = read_reply(&mut stream, REPLY_TIMEOUT).await;
+        let reply = reply.unwrap_or_else(|| panic!("attempt {attempt}: no answer, only a close"));
+        assert_eq!(reply.head.status, 503, "attempt {attempt}: {reply:?}");
+        assert!(reply.head.header("retry-after").is_some(), "{reply:?}");
+        assert_eq!(reply.head.header("access-control-allow-origin"), Some(origin), "{reply:?}");
+    }
+    drop(held);
+}
+
 /// Waits, for at most 2 s, until the metric `series` is at least `value`: the server counts a
 /// closed connection just after the client sees it close.
 async fn wait_for_metric(server: &Server, series: &str, value: f64) {

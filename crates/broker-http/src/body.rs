@@ -9,6 +9,16 @@ use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 /// The body of every response: a full buffer, or an endless event stream.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// Marks a response whose body is an endless event stream, in its extensions: the connection
+/// writes such a body chunk by chunk as it comes, and every other body whole.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventStream;
+
+/// Whether `response` carries an event stream.
+pub(crate) fn is_event_stream<B>(response: &Response<B>) -> bool {
+    response.extensions().get::<EventStream>().is_some()
+}
+
 /// A response with a JSON body.
 pub(crate) fn json_response(status: StatusCode, json: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Full::new(json.into()).boxed_unsync());

@@ -56,6 +56,9 @@ pub enum ApiError {
     /// The broker is shutting down.
     #[error("the broker is shutting down; nothing was stored")]
     Unavailable,
+    /// The server has as many connections open as it may; the request was not read.
+    #[error("too many connections; retry later")]
+    TooManyConnections,
     /// The database failed.
     #[error("the database failed; nothing was stored")]
     Storage,
@@ -76,7 +79,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,7 +99,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::Unavailable => "unavailable",
+            ApiError::Unavailable | ApiError::TooManyConnections => "unavailable",
             ApiError::Storage => "storage_error",
         }
     }
@@ -110,7 +113,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow, .. } => {
                 headers.typed_insert(allow.iter().cloned().collect::<headers::Allow>());
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::TooManyConnections => {
                 headers.typed_insert(RetryAfter::delay(Duration::from_secs(1)));
             }
             ApiError::MissingToken => {

@@ -12,10 +12,10 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::App;
 use crate::auth::Access;
-use crate::body::Body;
+use crate::body::{Body, EventStream};
 use crate::error::ApiError;
-use crate::metrics::HttpMetrics;
-use crate::sse;
+use crate::metrics::{HttpMetrics, StreamEnd};
+use crate::sse::{self, Start};
 
 /// A subscriber with several frames ready gets them in one write, up to this many bytes: fewer
 /// system calls, and the frames themselves stay shared until this point.
@@ -62,17 +62,19 @@ pub(crate) fn events<B>(
         options = options.resume_after(id);
     }
     let subscription = app.broker().subscribe(options);
-    let resumed = subscription.resumed();
-    tracing::debug!(resumed, subscribers = app.broker().subscriber_count(), "subscriber joined");
+    let start = Start::of(subscription.resumed());
+    let subscribers = app.broker().subscriber_count();
+    tracing::debug!(start = start.as_str(), subscribers, "subscriber joined");
 
-    let mut response = Response::new(stream(app.clone(), subscription, access.expires_at()));
+    let body = stream(app.clone(), subscription, start, access.expires_at());
+    let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
+    response.extensions_mut().insert(EventStream);
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    let start = if resumed { "resumed" } else { "snapshot" };
-    headers.insert("broker-start", HeaderValue::from_static(start));
+    headers.insert("broker-start", HeaderValue::from_static(start.as_str()));
     Ok(response)
 }
 
@@ -86,14 +88,19 @@ fn last_event_id(headers: &HeaderMap) -> Option<String> {
 /// hyper drops the body, which drops the subscription.
 /// A token that expires ends its stream at that moment, so that the client reconnects with a
 /// fresh one.
-fn stream(app: App, mut subscription: Subscription, expires_at: Option<SystemTime>) -> Body {
+fn stream(
+    app: App,
+    mut subscription: Subscription,
+    start: Start,
+    expires_at: Option<SystemTime>,
+) -> Body {
     let heartbeat = app.config().heartbeat;
-    let prelude = sse::prelude(app.config().retry, subscription.resumed());
+    let prelude = sse::prelude(app.config().retry, start);
     let frames = async_stream::stream! {
         yield Ok::<_, Infallible>(Frame::data(prelude));
         // Until the loop says otherwise, the stream ends because hyper dropped it: the client
         // went away.
-        let mut end = StreamEnd("client_gone");
+        let mut end = Ended(StreamEnd::ClientGone);
         let shutdown = app.shutdown_token();
         let mut ticks = interval_at(Instant::now() + heartbeat, heartbeat);
         let expiry = expires_at.map(|at| {
@@ -112,11 +119,11 @@ fn stream(app: App, mut subscription: Subscription, expires_at: Option<SystemTim
             let frame = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    end.0 = "shutdown";
+                    end.0 = StreamEnd::Shutdown;
                     None
                 }
                 () = &mut expired => {
-                    end.0 = "token_expired";
+                    end.0 = StreamEnd::TokenExpired;
                     None
                 }
                 entry = subscription.next() => match entry {
@@ -125,7 +132,7 @@ fn stream(app: App, mut subscription: Subscription, expires_at: Option<SystemTim
                         Some(ready_frames(&app, entry, &mut subscription))
                     }
                     None => {
-                        end.0 = "broker_closed";
+                        end.0 = StreamEnd::BrokerClosed;
                         None
                     }
                 },
@@ -160,12 +167,12 @@ fn ready_frames(app: &App, first: std::sync::Arc<Entry>, subscription: &mut Subs
 }
 
 /// Records why an event stream ended when it is dropped, whichever way that happens.
-struct StreamEnd(&'static str);
+struct Ended(StreamEnd);
 
-impl Drop for StreamEnd {
+impl Drop for Ended {
     fn drop(&mut self) {
         HttpMetrics::stream_ended(self.0);
-        tracing::debug!(cause = self.0, "event stream ended");
+        tracing::debug!(cause = self.0.as_str(), "event stream ended");
     }
 }
 

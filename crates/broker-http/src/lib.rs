@@ -6,14 +6,21 @@
 //!
 //! # Layout
 //!
-//! - `server.rs`: [`serve`], the accept loop, connection limits, graceful shutdown.
-//! - `direct.rs`: event streams written straight to the socket, every other connection to hyper.
-//! - `stall.rs`: the guard that drops connections whose peer stopped reading.
-//! - `router.rs`: [`handle`], routing, methods and CORS on every response.
-//! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
-//! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
+//! Modules depend on those listed before them, never on those after:
+//!
+//! - `config.rs`, `body.rs`, `error.rs`, `metrics.rs`, `head.rs`: leaf types: [`HttpConfig`],
+//!   [`Body`], [`ApiError`], metric names and the typed causes they are labelled with, and the
+//!   bytes of HTTP/1.1 heads with the one limit on request heads.
 //! - `auth/`: token authorization: claims, scopes, patterns, where tokens are found.
-//! - `error.rs`: [`ApiError`], every failure as the client sees it.
+//! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
+//! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
+//! - `router.rs`: [`handle`], routing, methods, and the CORS headers on every response.
+//! - `stall.rs`, `rewind.rs`: socket wrappers: the guard that drops connections whose peer
+//!   stopped reading, and the bytes already read put back in front of the socket.
+//! - `direct.rs`: responses written straight to the socket: event streams, refusals.
+//! - `hyper_conn.rs`: connections served by hyper.
+//! - `connection.rs`: one connection: which of the two paths serves it, and refusals.
+//! - `server.rs`: [`serve`], the accept loop, connection limits, graceful shutdown.
 //!
 //! # Example
 //!
@@ -37,15 +44,19 @@ mod audit;
 pub mod auth;
 mod body;
 mod config;
+mod connection;
 mod cors;
 mod direct;
 mod error;
 mod events;
-#[cfg(test)]
-mod fuzz;
+mod head;
+mod hyper_conn;
 mod insert;
 mod json;
 mod metrics;
+#[cfg(test)]
+mod raw_requests;
+mod rewind;
 mod router;
 mod server;
 mod sse;

@@ -1,11 +1,93 @@
-//! The transport's metrics, through the `metrics` facade.
+//! The transport's metrics, through the `metrics` facade: their names, the typed causes they are
+//! labelled with, and the handles that record them.
 //!
-//! Handles for the per-frame counters are registered once per [`App`](crate::App): a delivery
-//! only adds to an atomic, and an event stream adds once per write, not once per frame.
+//! Every name and label value is written once, here. Handles for the per-frame counters are
+//! registered once per [`App`](crate::App): a delivery only adds to an atomic, and an event
+//! stream adds once per write, not once per frame.
 
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+/// Event frames written.
+pub(crate) const SSE_FRAMES_SENT: &str = "broker_sse_frames_sent_total";
+/// Event stream bytes written.
+pub(crate) const SSE_BYTES_SENT: &str = "broker_sse_bytes_sent_total";
+/// Event streams that ended, labelled `cause` with a [`StreamEnd`].
+pub(crate) const SSE_STREAMS_ENDED: &str = "broker_sse_streams_ended_total";
+/// Open client connections.
+pub(crate) const CONNECTIONS_OPEN: &str = "broker_connections_open";
+/// Connections refused with `503` because too many were open.
+pub(crate) const CONNECTIONS_REFUSED: &str = "broker_connections_refused_total";
+/// Connections closed, labelled `cause` with a [`CloseCause`].
+pub(crate) const CONNECTIONS_CLOSED: &str = "broker_connections_closed_total";
+/// Requests answered, labelled `route` and `status`.
+pub(crate) const HTTP_REQUESTS: &str = "broker_http_requests_total";
+/// Seconds from an insert request to its answer, commit included.
+pub(crate) const INSERT_REQUEST_SECONDS: &str = "broker_insert_request_seconds";
+
+/// Declares a label enum whose every value is spelled once, in its `as_str`, and listed in `ALL`
+/// so that the metric's description names them all.
+macro_rules! causes {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order the description lists them.
+            pub(crate) const ALL: &[$name] = &[$($name::$variant,)+];
+
+            /// The label value.
+            pub(crate) fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+causes! {
+    /// Why an event stream ended.
+    StreamEnd {
+        /// The client closed its connection or stopped reading.
+        ClientGone => "client_gone",
+        /// The server began to shut down.
+        Shutdown => "shutdown",
+        /// The broker was closed.
+        BrokerClosed => "broker_closed",
+        /// The token the stream was opened with expired.
+        TokenExpired => "token_expired",
+    }
+}
+
+causes! {
+    /// Why a connection closed.
+    CloseCause {
+        /// The client or the server closed it in the ordinary way.
+        Closed => "closed",
+        /// The client took longer than the header timeout to send its request head.
+        HeaderTimeout => "header_timeout",
+        /// A write stayed blocked for the write timeout: the client read nothing.
+        WriteTimeout => "write_timeout",
+        /// The connection failed: a reset, malformed input, or too much unread input.
+        Error => "error",
+    }
+}
+
+/// `"a, b, c"`: the values of a label, for a metric's description.
+fn listed<T: Copy>(all: &[T], as_str: impl Fn(T) -> &'static str) -> String {
+    all.iter().map(|&value| as_str(value)).collect::<Vec<_>>().join(", ")
+}
 
 pub(crate) struct HttpMetrics {
     frames_sent: Counter,
@@ -17,33 +99,39 @@ pub(crate) struct HttpMetrics {
 
 impl HttpMetrics {
     pub(crate) fn register() -> HttpMetrics {
-        metrics::describe_counter!("broker_sse_frames_sent_total", "Event frames written.");
-        metrics::describe_counter!("broker_sse_bytes_sent_total", "Event stream bytes written.");
+        metrics::describe_counter!(SSE_FRAMES_SENT, "Event frames written.");
+        metrics::describe_counter!(SSE_BYTES_SENT, "Event stream bytes written.");
         metrics::describe_counter!(
-            "broker_sse_streams_ended_total",
-            "Event streams that ended, by cause: client_gone, shutdown, broker_closed."
+            SSE_STREAMS_ENDED,
+            format!(
+                "Event streams that ended, by cause: {}.",
+                listed(StreamEnd::ALL, StreamEnd::as_str)
+            )
         );
-        metrics::describe_gauge!("broker_connections_open", "Open client connections.");
+        metrics::describe_gauge!(CONNECTIONS_OPEN, "Open client connections.");
         metrics::describe_counter!(
-            "broker_connections_refused_total",
+            CONNECTIONS_REFUSED,
             "Connections refused with 503 because too many were open."
         );
         metrics::describe_counter!(
-            "broker_connections_closed_total",
-            "Connections closed, by cause: closed, header_timeout, write_timeout, error."
+            CONNECTIONS_CLOSED,
+            format!(
+                "Connections closed, by cause: {}.",
+                listed(CloseCause::ALL, CloseCause::as_str)
+            )
         );
-        metrics::describe_counter!("broker_http_requests_total", "Requests, by route and status.");
+        metrics::describe_counter!(HTTP_REQUESTS, "Requests, by route and status.");
         metrics::describe_histogram!(
-            "broker_insert_request_seconds",
+            INSERT_REQUEST_SECONDS,
             metrics::Unit::Seconds,
             "Time from an insert request to its answer, commit included."
         );
         HttpMetrics {
-            frames_sent: counter!("broker_sse_frames_sent_total"),
-            bytes_sent: counter!("broker_sse_bytes_sent_total"),
-            connections_open: gauge!("broker_connections_open"),
-            connections_refused: counter!("broker_connections_refused_total"),
-            insert_seconds: histogram!("broker_insert_request_seconds"),
+            frames_sent: counter!(SSE_FRAMES_SENT),
+            bytes_sent: counter!(SSE_BYTES_SENT),
+            connections_open: gauge!(CONNECTIONS_OPEN),
+            connections_refused: counter!(CONNECTIONS_REFUSED),
+            insert_seconds: histogram!(INSERT_REQUEST_SECONDS),
         }
     }
 
@@ -57,15 +145,29 @@ impl HttpMetrics {
     }
 
     pub(crate) fn request(route: &'static str, status: http::StatusCode) {
-        counter!("broker_http_requests_total", "route" => route, "status" => status.as_u16().to_string())
+        counter!(HTTP_REQUESTS, "route" => route, "status" => status.as_u16().to_string())
             .increment(1);
     }
 
-    pub(crate) fn stream_ended(cause: &'static str) {
-        counter!("broker_sse_streams_ended_total", "cause" => cause).increment(1);
+    pub(crate) fn stream_ended(cause: StreamEnd) {
+        counter!(SSE_STREAMS_ENDED, "cause" => cause.as_str()).increment(1);
     }
 
-    pub(crate) fn connection_closed(cause: &'static str) {
-        counter!("broker_connections_closed_total", "cause" => cause).increment(1);
+    pub(crate) fn connection_closed(cause: CloseCause) {
+        counter!(CONNECTIONS_CLOSED, "cause" => cause.as_str()).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_distinct_and_listed() {
+        let streams: Vec<_> = StreamEnd::ALL.iter().map(|cause| cause.as_str()).collect();
+        assert_eq!(streams, ["client_gone", "shutdown", "broker_closed", "token_expired"]);
+        let closes: Vec<_> = CloseCause::ALL.iter().map(|cause| cause.as_str()).collect();
+        assert_eq!(closes, ["closed", "header_timeout", "write_timeout", "error"]);
+        assert_eq!(listed(CloseCause::ALL, CloseCause::as_str), closes.join(", "));
     }
 }

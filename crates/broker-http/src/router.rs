@@ -11,6 +11,7 @@ use crate::App;
 use crate::auth::Access;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
+use crate::head::Head;
 use crate::metrics::HttpMetrics;
 use crate::{audit, cors, events, insert};
 
@@ -69,6 +70,10 @@ fn route(path: &str, demo: bool) -> Option<Route<'_>> {
 }
 
 /// Answers one request. Every response, errors included, carries the CORS headers.
+///
+/// This is the transport's one way to answer: both connection paths call it, and the only
+/// response made elsewhere, the refusal of a connection over the limit, goes through the same
+/// last step.
 pub async fn handle<B>(app: &App, request: Request<B>) -> Response<Body>
 where
     B: HttpBody<Data = Bytes>,
@@ -78,17 +83,34 @@ where
     let started = Instant::now();
     let path = request.uri().path().to_owned();
     let route = route(&path, app.config().demo);
-    let mut response = match dispatch(app, route, request).await {
+    let response = match dispatch(app, route, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
-    let credentials = app.config().auth.as_ref().is_some_and(|auth| auth.cookie.is_some());
-    app.config().allow_origin.apply(origin.as_ref(), credentials, &mut response);
+    let response = respond(app, origin.as_ref(), response);
     let name = route.map_or("none", Route::name);
     HttpMetrics::request(name, response.status());
     if matches!(route, Some(Route::Insert)) {
         app.metrics().insert_answered(started.elapsed());
     }
+    response
+}
+
+/// The answer to a connection over the limit: `503` with `Retry-After`, and the CORS headers of
+/// its request's origin when its head arrived.
+pub(crate) fn refuse_busy(app: &App, head: Option<&Head>) -> Response<Body> {
+    let origin = head.and_then(|head| head.headers().get(header::ORIGIN));
+    respond(app, origin, ApiError::TooManyConnections.into_response())
+}
+
+/// The last step of every response the transport gives: the CORS headers.
+fn respond(
+    app: &App,
+    origin: Option<&HeaderValue>,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    let credentials = app.config().auth.as_ref().is_some_and(|auth| auth.cookie.is_some());
+    app.config().allow_origin.apply(origin, credentials, &mut response);
     response
 }
 

@@ -40,13 +40,37 @@ pub(crate) fn encode(version: &Version, database: &Uuid) -> Bytes {
     frame.freeze()
 }
 
-/// The first bytes of every stream: the reconnection delay, and a comment saying whether the
-/// stream starts with a snapshot or resumes.
-pub(crate) fn prelude(retry: Duration, resumed: bool) -> Bytes {
+/// How a stream starts, as the client is told in the `Broker-Start` header and in the prelude's
+/// comment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// With the latest version of every event the subscriber follows.
+    Snapshot,
+    /// With every version after the one the client last received.
+    Resumed,
+}
+
+impl Start {
+    /// The start of a subscription that did, or did not, resume.
+    pub(crate) fn of(resumed: bool) -> Start {
+        if resumed { Start::Resumed } else { Start::Snapshot }
+    }
+
+    /// The word the client is told.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Start::Snapshot => "snapshot",
+            Start::Resumed => "resumed",
+        }
+    }
+}
+
+/// The first bytes of every stream: the reconnection delay, and a comment saying how the stream
+/// starts.
+pub(crate) fn prelude(retry: Duration, start: Start) -> Bytes {
     let mut prelude = String::with_capacity(32);
-    let start = if resumed { "resumed" } else { "snapshot" };
     // Writing into a `String` cannot fail.
-    let _ = write!(prelude, "retry: {}\n: {start}\n\n", retry.as_millis());
+    let _ = write!(prelude, "retry: {}\n: {}\n\n", retry.as_millis(), start.as_str());
     Bytes::from(prelude)
 }
 
@@ -114,8 +138,10 @@ mod tests {
 
     #[test]
     fn prelude_sets_retry_and_says_how_the_stream_starts() {
-        assert_eq!(&prelude(Duration::from_secs(3), false)[..], b"retry: 3000\n: snapshot\n\n");
-        assert_eq!(&prelude(Duration::from_millis(250), true)[..], b"retry: 250\n: resumed\n\n");
+        let snapshot = prelude(Duration::from_secs(3), Start::Snapshot);
+        assert_eq!(&snapshot[..], b"retry: 3000\n: snapshot\n\n");
+        let resumed = prelude(Duration::from_millis(250), Start::Resumed);
+        assert_eq!(&resumed[..], b"retry: 250\n: resumed\n\n");
     }
 
     mod properties {

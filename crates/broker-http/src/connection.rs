@@ -1,0 +1,131 @@
+//! One connection, from its first bytes to its close: which path serves it, and the answer to a
+//! connection over the limit.
+//!
+//! The first bytes of every connection are read here. One that opens with an event stream
+//! request (`GET /events`, HTTP/1.1, no body) has its head parsed here, is answered by the same
+//! [`handle`] as every other request (routing, authorization, CORS and errors are not
+//! duplicated), and its response is written straight to the socket by `direct.rs`. Every other
+//! connection goes to hyper, with the bytes already read put back in front of the socket.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::Version;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::server::conn::http1;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::head::{self, Head, MAX_REQUEST_HEAD, Parsed};
+use crate::metrics::CloseCause;
+use crate::rewind::Rewind;
+use crate::stall::StallGuard;
+use crate::{App, direct, handle, hyper_conn, router};
+
+/// The start of every request served directly.
+const PREFIX: &[u8] = b"GET /events";
+/// How long a connection over the limit is given to send its request head: with it, the `503`
+/// carries the CORS headers its origin needs; without it, the answer goes out all the same.
+const REFUSAL_HEAD_WAIT: Duration = Duration::from_millis(500);
+/// How long writing the `503` may take.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Serves one connection, directly or through hyper, and says why it closed.
+pub(crate) async fn serve(
+    app: &App,
+    http: &http1::Builder,
+    graceful: Watcher,
+    mut stream: TcpStream,
+) -> CloseCause {
+    let config = app.config();
+    let mut buffer = BytesMut::with_capacity(512);
+    let started = timeout(config.header_read_timeout, read_start(&mut stream, &mut buffer));
+    let head = match started.await {
+        Err(_) => return CloseCause::HeaderTimeout,
+        Ok(Err(_)) => return CloseCause::Error,
+        Ok(Ok(Start::Closed)) => return CloseCause::Closed,
+        Ok(Ok(Start::Direct(head))) => head,
+        Ok(Ok(Start::Hyper)) => {
+            let io = StallGuard::new(Rewind::new(buffer.freeze(), stream), config.write_timeout);
+            // Boxed: hyper's connection state is large, and inline it would make every
+            // connection's task that large, event streams included.
+            let connection = Box::pin(graceful.watch(hyper_conn::serve(http, app, io)));
+            return match connection.await {
+                Ok(()) => CloseCause::Closed,
+                Err(error) => hyper_conn::close_cause(&error),
+            };
+        }
+    };
+    drop(buffer);
+    let response = handle(app, *head).await;
+    match direct::write_response(&mut stream, response, config.write_timeout).await {
+        Ok(cause) => cause,
+        Err(error) if error.kind() == io::ErrorKind::TimedOut => CloseCause::WriteTimeout,
+        Err(_) => CloseCause::Error,
+    }
+}
+
+/// Answers a connection over the limit with `503` and `Retry-After`, and closes it so that the
+/// client reads the answer rather than a reset.
+pub(crate) async fn refuse(app: App, mut stream: TcpStream) {
+    let mut buffer = BytesMut::with_capacity(1024);
+    let head = head::read(&mut stream, &mut buffer, REFUSAL_HEAD_WAIT).await;
+    let response = router::refuse_busy(&app, head.as_deref());
+    if direct::write_whole(&mut stream, response, REFUSAL_WRITE_TIMEOUT).await.is_ok() {
+        direct::linger_close(&mut stream).await;
+    }
+}
+
+/// How a connection starts.
+enum Start {
+    /// With an event stream request served directly.
+    Direct(Box<Head>),
+    /// With anything else: hand the connection, and the bytes read, to hyper.
+    Hyper,
+    /// With nothing: the client closed the connection.
+    Closed,
+}
+
+/// Reads until the first bytes rule out a direct event stream request, or until its whole head
+/// is in.
+async fn read_start(stream: &mut TcpStream, buffer: &mut BytesMut) -> io::Result<Start> {
+    loop {
+        let len = buffer.len().min(PREFIX.len());
+        if buffer[..len] != PREFIX[..len] {
+            return Ok(Start::Hyper);
+        }
+        if buffer.len() >= PREFIX.len() {
+            match head::parse(buffer) {
+                Parsed::Complete { head, len } if is_direct(&head, len == buffer.len()) => {
+                    return Ok(Start::Direct(head));
+                }
+                Parsed::Complete { .. } | Parsed::Invalid => return Ok(Start::Hyper),
+                // hyper answers a head over the limit with `431`.
+                Parsed::Partial if buffer.len() >= MAX_REQUEST_HEAD => return Ok(Start::Hyper),
+                Parsed::Partial => {}
+            }
+        }
+        if buffer.len() == buffer.capacity() {
+            buffer.reserve(buffer.capacity());
+        }
+        if stream.read_buf(buffer).await? == 0 {
+            // A partial request that ends is hyper's to answer; no bytes at all is a clean close.
+            return Ok(if buffer.is_empty() { Start::Closed } else { Start::Hyper });
+        }
+    }
+}
+
+/// Whether a request that starts with [`PREFIX`] is served directly: an event stream request of
+/// HTTP/1.1 with nothing after its head, neither a body nor a pipelined request. hyper handles
+/// the others.
+fn is_direct(head: &Head, whole: bool) -> bool {
+    let path = head.uri().path();
+    whole
+        && path == "/events"
+        && head.version() == Version::HTTP_11
+        && !head.headers().contains_key(CONTENT_LENGTH)
+        && !head.headers().contains_key(TRANSFER_ENCODING)
+}
