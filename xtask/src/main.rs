@@ -1,11 +1,13 @@
 //! Project automation. `cargo xtask ci` runs exactly what CI runs, so green here is green there.
 //!
 //! Layout: `ci` is the CI run; `setup` installs the test tools of the table in `tools`; `bench`
-//! drives the load generator; `cargo` runs cargo itself.
+//! drives the load generator, with the peers it measures against built by `peers`; `cargo` runs
+//! cargo itself.
 
 mod bench;
 mod cargo;
 mod ci;
+mod peers;
 mod setup;
 mod tools;
 
