@@ -1,4 +1,4 @@
-//! Running cargo the way the tasks do: each command echoed before it runs, and a failure named.
+//! Running cargo from xtask: each command echoed before it runs, and a failure named.
 
 use std::process::Command;
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::tools::{LINKS, Recipe, TOOLS, Tool, VENVS};
 
-/// How long apt-get waits for the dpkg lock by itself (`DPkg::Lock::Timeout`), and how long this
-/// task goes on retrying an apt-get that gave up on one of apt's other locks (the package lists'
+/// How long apt-get waits for the dpkg lock by itself (`DPkg::Lock::Timeout`), and how long
+/// setup goes on retrying an apt-get that gave up on one of apt's other locks (the package lists'
 /// lock, which `apt-get update` does not wait for): another install on the machine is waited
 /// for, not taken for a failure, but not forever.
 const LOCK_PATIENCE: Duration = Duration::from_secs(300);
