@@ -16,10 +16,10 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     the test tools this machine is missing (as root), then format check, clippy with
-         warnings denied, every test, documentation build, examples
-  setup  only the first step of ci: install the missing test tools with apt-get (as root), or
-         print the command that would
+  ci     install the test tools this machine is missing (as root), then format check, clippy
+         with warnings denied, every test, documentation build, examples
+  setup  the first step of ci alone: install the missing test tools (as root), or print the
+         commands that would
   bench <scenario|all> [options]   release build, then the load generator (docs/BENCHMARKS.md)";
 
 fn main() -> ExitCode {
