@@ -1,5 +1,7 @@
 //! [`HttpConfig`]: everything the transport can be told.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -14,6 +16,56 @@ pub enum AllowOrigin {
     /// Only these origins, each echoed back when a request comes from it.
     List(Vec<HeaderValue>),
 }
+
+impl FromStr for AllowOrigin {
+    type Err = InvalidOrigin;
+
+    /// Parses `*`, or a comma-separated list of origins (`scheme://host[:port]`).
+    fn from_str(text: &str) -> Result<AllowOrigin, InvalidOrigin> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(AllowOrigin::Any);
+        }
+        let mut origins = Vec::new();
+        for origin in text.split(',').map(str::trim) {
+            let well_formed = origin.split_once("://").is_some_and(|(scheme, host)| {
+                !scheme.is_empty() && !host.is_empty() && !host.contains('/')
+            });
+            if origin == "*" || !well_formed {
+                return Err(InvalidOrigin(format!(
+                    "{origin:?} is not an origin; use `*` alone, or origins like \
+                     `https://app.example` or `http://localhost:3000` separated by commas"
+                )));
+            }
+            let value = HeaderValue::from_str(origin).map_err(|_| {
+                InvalidOrigin(format!("{origin:?} has characters an origin cannot have"))
+            })?;
+            origins.push(value);
+        }
+        Ok(AllowOrigin::List(origins))
+    }
+}
+
+impl fmt::Display for AllowOrigin {
+    /// `*`, or the origins separated by commas: what [`AllowOrigin::from_str`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllowOrigin::Any => f.write_str("*"),
+            AllowOrigin::List(origins) => {
+                for (index, origin) in origins.iter().enumerate() {
+                    let separator = if index == 0 { "" } else { "," };
+                    write!(f, "{separator}{}", String::from_utf8_lossy(origin.as_bytes()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why a text is not a list of allowed origins; the message says how to write one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOrigin(String);
 
 /// Settings of the HTTP transport; [`HttpConfig::default`] gives the documented defaults.
 #[derive(Clone, Debug)]
@@ -60,6 +112,26 @@ impl Default for HttpConfig {
             shutdown_timeout: Duration::from_secs(10),
             auth: None,
             demo: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_origin_is_any_or_a_list_of_origins() {
+        assert_eq!("*".parse(), Ok(AllowOrigin::Any));
+        let list = "https://a.example, http://localhost:3000".parse::<AllowOrigin>();
+        let expected = AllowOrigin::List(vec![
+            HeaderValue::from_static("https://a.example"),
+            HeaderValue::from_static("http://localhost:3000"),
+        ]);
+        assert_eq!(list, Ok(expected.clone()));
+        assert_eq!(expected.to_string().parse(), Ok(expected));
+        for bad in ["", "a.example", "https://a.example/", "*,https://a.example", "https://"] {
+            assert!(bad.parse::<AllowOrigin>().is_err(), "{bad:?} must be refused");
         }
     }
 }

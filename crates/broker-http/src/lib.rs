@@ -72,7 +72,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::HttpMetrics;
 
 pub use body::Body;
-pub use config::{AllowOrigin, HttpConfig};
+pub use config::{AllowOrigin, HttpConfig, InvalidOrigin};
 pub use error::ApiError;
 pub use router::handle;
 pub use server::serve;

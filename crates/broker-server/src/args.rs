@@ -3,17 +3,21 @@
 //! [`Args`] is the raw input as clap parses it; [`Args::into_config`] checks it and resolves the
 //! defaults that depend on the environment, so that a [`Config`] is always one the server can run.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use broker_http::AllowOrigin;
 use broker_http::auth::Pattern;
+use broker_http::{AllowOrigin, HttpConfig};
 use clap::Parser;
-use http::HeaderValue;
+use humantime::Duration;
 
 use crate::auth::{AccessArgs, AuthArgs, TokenArgs};
 use crate::{Config, Error};
+
+/// The transport's defaults, the one source of every default below that the transport owns.
+fn http() -> HttpConfig {
+    HttpConfig::default()
+}
 
 /// A real-time message broker over Server-Sent Events.
 ///
@@ -24,11 +28,11 @@ use crate::{Config, Error};
 #[command(name = "broker-server", version, args_override_self = true)]
 pub struct Args {
     /// IP address to listen on; 0.0.0.0 accepts connections from other machines.
-    #[arg(long, env = "BROKER_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    #[arg(long, env = "BROKER_BIND", default_value_t = crate::DEFAULT_LISTEN.ip())]
     pub bind: IpAddr,
 
     /// TCP port to listen on; 0 picks a free port.
-    #[arg(long, env = "PORT", default_value_t = 8080)]
+    #[arg(long, env = "PORT", default_value_t = crate::DEFAULT_LISTEN.port())]
     pub port: u16,
 
     /// The redb database file, created if missing.
@@ -38,19 +42,19 @@ pub struct Args {
 
     /// Origins browsers may call from: `*` for any, or a comma-separated list such as
     /// `https://app.example,https://admin.example`.
-    #[arg(long, env = "BROKER_ALLOW_ORIGIN", default_value = "*")]
-    pub allow_origin: String,
+    #[arg(long, env = "BROKER_ALLOW_ORIGIN", default_value_t = http().allow_origin)]
+    pub allow_origin: AllowOrigin,
 
     /// How often an idle event stream gets a heartbeat comment, such as `15s` or `500ms`.
-    #[arg(long, env = "BROKER_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BROKER_HEARTBEAT", default_value_t = http().heartbeat.into())]
     pub heartbeat: Duration,
 
     /// The reconnection delay event stream clients are told to wait (`retry:`).
-    #[arg(long, env = "BROKER_RETRY", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BROKER_RETRY", default_value_t = http().retry.into())]
     pub retry: Duration,
 
     /// The largest request body accepted, in bytes.
-    #[arg(long, env = "BROKER_MAX_BODY", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "BROKER_MAX_BODY", default_value_t = http().max_body)]
     pub max_body: usize,
 
     /// The longest event name accepted, in bytes.
@@ -58,16 +62,16 @@ pub struct Args {
     pub max_event_name: usize,
 
     /// The most connections served at once; more are answered 503 with Retry-After.
-    #[arg(long, env = "BROKER_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "BROKER_MAX_CONNECTIONS", default_value_t = http().max_connections)]
     pub max_connections: usize,
 
     /// How long a client may take to send its request headers.
-    #[arg(long, env = "BROKER_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BROKER_HEADER_TIMEOUT", default_value_t = http().header_read_timeout.into())]
     pub header_timeout: Duration,
 
     /// How long a client may read nothing while data waits for it before it is disconnected;
     /// an event stream client then reconnects and resumes.
-    #[arg(long, env = "BROKER_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BROKER_WRITE_TIMEOUT", default_value_t = http().write_timeout.into())]
     pub write_timeout: Duration,
 
     /// Serve the live demo page at `/`: a form shared between every open window.
@@ -93,11 +97,11 @@ pub struct Args {
 
     /// How long to go on serving after SIGTERM or SIGINT, with /readyz answering 503, so that a
     /// load balancer moves new clients elsewhere before the server stops accepting.
-    #[arg(long, env = "BROKER_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BROKER_DRAIN_DELAY", default_value_t = http().drain_delay.into())]
     pub drain_delay: Duration,
 
     /// How long shutdown waits for open connections and queued inserts before it gives up.
-    #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "BROKER_SHUTDOWN_TIMEOUT", default_value_t = http().shutdown_timeout.into())]
     pub shutdown_timeout: Duration,
 }
 
@@ -121,37 +125,58 @@ impl Args {
     /// Checks every setting and resolves the defaults; the error says what is wrong and how to
     /// set it right.
     pub fn into_config(self) -> Result<Config, Error> {
+        // Taken apart whole, so that a flag added to `Args` and not used here does not compile.
+        let Args {
+            bind,
+            port,
+            data,
+            allow_origin,
+            heartbeat,
+            retry,
+            max_body,
+            max_event_name,
+            max_connections,
+            header_timeout,
+            write_timeout,
+            demo,
+            log_format: _,
+            auth,
+            access,
+            command: _,
+            drain_delay,
+            shutdown_timeout,
+        } = self;
         let invalid = |message: String| Err(Error::Config(message));
-        if self.heartbeat.is_zero() {
+        if heartbeat.is_zero() {
             return invalid("--heartbeat must be longer than 0, such as `15s`".into());
         }
-        if self.max_body == 0 {
+        if max_body == 0 {
             return invalid("--max-body must be at least 1 byte".into());
         }
-        if self.max_event_name == 0 {
+        if max_event_name == 0 {
             return invalid("--max-event-name must be at least 1 byte".into());
         }
-        if self.write_timeout.is_zero() {
+        if write_timeout.is_zero() {
             return invalid("--write-timeout must be longer than 0, such as `30s`".into());
         }
-        if self.max_connections == 0 {
+        if max_connections == 0 {
             return invalid("--max-connections must be at least 1".into());
         }
-        let data = match self.data {
+        let data = match data {
             Some(data) => data,
             None => default_data_path()?,
         };
         let mut config = Config::new(data);
-        config.listen = SocketAddr::new(self.bind, self.port);
-        config.engine.max_event_name_len = self.max_event_name;
+        config.listen = SocketAddr::new(bind, port);
+        config.engine.max_event_name_len = max_event_name;
         let http = &mut config.http;
-        http.allow_origin = parse_allow_origin(&self.allow_origin)?;
-        http.auth = self.auth.verifier()?;
+        http.allow_origin = allow_origin;
+        http.auth = auth.verifier()?;
         let public_events: Vec<Pattern> =
-            self.access.public_events.iter().map(|p| Pattern::new(p.trim())).collect();
+            access.public_events.iter().map(|p| Pattern::new(p.trim())).collect();
         match &mut http.auth {
             Some(auth) => {
-                auth.cookie = self.access.jwt_cookie.clone();
+                auth.cookie = access.jwt_cookie.clone();
                 auth.public_events = public_events;
                 if auth.cookie.is_some() && http.allow_origin == AllowOrigin::Any {
                     return invalid(
@@ -162,7 +187,7 @@ impl Args {
                     );
                 }
             }
-            None if self.access.jwt_cookie.is_some() || !public_events.is_empty() => {
+            None if access.jwt_cookie.is_some() || !public_events.is_empty() => {
                 return invalid(
                     "--jwt-cookie and --public-events need authorization: set \
                      BROKER_JWT_SECRET or --jwt-key-file"
@@ -171,15 +196,15 @@ impl Args {
             }
             None => {}
         }
-        http.heartbeat = self.heartbeat;
-        http.retry = self.retry;
-        http.max_body = self.max_body;
-        http.max_connections = self.max_connections;
-        http.header_read_timeout = self.header_timeout;
-        http.write_timeout = self.write_timeout;
-        http.demo = self.demo;
-        http.shutdown_timeout = self.shutdown_timeout;
-        http.drain_delay = self.drain_delay;
+        http.heartbeat = heartbeat.into();
+        http.retry = retry.into();
+        http.max_body = max_body;
+        http.max_connections = max_connections;
+        http.header_read_timeout = header_timeout.into();
+        http.write_timeout = write_timeout.into();
+        http.demo = demo;
+        http.shutdown_timeout = shutdown_timeout.into();
+        http.drain_delay = drain_delay.into();
         Ok(config)
     }
 }
@@ -198,51 +223,4 @@ fn default_data_path() -> Result<PathBuf, Error> {
         },
     };
     Ok(base.join("broker").join("broker.redb"))
-}
-
-/// Parses `*` or a comma-separated list of origins (`scheme://host[:port]`).
-pub(crate) fn parse_allow_origin(text: &str) -> Result<AllowOrigin, Error> {
-    let text = text.trim();
-    if text == "*" {
-        return Ok(AllowOrigin::Any);
-    }
-    let mut origins = Vec::new();
-    for origin in text.split(',').map(str::trim) {
-        let well_formed = origin.split_once("://").is_some_and(|(scheme, host)| {
-            !scheme.is_empty() && !host.is_empty() && !host.contains('/')
-        });
-        if origin == "*" || !well_formed {
-            return Err(Error::Config(format!(
-                "--allow-origin: {origin:?} is not an origin; use `*` alone, or origins like \
-                 `https://app.example` or `http://localhost:3000` separated by commas"
-            )));
-        }
-        let value = HeaderValue::from_str(origin).map_err(|_| {
-            Error::Config(format!(
-                "--allow-origin: {origin:?} has characters an origin cannot have"
-            ))
-        })?;
-        origins.push(value);
-    }
-    Ok(AllowOrigin::List(origins))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allow_origin_is_any_or_a_list_of_origins() {
-        assert_eq!(parse_allow_origin("*").unwrap(), AllowOrigin::Any);
-        assert_eq!(
-            parse_allow_origin("https://a.example, http://localhost:3000").unwrap(),
-            AllowOrigin::List(vec![
-                HeaderValue::from_static("https://a.example"),
-                HeaderValue::from_static("http://localhost:3000"),
-            ])
-        );
-        for bad in ["", "a.example", "https://a.example/", "*,https://a.example", "https://"] {
-            assert!(parse_allow_origin(bad).is_err(), "{bad:?} must be refused");
-        }
-    }
 }

@@ -24,7 +24,7 @@ mod args;
 mod auth;
 mod server;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,11 +32,14 @@ pub use args::{Args, Command, LogFormat};
 pub use auth::{AccessArgs, AuthArgs, TokenArgs};
 pub use server::{Server, shutdown_signal};
 
+/// Where the server listens unless told otherwise: loopback only, port 8080.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
 /// Everything the server needs to run; build it with [`Config::new`] or from [`Args`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
-    /// The address to listen on. Default: 127.0.0.1:8080.
+    /// The address to listen on. Default: [`DEFAULT_LISTEN`].
     pub listen: SocketAddr,
     /// The redb database file.
     pub data: PathBuf,
@@ -50,7 +53,7 @@ impl Config {
     /// The defaults, storing into the redb file at `data`.
     pub fn new(data: impl Into<PathBuf>) -> Config {
         Config {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            listen: DEFAULT_LISTEN,
             data: data.into(),
             engine: broker_core::Config::default(),
             http: broker_http::HttpConfig::default(),

@@ -112,7 +112,7 @@ fn prometheus() -> Option<PrometheusHandle> {
                 .set_buckets(LATENCY_BUCKETS)
                 .and_then(|builder| {
                     builder.set_buckets_for_metric(
-                        Matcher::Full("broker_commit_batch_size".into()),
+                        Matcher::Full(broker_core::metrics::COMMIT_BATCH_SIZE.into()),
                         BATCH_BUCKETS,
                     )
                 })
