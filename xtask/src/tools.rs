@@ -41,13 +41,9 @@ pub(crate) enum Recipe {
     /// pip into a virtual environment of its own, `VENVS/<program>`, whose `bin/<program>` is
     /// then linked at the tool's path (`LINKS/<program>` for a command name). The environment is
     /// made with Debian's `python3-venv`, installed with the Debian packages first.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "no tool comes from PyPI yet; the recipe is ready for the first"
-        )
-    )]
+    // An allowance rather than an expectation, so that the first entry that uses it is all a
+    // new tool from PyPI takes.
+    #[allow(dead_code, reason = "no tool comes from PyPI yet; the tests use the recipe already")]
     Pip(&'static str),
 }
 
