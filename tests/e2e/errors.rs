@@ -23,6 +23,8 @@ struct Case {
     mentions: Option<&'static str>,
     /// A method the `Allow` header must list.
     allow: Option<&'static str>,
+    /// A header sent besides `Content-Type`.
+    header: Option<(&'static str, &'static str)>,
 }
 
 const JSON: Option<&str> = Some("application/json");
@@ -37,6 +39,7 @@ const fn insert(body: &'static [u8], code: &'static str, mentions: Option<&'stat
         code,
         mentions,
         allow: None,
+        header: None,
     }
 }
 
@@ -49,6 +52,11 @@ const fn typed(content_type: Option<&'static str>) -> Case {
     }
 }
 
+/// A body sent with the content codings `codings`, of which `refused` must be named.
+const fn encoded(codings: &'static str, refused: &'static str) -> Case {
+    Case { header: Some(("content-encoding", codings)), mentions: Some(refused), ..typed(JSON) }
+}
+
 const fn route(
     method: &'static str,
     path: &'static str,
@@ -56,7 +64,8 @@ const fn route(
     allow: Option<&'static str>,
 ) -> Case {
     let code = if status == 404 { "not_found" } else { "method_not_allowed" };
-    Case { method, path, content_type: None, body: b"", status, code, mentions: None, allow }
+    let (content_type, body, mentions, header) = (None, b"", None, None);
+    Case { method, path, content_type, body, status, code, mentions, allow, header }
 }
 
 const CASES: &[Case] = &[
@@ -69,6 +78,10 @@ const CASES: &[Case] = &[
     insert(br#"{"event":"e","data":1} trailing"#, "malformed_json", None),
     insert(br#"{"event":"e","data":1}{"event":"e","data":2}"#, "malformed_json", None),
     insert(b"{\"event\":\"e\",\"data\":\"\xff\xfe\"}", "malformed_json", None),
+    // Lone UTF-16 surrogate escapes stand for no character (I-JSON refuses them).
+    insert(br#"{"event":"e","data":"\ud800"}"#, "malformed_json", Some("surrogate")),
+    insert(br#"{"event":"e","data":{"k":["\udfff"]}}"#, "malformed_json", Some("surrogate")),
+    insert(br#"{"event":"e","data":"\ud83e\u0041"}"#, "malformed_json", Some("surrogate")),
     // A field is missing, of the wrong type, or unknown.
     insert(br#"{"data":1}"#, "invalid_field", Some("event")),
     insert(br#"{"event":"e"}"#, "invalid_field", Some("data")),
@@ -95,6 +108,11 @@ const CASES: &[Case] = &[
     typed(Some("text/json")),
     typed(Some("application/x-www-form-urlencoded")),
     typed(Some("multipart/form-data; boundary=x")),
+    // Bytes the broker would store without being able to read them.
+    typed(Some("application/json; charset=utf-16")),
+    typed(Some("application/json; charset=\"latin1\"")),
+    encoded("gzip", "gzip"),
+    encoded("identity, br", "br"),
     // No such route.
     route("GET", "/", 404, None),
     route("GET", "/nowhere", 404, None),
@@ -114,8 +132,8 @@ const CASES: &[Case] = &[
 /// Sends `case` and describes every way the answer differs from the expected error, including
 /// a version stored by a refused request.
 async fn check(server: &Server, case: &Case) -> Vec<String> {
-    let headers: Vec<_> =
-        case.content_type.map(|value| ("content-type", value)).into_iter().collect();
+    let content_type = case.content_type.map(|value| ("content-type", value));
+    let headers: Vec<_> = content_type.into_iter().chain(case.header).collect();
     let body = (!case.body.is_empty()).then(|| case.body.to_vec());
     let reply = server.request(case.method, case.path, &headers, body).await;
     let json: Option<Value> = serde_json::from_str(&reply.body).ok();
@@ -220,4 +238,27 @@ async fn bodies_over_the_limit_are_refused_with_413_and_at_the_limit_accepted() 
     let reply = server.request("POST", "/insert", &headers, Some(body_of(MAX_BODY))).await;
     assert_eq!(reply.status, 201, "a body of exactly --max-body bytes: {reply}");
     assert_eq!(server.audit("big").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_http_1_1_request_without_host_is_400() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start().await;
+    let cases: [(&[u8], u16); 3] = [
+        (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        (b"GET /events HTTP/1.1\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200),
+    ];
+    for (request, status) in cases {
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.expect("connect");
+        stream.write_all(request).await.expect("write");
+        let reply = crate::support::read_reply(&mut stream, Duration::from_secs(10)).await;
+        let reply = reply.expect("an answer");
+        let what = String::from_utf8_lossy(request);
+        assert_eq!(reply.head.status, status, "{what}: {reply:?}");
+        if status == 400 {
+            let error: Value = serde_json::from_str(&reply.text()).expect("a JSON body");
+            assert_eq!(error["error"], "missing_host", "{what}: {error}");
+        }
+    }
 }

@@ -86,15 +86,20 @@ async fn data_comes_back_exactly_from_insert_audit_and_events() {
 #[tokio::test]
 async fn json_content_type_with_parameters_or_other_case_is_accepted() {
     let server = Server::start().await;
-    for content_type in
-        ["application/json", "application/json; charset=utf-8", "application/JSON;charset=UTF-8"]
-    {
+    let cases = [
+        ("application/json", None),
+        ("application/json; charset=utf-8", None),
+        ("application/JSON;charset=\"UTF-8\"", None),
+        ("application/json", Some("identity")),
+    ];
+    for (content_type, coding) in cases {
         let body = br#"{"event":"typed","data":1}"#.to_vec();
-        let headers = [("content-type", content_type)];
+        let mut headers = vec![("content-type", content_type)];
+        headers.extend(coding.map(|coding| ("content-encoding", coding)));
         let reply = server.request("POST", "/insert", &headers, Some(body)).await;
-        assert_eq!(reply.status, 201, "Content-Type: {content_type}: {reply}");
+        assert_eq!(reply.status, 201, "Content-Type: {content_type} {coding:?}: {reply}");
     }
-    assert_eq!(server.audit("typed").await.len(), 3);
+    assert_eq!(server.audit("typed").await.len(), cases.len());
 }
 
 #[tokio::test]

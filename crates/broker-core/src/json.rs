@@ -19,12 +19,13 @@ impl Json {
     pub fn parse(text: &str) -> Result<Json, Error> {
         let raw: &RawValue =
             serde_json::from_str(text).map_err(|error| Error::InvalidData(error.to_string()))?;
-        Ok(Json::from_raw(raw))
+        Json::from_raw(raw)
     }
 
-    /// Compacts JSON that serde has already validated.
-    pub fn from_raw(raw: &RawValue) -> Json {
-        Json(compact(raw.get()).into_boxed_str())
+    /// Compacts JSON that serde has already validated, refusing lone surrogate escapes, which
+    /// serde lets through.
+    pub fn from_raw(raw: &RawValue) -> Result<Json, Error> {
+        Ok(Json(compact(raw.get())?.into_boxed_str()))
     }
 
     /// The compact JSON text.
@@ -63,29 +64,69 @@ impl fmt::Display for Json {
     }
 }
 
-/// Removes insignificant white space from valid JSON text.
-fn compact(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in json.chars() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
+/// Removes insignificant white space from JSON text that serde has validated, and refuses a
+/// string escape that names half of a UTF-16 surrogate pair alone (`"\ud800"`): such text is
+/// valid JSON grammar, but no Unicode string, and strict parsers (I-JSON, RFC 7493) refuse it.
+fn compact(json: &str) -> Result<String, Error> {
+    let bytes = json.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte == b'"' {
+            let end = string_end(bytes, at + 1)?;
+            out.extend_from_slice(&bytes[at..end]);
+            at = end;
+        } else {
+            if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+                out.push(byte);
             }
-        } else if c == '"' {
-            in_string = true;
-            out.push(c);
-        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
-            out.push(c);
+            at += 1;
         }
     }
-    out
+    // Whole strings and ASCII tokens were copied, so the text is still UTF-8.
+    String::from_utf8(out).map_err(|error| Error::InvalidData(error.to_string()))
+}
+
+/// The index just past the closing quote of the string whose contents start at `at`, checking
+/// that every `\u` escape of a surrogate is one half of a pair.
+fn string_end(bytes: &[u8], mut at: usize) -> Result<usize, Error> {
+    let unterminated = || Error::InvalidData("unterminated string".into());
+    loop {
+        match *bytes.get(at).ok_or_else(unterminated)? {
+            b'"' => return Ok(at + 1),
+            b'\\' if bytes.get(at + 1) == Some(&b'u') => {
+                let unit = utf16_escape(bytes, at)?;
+                at += 6;
+                if (0xDC00..0xE000).contains(&unit) {
+                    return Err(lone_surrogate(unit));
+                }
+                if (0xD800..0xDC00).contains(&unit) {
+                    let low = bytes.get(at..at + 2) == Some(b"\\u")
+                        && (0xDC00..0xE000).contains(&utf16_escape(bytes, at)?);
+                    if !low {
+                        return Err(lone_surrogate(unit));
+                    }
+                    at += 6;
+                }
+            }
+            b'\\' => at += 2,
+            _ => at += 1,
+        }
+    }
+}
+
+/// The code unit of the `\uXXXX` escape at `at`.
+fn utf16_escape(bytes: &[u8], at: usize) -> Result<u32, Error> {
+    let hex = bytes.get(at + 2..at + 6).and_then(|hex| std::str::from_utf8(hex).ok());
+    hex.and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| Error::InvalidData("malformed \\u escape".into()))
+}
+
+fn lone_surrogate(unit: u32) -> Error {
+    Error::InvalidData(format!(
+        "the string escape \\u{unit:04x} is half of a UTF-16 surrogate pair without its other \
+         half; it stands for no character"
+    ))
 }
 
 #[cfg(test)]
@@ -104,6 +145,15 @@ mod tests {
         check("1.0e+2", "1.0e+2");
         check("\"line\\nbreak\"", r#""line\nbreak""#);
         check("\"\u{2028} 🦀 \"", "\"\u{2028} 🦀 \"");
+    }
+
+    #[test]
+    fn surrogate_pairs_pass_and_lone_halves_are_refused() {
+        check(r#"["\ud83e\udd80", "\u00e9\\ud800"]"#, r#"["\ud83e\udd80","\u00e9\\ud800"]"#);
+        for input in [r#""\ud800""#, r#""\udc00""#, r#""\ud800\u0041""#, r#"{"a\ud83e":1}"#] {
+            let error = Json::parse(input).expect_err(input);
+            assert!(error.to_string().contains("surrogate"), "{input}: {error}");
+        }
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub enum ApiError {
     /// The event name is empty, too long, or contains a control character.
     #[error("{0}")]
     InvalidEventName(String),
+    /// An HTTP/1.1 request came without the `Host` header that RFC 9112 requires.
+    #[error("an HTTP/1.1 request must have a Host header")]
+    MissingHost,
     /// A query parameter is malformed.
     #[error("{0}")]
     InvalidQuery(String),
@@ -38,9 +41,10 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
-    /// The body of `/insert` is not `application/json`.
-    #[error("the body must be sent with `Content-Type: application/json`")]
-    UnsupportedMediaType,
+    /// The body of `/insert` is not `application/json` in UTF-8, or is sent with a content
+    /// coding (compressed); the message says which.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The request body could not be read.
     #[error("the request body could not be read: {0}")]
     BadBody(String),
@@ -72,13 +76,14 @@ impl ApiError {
             | ApiError::InvalidField(_)
             | ApiError::InvalidEventName(_)
             | ApiError::InvalidQuery(_)
+            | ApiError::MissingHost
             | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingToken | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable | ApiError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,6 +96,7 @@ impl ApiError {
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::InvalidEventName(_) => "invalid_event_name",
             ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::MissingHost => "missing_host",
             ApiError::BadBody(_) => "bad_body",
             ApiError::MissingToken => "missing_token",
             ApiError::InvalidToken(_) => "invalid_token",
@@ -98,7 +104,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable | ApiError::TooManyConnections => "unavailable",
             ApiError::Storage => "storage_error",
         }
@@ -132,6 +138,10 @@ impl ApiError {
             ApiError::InsufficientScope(_) => {
                 let challenge = "Bearer realm=\"broker\", error=\"insufficient_scope\"";
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            ApiError::UnsupportedMediaType(_) => {
+                // RFC 9110, 12.5.3: the codings the server accepts; only the body as it is.
+                headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             }
             ApiError::PayloadTooLarge(_) => {
                 // The rest of the body is not read, so the connection cannot be reused.

@@ -40,20 +40,40 @@ where
     let body = read_body(request, app.config().max_body).await?;
     let parsed = parse(&body)?;
     access.may_insert(&parsed.event)?;
-    let entry = app.broker().insert(parsed.event, Json::from_raw(parsed.data)).await?;
+    let data = Json::from_raw(parsed.data)?;
+    let entry = app.broker().insert(parsed.event, data).await?;
     let mut out = Vec::with_capacity(64 + entry.data().len() + entry.event().len());
     write_version(&mut out, entry.version());
     Ok(json_response(StatusCode::CREATED, out))
 }
 
-/// Accepts `application/json`, with or without parameters such as `charset=utf-8`.
+/// Accepts `application/json` in UTF-8 (with or without `charset=utf-8`), sent as it is: another
+/// charset or a content coding such as gzip would be stored as bytes the broker cannot read, so
+/// both are refused rather than ignored.
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = |message: String| Err(ApiError::UnsupportedMediaType(message));
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
-    let essence = content_type.map(|value| value.split(';').next().unwrap_or_default().trim());
-    match essence {
-        Some(essence) if essence.eq_ignore_ascii_case("application/json") => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType),
+    let mut parts = content_type.unwrap_or_default().split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return refused("the body must be sent with `Content-Type: application/json`".into());
     }
+    for parameter in parts {
+        let Some((name, value)) = parameter.split_once('=') else { continue };
+        let value = value.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8") {
+            return refused(format!("the body must be UTF-8 JSON, not charset={value}"));
+        }
+    }
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let mut codings = value.to_str().unwrap_or("?").split(',').map(str::trim);
+        if let Some(coding) = codings.find(|c| !c.eq_ignore_ascii_case("identity")) {
+            return refused(format!(
+                "the body must be sent uncompressed; Content-Encoding {coding} is not accepted"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the whole body, refusing one larger than `max` without reading past the limit.

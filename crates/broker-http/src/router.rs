@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Full};
 
@@ -123,6 +123,10 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    // RFC 9112, 3.2: a server must answer 400 to an HTTP/1.1 request without a Host header.
+    if request.version() == Version::HTTP_11 && !request.headers().contains_key(header::HOST) {
+        return Err(ApiError::MissingHost);
+    }
     let Some(route) = route else {
         return Err(ApiError::NotFound(request.uri().path().to_owned()));
     };
