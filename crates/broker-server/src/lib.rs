@@ -62,6 +62,9 @@ impl Config {
 }
 
 /// Why the server could not start or stop cleanly.
+///
+/// A variant's message does not repeat its cause, which is its [`source`](std::error::Error::source):
+/// print the whole chain with `{:#}` (anyhow) to read each cause once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -69,7 +72,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The database could not be opened or closed.
-    #[error("database {path}: {source}")]
+    #[error("database {path}")]
     Storage {
         /// The database file.
         path: PathBuf,
@@ -81,7 +84,7 @@ pub enum Error {
     #[error(transparent)]
     Engine(#[from] broker_core::Error),
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,

@@ -19,11 +19,15 @@ async fn main() -> std::process::ExitCode {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().init(),
     }
+    let format = args.log_format;
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("broker-server: {error:#}");
+            // One line, each cause once: as a log record for collectors, as plain text for people.
+            match format {
+                LogFormat::Json => tracing::error!("{error:#}"),
+                LogFormat::Text => eprintln!("broker-server: {error:#}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }
