@@ -1,10 +1,10 @@
 //! `GET /audit/{event}`: one page of an event's history.
 
+use broker_auth::Access;
 use http::{HeaderValue, Response, StatusCode, header};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::App;
-use crate::auth::Access;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::json::write_versions;

@@ -4,9 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use broker_auth::Verifier;
 use http::HeaderValue;
-
-use crate::auth::AuthConfig;
 
 /// Which origins browsers may call the broker from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +87,7 @@ pub struct HttpConfig {
     pub write_timeout: Duration,
     /// Token authorization; `None` leaves the broker open to anyone who can reach it.
     /// Default: `None`.
-    pub auth: Option<AuthConfig>,
+    pub auth: Option<Verifier>,
     /// Whether `GET /` serves the live demo page. Default: no.
     pub demo: bool,
     /// How long the server goes on serving after it is told to shut down, with `/readyz`

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use broker_auth::Refusal;
 use broker_core::Error as CoreError;
 use headers::{HeaderMapExt, RetryAfter};
 use http::{HeaderValue, Method, StatusCode, header};
@@ -163,6 +164,16 @@ impl From<CoreError> for ApiError {
                 tracing::error!(%error, "request failed in the engine");
                 ApiError::Storage
             }
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::MissingToken => ApiError::MissingToken,
+            Refusal::InvalidToken(reason) => ApiError::InvalidToken(reason),
+            Refusal::InsufficientScope(message) => ApiError::InsufficientScope(message),
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::time::SystemTime;
 
+use broker_auth::Access;
 use broker_core::{Entry, SubscribeOptions, Subscription, validate_event_name};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -11,7 +12,6 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::App;
-use crate::auth::Access;
 use crate::body::{Body, EventStream};
 use crate::error::ApiError;
 use crate::metrics::{HttpMetrics, StreamEnd};
@@ -34,12 +34,7 @@ pub(crate) fn events<B>(
             "event" => {
                 validate_event_name(&value, app.broker().config().max_event_name_len)
                     .map_err(|error| ApiError::InvalidQuery(format!("event: {error}")))?;
-                if !access.may_receive(&value) {
-                    access.require_token()?;
-                    return Err(ApiError::InsufficientScope(format!(
-                        "the token may not receive the event {value:?}"
-                    )));
-                }
+                access.may_subscribe(&value)?;
                 options = options.events([&*value]);
             }
             "lastEventId" => resume_from = Some(value.into_owned()),

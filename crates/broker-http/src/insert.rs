@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use broker_auth::Access;
 use broker_core::Json;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
@@ -11,7 +12,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::App;
-use crate::auth::Access;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::json::write_version;

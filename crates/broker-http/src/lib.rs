@@ -11,7 +11,7 @@
 //! - `config.rs`, `body.rs`, `error.rs`, `metrics.rs`, `head.rs`: leaf types: [`HttpConfig`],
 //!   [`Body`], [`ApiError`], metric names and the typed causes they are labelled with, and the
 //!   bytes of HTTP/1.1 heads with the one limit on request heads.
-//! - `auth/`: token authorization: claims, scopes, patterns, where tokens are found.
+//! - `auth.rs`: where a request's token is found; what it allows is `broker-auth`'s business.
 //! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
 //! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
 //! - `router.rs`: [`handle`], routing, methods, and the CORS headers on every response.
@@ -41,7 +41,7 @@
 //! ```
 
 mod audit;
-pub mod auth;
+mod auth;
 mod body;
 mod config;
 mod connection;

@@ -2,18 +2,18 @@
 
 use std::time::Instant;
 
+use broker_auth::Access;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Full};
 
 use crate::App;
-use crate::auth::Access;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::head::Head;
 use crate::metrics::HttpMetrics;
-use crate::{audit, cors, events, insert};
+use crate::{audit, auth, cors, events, insert};
 
 const GET: &[Method] = &[Method::GET, Method::OPTIONS];
 const POST: &[Method] = &[Method::POST, Method::OPTIONS];
@@ -109,7 +109,7 @@ fn respond(
     origin: Option<&HeaderValue>,
     mut response: Response<Body>,
 ) -> Response<Body> {
-    let credentials = app.config().auth.as_ref().is_some_and(|auth| auth.cookie.is_some());
+    let credentials = app.config().auth.as_ref().is_some_and(|auth| auth.cookie_name().is_some());
     app.config().allow_origin.apply(origin, credentials, &mut response);
     response
 }
@@ -169,7 +169,7 @@ fn demo() -> Response<Body> {
 
 /// Who is asking; without a token only where `anonymous` clients are served.
 fn authorize<B>(app: &App, request: &Request<B>, anonymous: bool) -> Result<Access, ApiError> {
-    let access = Access::of(app.config().auth.as_ref(), request.headers(), request.uri())?;
+    let access = auth::access(app.config().auth.as_ref(), request.headers(), request.uri())?;
     if !anonymous {
         access.require_token()?;
     }

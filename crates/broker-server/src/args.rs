@@ -6,7 +6,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use broker_http::auth::Pattern;
 use broker_http::{AllowOrigin, HttpConfig};
 use clap::Parser;
 use humantime::Duration;
@@ -171,31 +170,25 @@ impl Args {
         config.engine.max_event_name_len = max_event_name;
         let http = &mut config.http;
         http.allow_origin = allow_origin;
-        http.auth = auth.verifier()?;
-        let public_events: Vec<Pattern> =
-            access.public_events.iter().map(|p| Pattern::new(p.trim())).collect();
-        match &mut http.auth {
-            Some(auth) => {
-                auth.cookie = access.jwt_cookie.clone();
-                auth.public_events = public_events;
-                if auth.cookie.is_some() && http.allow_origin == AllowOrigin::Any {
-                    return invalid(
-                        "--jwt-cookie sends credentials, which browsers never allow for any \
-                         origin: list the origins with --allow-origin, such as \
-                         `https://app.example`"
-                            .into(),
-                    );
-                }
+        http.auth = match auth.verifier()? {
+            Some(_) if access.jwt_cookie.is_some() && http.allow_origin == AllowOrigin::Any => {
+                return invalid(
+                    "--jwt-cookie sends credentials, which browsers never allow for any \
+                     origin: list the origins with --allow-origin, such as \
+                     `https://app.example`"
+                        .into(),
+                );
             }
-            None if access.jwt_cookie.is_some() || !public_events.is_empty() => {
+            Some(verifier) => Some(access.apply(verifier)),
+            None if access.jwt_cookie.is_some() || !access.public_events.is_empty() => {
                 return invalid(
                     "--jwt-cookie and --public-events need authorization: set \
                      BROKER_JWT_SECRET or --jwt-key-file"
                         .into(),
                 );
             }
-            None => {}
-        }
+            None => None,
+        };
         http.heartbeat = heartbeat.into();
         http.retry = retry.into();
         http.max_body = max_body;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use broker_http::auth::{Algorithm, AuthConfig, Claims, Pattern, Scopes, SigningKey};
+use broker_auth::{Algorithm, Claims, Pattern, Scopes, SigningKey, Verifier};
 
 use crate::Error;
 
@@ -56,37 +56,31 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
 
 impl AuthArgs {
     /// The verification side: `None` when no secret or key is configured.
-    pub(crate) fn verifier(&self) -> Result<Option<AuthConfig>, Error> {
-        let config = match (self.jwt_alg, self.key_material()?) {
-            (_, None) => return Ok(None),
-            (Algorithm::Hs256, Some(secret)) => AuthConfig::hs256(&secret),
-            (algorithm, Some(pem)) => AuthConfig::from_public_pem(algorithm, &pem)
-                .map_err(|error| Error::Config(format!("--jwt-key-file: {error}")))?,
-        };
-        let config = match &self.jwt_audience {
-            Some(audience) => config.audience(audience),
-            None => config,
-        };
-        Ok(Some(match &self.jwt_issuer {
-            Some(issuer) => config.issuer(issuer),
-            None => config,
-        }))
+    pub(crate) fn verifier(&self) -> Result<Option<Verifier>, Error> {
+        let Some(key) = self.key_material()? else { return Ok(None) };
+        let mut verifier = Verifier::new(self.jwt_alg, &key)
+            .map_err(|error| Error::Config(format!("--jwt-key-file: {error}")))?;
+        if let Some(audience) = &self.jwt_audience {
+            verifier = verifier.audience(audience);
+        }
+        if let Some(issuer) = &self.jwt_issuer {
+            verifier = verifier.issuer(issuer);
+        }
+        Ok(Some(verifier))
     }
 
     /// The signing side, for the `token` subcommand.
     fn signer(&self) -> Result<SigningKey, Error> {
-        let material = self.key_material()?.ok_or_else(|| {
+        let key = self.key_material()?.ok_or_else(|| {
             Error::Config(
                 "no key to sign with: set BROKER_JWT_SECRET (HS256) or --jwt-key-file".into(),
             )
         })?;
-        match self.jwt_alg {
-            Algorithm::Hs256 => Ok(SigningKey::hs256(&material)),
-            algorithm => SigningKey::from_private_pem(algorithm, &material)
-                .map_err(|error| Error::Config(format!("--jwt-key-file (a private key): {error}"))),
-        }
+        SigningKey::new(self.jwt_alg, &key)
+            .map_err(|error| Error::Config(format!("--jwt-key-file (a private key): {error}")))
     }
 
+    /// The secret (HS256) or the PEM key (the others) from the flags, as broker-auth reads it.
     fn key_material(&self) -> Result<Option<Vec<u8>>, Error> {
         match (&self.jwt_secret, &self.jwt_key_file) {
             (Some(_), Some(_)) => {
@@ -105,6 +99,18 @@ impl AuthArgs {
                 Error::Config(format!("--jwt-key-file: cannot read {}: {error}", path.display()))
             }),
             (None, None) => Ok(None),
+        }
+    }
+}
+
+impl AccessArgs {
+    /// `verifier` with the cookie and the public events these flags name.
+    pub(crate) fn apply(&self, verifier: Verifier) -> Verifier {
+        let verifier = verifier
+            .public_events(self.public_events.iter().map(|pattern| Pattern::new(pattern.trim())));
+        match &self.jwt_cookie {
+            Some(cookie) => verifier.cookie(cookie.as_str()),
+            None => verifier,
         }
     }
 }

@@ -1,8 +1,8 @@
-//! What a token says: [`Claims`] and their [`Scopes`], and [`SigningKey`] to mint tokens.
+//! What a token says: its [`Claims`] and their [`Scopes`].
 
 use serde::{Deserialize, Serialize};
 
-use super::{Algorithm, AuthSetupError, Pattern};
+use crate::Pattern;
 
 /// The claims of a broker token: the standard ones the broker checks, and its scopes.
 ///
@@ -45,42 +45,4 @@ pub struct Scopes {
     pub events: Vec<Pattern>,
     /// Events whose audit log the token may read.
     pub audit: Vec<Pattern>,
-}
-
-/// A key that signs tokens: for development, tests and token services.
-pub struct SigningKey {
-    algorithm: Algorithm,
-    key: jsonwebtoken::EncodingKey,
-}
-
-impl SigningKey {
-    /// An HS256 key from a shared secret.
-    pub fn hs256(secret: &[u8]) -> SigningKey {
-        SigningKey {
-            algorithm: Algorithm::Hs256,
-            key: jsonwebtoken::EncodingKey::from_secret(secret),
-        }
-    }
-
-    /// A public-key algorithm's private key, from PEM.
-    pub fn from_private_pem(
-        algorithm: Algorithm,
-        pem: &[u8],
-    ) -> Result<SigningKey, AuthSetupError> {
-        let key = match algorithm {
-            Algorithm::Hs256 => return Err(AuthSetupError::NeedsSecret),
-            Algorithm::Rs256 => jsonwebtoken::EncodingKey::from_rsa_pem(pem),
-            Algorithm::Es256 => jsonwebtoken::EncodingKey::from_ec_pem(pem),
-            Algorithm::EdDsa => jsonwebtoken::EncodingKey::from_ed_pem(pem),
-        }
-        .map_err(|error| AuthSetupError::Key(error.to_string()))?;
-        Ok(SigningKey { algorithm, key })
-    }
-
-    /// Signs `claims` into a compact JWT.
-    pub fn sign(&self, claims: &Claims) -> Result<String, AuthSetupError> {
-        let header = jsonwebtoken::Header::new(self.algorithm.into());
-        jsonwebtoken::encode(&header, claims, &self.key)
-            .map_err(|error| AuthSetupError::Key(error.to_string()))
-    }
 }
