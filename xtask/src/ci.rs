@@ -15,6 +15,14 @@ pub(crate) fn ci() -> Result<(), String> {
     // The end-to-end tests start the real binary, so build it before they run.
     cargo::run(&["build", "--package", "broker-server"], &[])?;
     cargo::run(&["test", "--workspace"], &[])?;
+    // The workspace builds broker-auth with its `public-key` feature; HS256 alone, on the
+    // provider it installs without that feature, is a build of its own.
+    let package = ["--package", "broker-auth", "--no-default-features"];
+    cargo::run(
+        &[&["clippy", "--all-targets"][..], &package, &["--", "-D", "warnings"]].concat(),
+        &[],
+    )?;
+    cargo::run(&[&["test"][..], &package].concat(), &[])?;
     cargo::run(&["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
     for example in EXAMPLES {
         cargo::run(&["run", "--package", "broker-examples", "--example", example], &[])?;

@@ -1,5 +1,7 @@
 //! [`Error`]: why authorization could not be set up; [`Refusal`]: why a request is turned away.
 
+use crate::Algorithm;
+
 /// Why authorization could not be set up, or a token could not be signed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -7,6 +9,10 @@ pub enum Error {
     /// The key could not be read as the algorithm's key, or could not sign.
     #[error("invalid key: {0}")]
     Key(String),
+    /// The algorithm is not part of this build: RS256, ES256 and EdDSA need the `public-key`
+    /// feature.
+    #[error("{0} needs the `public-key` feature of broker-auth, which this build leaves out")]
+    Unsupported(Algorithm),
 }
 
 /// Why a request is turned away. The messages are written for the client, who sees them.

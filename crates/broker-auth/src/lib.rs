@@ -9,10 +9,20 @@
 //! This crate knows nothing of HTTP: where a request carries its token (a header, a cookie, the
 //! query) is the transport's business.
 //!
+//! # Features
+//!
+//! - `public-key` (default): RS256, ES256 and EdDSA, through jsonwebtoken's RustCrypto backend.
+//!   Without it only HS256 is built, on `hmac` and `sha2`, and the others are refused with
+//!   [`Error::Unsupported`] when a key is made. That build installs its HS256 backend as
+//!   jsonwebtoken's process-wide provider the first time a key is made, unless the program
+//!   installed one of its own before.
+//!
 //! # Layout
 //!
 //! - `algorithm.rs`: [`Algorithm`], the signature algorithms and their names.
 //! - `key.rs`: the one mapping from an algorithm and its key bytes to a key, for both sides.
+//! - `hs256.rs`: without the `public-key` feature, the HS256 backend jsonwebtoken signs and
+//!   verifies with.
 //! - `verifier.rs`: [`Verifier`], built with builder methods; its reasons for refusing a token.
 //! - `access.rs`: [`Access`], what a request may do.
 //! - `signing.rs`: [`SigningKey`], which mints tokens.
@@ -47,6 +57,8 @@ mod access;
 mod algorithm;
 mod claims;
 mod error;
+#[cfg(not(feature = "public-key"))]
+mod hs256;
 mod key;
 mod pattern;
 mod signing;

@@ -57,3 +57,64 @@ fn find_token(
         .find(|(key, _)| key == QUERY_PARAMETER)
         .map(|(_, token)| token.into_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use broker_auth::{Access, Claims, Scopes, SigningKey, Verifier};
+    use http::{HeaderMap, HeaderValue, Uri};
+
+    use super::access;
+
+    const SECRET: &[u8] = b"a transport test secret of 32 bytes or more";
+
+    /// A token signed with `secret`, whose subject says where the test put it.
+    fn token(secret: &[u8], sub: &str) -> String {
+        let claims = Claims {
+            sub: Some(sub.into()),
+            exp: 4_102_444_800, // 2100-01-01
+            nbf: None,
+            iat: None,
+            aud: None,
+            iss: None,
+            broker: Scopes::default(),
+        };
+        SigningKey::hs256(secret).sign(&claims).expect("sign")
+    }
+
+    /// Checks who a request with `headers` to `uri` is: the subject of its token, `anonymous`,
+    /// or the code of the error it is answered with.
+    fn check(verifier: &Verifier, headers: &[(&'static str, &str)], uri: &str, expected: &str) {
+        let mut map = HeaderMap::new();
+        for &(name, value) in headers {
+            map.append(name, HeaderValue::from_str(value).expect("a header value"));
+        }
+        let uri: Uri = uri.parse().expect("a URI");
+        let who = match access(Some(verifier), &map, &uri) {
+            Ok(Access::Token(claims)) => claims.sub.unwrap_or_default(),
+            Ok(Access::Anonymous(_)) => "anonymous".into(),
+            Ok(Access::Open) => "open".into(),
+            Err(error) => error.code().into(),
+        };
+        assert_eq!(who, expected, "{headers:?} {uri}");
+    }
+
+    #[test]
+    fn tokens_are_found_in_the_header_then_the_cookie_then_the_query() {
+        let verifier = Verifier::hs256(SECRET).cookie("t");
+        let header = format!("Bearer {}", token(SECRET, "header"));
+        let cookie = format!("other=1; t={}", token(SECRET, "cookie"));
+        let query = format!("/events?access_token={}", token(SECRET, "query"));
+        let (header, cookie) = (("authorization", &*header), ("cookie", &*cookie));
+        check(&verifier, &[header, cookie], &query, "header");
+        check(&verifier, &[cookie], &query, "cookie");
+        check(&verifier, &[], &query, "query");
+        check(&verifier, &[], "/events", "anonymous");
+        // Without a cookie name, cookies are not read.
+        check(&Verifier::hs256(SECRET), &[cookie], "/events", "anonymous");
+        for bad in ["Basic x", "Bearer ", "Bearer"] {
+            check(&verifier, &[("authorization", bad)], &query, "invalid_token");
+        }
+        let forged = format!("Bearer {}", token(b"another secret", "forged"));
+        check(&verifier, &[("authorization", &forged)], "/events", "invalid_token");
+    }
+}
