@@ -66,7 +66,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use broker_core::Broker;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::HttpMetrics;
@@ -76,6 +75,10 @@ pub use config::{AllowOrigin, HttpConfig, InvalidOrigin};
 pub use error::ApiError;
 pub use router::handle;
 pub use server::serve;
+
+/// Renders `GET /metrics` from whatever recorder the program installed: the transport knows no
+/// recorder, it only calls this.
+type MetricsRenderer = Box<dyn Fn() -> String + Send + Sync>;
 
 /// What every request is served with: the broker and the transport's settings.
 ///
@@ -90,7 +93,7 @@ struct Inner {
     config: HttpConfig,
     metrics: HttpMetrics,
     /// Renders `GET /metrics`; without it the route answers 404.
-    prometheus: Option<PrometheusHandle>,
+    render_metrics: Option<MetricsRenderer>,
     /// Cancelled when shutdown begins; every event stream ends on it.
     shutdown: CancellationToken,
     /// Set when the server starts draining: `/readyz` answers 503 from then on.
@@ -100,22 +103,29 @@ struct Inner {
 impl App {
     /// Serves `broker` with `config`, without a `/metrics` route.
     pub fn new(broker: Broker, config: HttpConfig) -> App {
-        App::with_prometheus(broker, config, None)
+        App::build(broker, config, None)
     }
 
-    /// Serves `broker` with `config`, and `GET /metrics` from `prometheus` when given.
+    /// Serves `broker` with `config`, and `GET /metrics` with what `render` returns: every
+    /// metric in the Prometheus text format (version 0.0.4), such as `move || handle.render()`
+    /// for a `metrics-exporter-prometheus` handle. It is called once per request to the route.
     ///
-    /// Metrics are recorded through the `metrics` facade: install the recorder behind
-    /// `prometheus` before opening the broker and creating the app, or they record nothing.
-    pub fn with_prometheus(
+    /// Metrics are recorded through the `metrics` facade: install the recorder that `render`
+    /// reads before opening the broker and creating the app, or they record nothing.
+    pub fn with_metrics(
         broker: Broker,
         config: HttpConfig,
-        prometheus: Option<PrometheusHandle>,
+        render: impl Fn() -> String + Send + Sync + 'static,
     ) -> App {
+        App::build(broker, config, Some(Box::new(render)))
+    }
+
+    fn build(broker: Broker, config: HttpConfig, render_metrics: Option<MetricsRenderer>) -> App {
         let metrics = HttpMetrics::register();
         let shutdown = CancellationToken::new();
         let draining = AtomicBool::new(false);
-        App { inner: Arc::new(Inner { broker, config, metrics, prometheus, shutdown, draining }) }
+        let inner = Inner { broker, config, metrics, render_metrics, shutdown, draining };
+        App { inner: Arc::new(inner) }
     }
 
     /// The broker served.
@@ -153,8 +163,8 @@ impl App {
         &self.inner.metrics
     }
 
-    /// The handle that renders `GET /metrics`, if metrics are enabled.
-    pub fn prometheus(&self) -> Option<&PrometheusHandle> {
-        self.inner.prometheus.as_ref()
+    /// The text of `GET /metrics`, or `None` when no renderer was given.
+    pub(crate) fn render_metrics(&self) -> Option<String> {
+        self.inner.render_metrics.as_ref().map(|render| render())
     }
 }

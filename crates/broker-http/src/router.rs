@@ -187,10 +187,10 @@ fn ready(app: &App) -> Response<Body> {
 
 /// The Prometheus text exposition of every metric.
 fn metrics(app: &App) -> Result<Response<Body>, ApiError> {
-    let Some(prometheus) = app.prometheus() else {
+    let Some(text) = app.render_metrics() else {
         return Err(ApiError::NotFound("/metrics (metrics are not enabled)".into()));
     };
-    let mut response = Response::new(Full::new(Bytes::from(prometheus.render())).boxed_unsync());
+    let mut response = Response::new(Full::new(Bytes::from(text)).boxed_unsync());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -17,6 +17,8 @@ pub struct Server {
     listener: TcpListener,
     app: App,
     config: Config,
+    /// The recorder behind `GET /metrics`, kept for its upkeep.
+    prometheus: Option<PrometheusHandle>,
 }
 
 impl Server {
@@ -36,8 +38,11 @@ impl Server {
                 return Err(Error::Bind { addr: config.listen, source });
             }
         };
-        let app = App::with_prometheus(broker, config.http.clone(), prometheus);
-        Ok(Server { listener, app, config })
+        let app = match prometheus.clone() {
+            Some(handle) => App::with_metrics(broker, config.http.clone(), move || handle.render()),
+            None => App::new(broker, config.http.clone()),
+        };
+        Ok(Server { listener, app, config, prometheus })
     }
 
     /// The address the server listens on; with port 0, the port the system picked.
@@ -57,7 +62,7 @@ impl Server {
     /// Connections get the configured shutdown deadline to finish; the engine and database get
     /// the same again to commit what was queued.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let Server { listener, app, config } = self;
+        let Server { listener, app, config, prometheus } = self;
         tracing::info!(addr = %config.listen, data = %config.data.display(), "serving");
         if config.http.auth.is_none() {
             tracing::warn!(
@@ -65,7 +70,7 @@ impl Server {
                 config.listen
             );
         }
-        let upkeep = app.prometheus().cloned().map(|prometheus| tokio::spawn(upkeep(prometheus)));
+        let upkeep = prometheus.map(|prometheus| tokio::spawn(upkeep(prometheus)));
         broker_http::serve(listener, app.clone(), shutdown).await;
         if let Some(upkeep) = upkeep {
             upkeep.abort();
