@@ -2,15 +2,23 @@
 //!
 //! This is the only crate that knows HTTP and SSE. It serves a [`Broker`] from `broker-core`:
 //! [`handle`] answers one request (tests call it without a socket), and [`serve`] runs the accept
-//! loop until a shutdown future completes.
+//! loop until a shutdown future completes. Tokens are verified by `broker-auth`'s `Verifier`
+//! (set in [`HttpConfig::auth`]); `GET /metrics` serves whatever the renderer given to
+//! [`App::with_metrics`] returns, so the transport depends on no metrics exporter.
+//!
+//! # Features
+//!
+//! - `public-key` (default): RS256, ES256 and EdDSA tokens besides HS256, by turning on
+//!   `broker-auth`'s feature of the same name. Without it, HS256 alone, and far fewer crates.
 //!
 //! # Layout
 //!
 //! Modules depend on those listed before them, never on those after:
 //!
 //! - `config.rs`, `body.rs`, `error.rs`, `metrics.rs`, `head.rs`: leaf types: [`HttpConfig`],
-//!   [`Body`], [`ApiError`], metric names and the typed causes they are labelled with, and the
-//!   bytes of HTTP/1.1 heads with the one limit on request heads.
+//!   [`Body`], [`ApiError`] (with how `broker-auth`'s refusals become one), metric names and the
+//!   typed causes they are labelled with, and the bytes of HTTP/1.1 heads with the one limit on
+//!   request heads.
 //! - `auth.rs`: where a request's token is found; what it allows is `broker-auth`'s business.
 //! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
 //! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
