@@ -53,7 +53,8 @@ async fn when_served(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 
 #[tokio::test]
 async fn the_connection_over_max_connections_gets_503_with_retry_after_until_one_closes() {
-    let server = Server::start_with(&["--max-connections", "5"], &[]).await;
+    let server =
+        Server::start_with(&["--max-connections", "5", "--max-subscribers", "5"], &[]).await;
     let mut held = Vec::new();
     for _ in 0..5 {
         held.push(Sse::snapshot(&server).await);
@@ -89,6 +90,91 @@ async fn the_connection_over_max_connections_gets_503_with_retry_after_until_one
     when_served(server.addr(), &get("/healthz")).await;
     let refused = server.metrics().await.value("broker_connections_refused_total");
     assert!(refused >= 2.0, "broker_connections_refused_total {refused}");
+}
+
+#[tokio::test]
+async fn subscribers_at_their_limit_leave_room_for_inserts_and_health_checks() {
+    let server = Server::start_with(&["--max-subscribers", "3"], &[]).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Sse::snapshot(&server).await);
+    }
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        stream.write_all(&get("/events")).await.expect("write");
+        let reply = read_reply(&mut stream, REPLY_TIMEOUT).await.expect("an answer");
+        assert_eq!(reply.head.status, 503, "{reply:?}");
+        assert!(reply.head.header("retry-after").is_some(), "{reply:?}");
+        let error: serde_json::Value = serde_json::from_str(&reply.text()).expect("JSON");
+        assert_eq!(error["error"], "unavailable", "{error}");
+    }
+    let (status, body) = when_served(server.addr(), &post_insert("a", "1")).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = when_served(server.addr(), &get("/healthz")).await;
+    assert_eq!(status, 200, "{body}");
+    for sse in &mut held {
+        let event = sse.next_event().await;
+        assert_eq!((event.event.as_str(), event.data.as_str()), ("a", "1"), "a held stream");
+    }
+    drop(held.pop());
+    // The freed place is anyone's again.
+    let start = Instant::now();
+    loop {
+        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        stream.write_all(&get("/events")).await.expect("write");
+        let mut head = [0; 12];
+        stream.read_exact(&mut head).await.expect("a status line");
+        if &head == b"HTTP/1.1 200" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the freed place stays taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn stalled_request_bodies_are_cut_at_the_body_timeout_and_health_checks_get_through() {
+    let server = Server::start_with(
+        &["--max-connections", "50", "--max-subscribers", "50", "--body-timeout", "2s"],
+        &[],
+    )
+    .await;
+    // 55 inserts that send their head and then nothing of their 100-byte body: 50 take every
+    // connection the server has, and the 5 past the limit are refused.
+    let stalled = b"POST /insert HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+        Content-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    let started = Instant::now();
+    let mut attackers = Vec::new();
+    for _ in 0..55 {
+        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        stream.write_all(stalled).await.expect("write");
+        attackers.push(stream);
+    }
+    let (status, body) = when_served(server.addr(), &get("/healthz")).await;
+    assert_eq!(status, 200, "{body}");
+    let served_after = started.elapsed();
+    assert!(served_after >= Duration::from_millis(1500), "served after {served_after:?}: too soon");
+    let mut timed_out = 0;
+    for mut stream in attackers {
+        let reply = read_reply(&mut stream, REPLY_TIMEOUT).await.expect("an answer, then a close");
+        match reply.head.status {
+            408 => timed_out += 1,
+            503 => {}
+            status => panic!("a stalled body answered {status}: {reply:?}"),
+        }
+    }
+    assert_eq!(timed_out, 50, "every stalled body that was served timed out");
+    assert!(started.elapsed() < Duration::from_secs(8), "cut after {:?}", started.elapsed());
+    assert_eq!(server.health().await.last_id, 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn connection_limits_beyond_the_open_file_limit_are_warned_about_at_start_up() {
+    let server = Server::start_with(&["--max-connections", "1000000000"], &[]).await;
+    server.health().await;
+    let log = server.log();
+    assert!(log.contains("connection limits"), "the limits are logged:\n{log}");
+    assert!(log.contains("exceeds the"), "a warning names the problem:\n{log}");
 }
 
 #[tokio::test]

@@ -78,10 +78,19 @@ pub struct HttpConfig {
     pub retry: Duration,
     /// The largest request body accepted, in bytes. Default: 1 MiB.
     pub max_body: usize,
-    /// The most connections served at once; more get `503` with `Retry-After`. Default: 10,000.
+    /// The most connections served at once, event streams included; more get `503` with
+    /// `Retry-After`. Default: 10,000; see [`HttpConfig::fit_open_files`].
     pub max_connections: usize,
+    /// The most event streams served at once; more get `503` with `Retry-After`. Kept below
+    /// `max_connections`, so that a full house of subscribers still leaves connections for
+    /// inserts, audits and health checks. Default: 9,000; see [`HttpConfig::fit_open_files`].
+    pub max_subscribers: usize,
     /// How long a client may take to send its request headers. Default: 10 s.
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body, from the end of its headers; one that
+    /// takes longer gets `408` and is disconnected, so that stalled uploads cannot hold
+    /// connections. With the default body limit this asks for at least 100 KiB/s. Default: 10 s.
+    pub body_timeout: Duration,
     /// How long a write may stay blocked because the client reads nothing before the connection
     /// is closed. An event stream client reconnects and resumes. Default: 30 s.
     pub write_timeout: Duration,
@@ -97,27 +106,65 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// Descriptors a process keeps back from connections for everything else it opens: the
+/// database, the listener, log files, the runtime's own.
+pub const FILE_RESERVE: usize = 64;
+
+impl HttpConfig {
+    /// Sets the connection limits that fit a process allowed to open `open_files` descriptors:
+    /// all but [`FILE_RESERVE`] for connections, and nine in ten of those for event streams.
+    ///
+    /// A limit beyond what the process can open does not refuse anyone: the kernel keeps the
+    /// connections past it queued, unanswered, until a client gives up.
+    pub fn fit_open_files(&mut self, open_files: usize) {
+        self.limit_connections(open_files.saturating_sub(FILE_RESERVE));
+    }
+
+    /// Sets `max_connections` to `connections` (at least one), and `max_subscribers` to nine in
+    /// ten of them (at least one).
+    pub fn limit_connections(&mut self, connections: usize) {
+        self.max_connections = connections.max(1);
+        self.max_subscribers = (self.max_connections - self.max_connections / 10).max(1);
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
-        HttpConfig {
+        let mut config = HttpConfig {
             allow_origin: AllowOrigin::Any,
             heartbeat: Duration::from_secs(15),
             retry: Duration::from_secs(3),
             max_body: 1024 * 1024,
-            max_connections: 10_000,
+            max_connections: 0,
+            max_subscribers: 0,
             header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
             auth: None,
             demo: false,
-        }
+        };
+        config.fit_open_files(10_000 + FILE_RESERVE);
+        config
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_fit_the_open_file_limit_and_leave_room_beside_subscribers() {
+        let mut config = HttpConfig::default();
+        assert_eq!((config.max_connections, config.max_subscribers), (10_000, 9_000));
+        config.fit_open_files(20_000);
+        assert_eq!((config.max_connections, config.max_subscribers), (19_936, 17_943));
+        config.fit_open_files(10);
+        assert_eq!((config.max_connections, config.max_subscribers), (1, 1));
+        config.limit_connections(5);
+        assert_eq!((config.max_connections, config.max_subscribers), (5, 5));
+    }
 
     #[test]
     fn allow_origin_is_any_or_a_list_of_origins() {

@@ -64,6 +64,12 @@ pub enum ApiError {
     /// The server has as many connections open as it may; the request was not read.
     #[error("too many connections; retry later")]
     TooManyConnections,
+    /// The server has as many event streams open as it may.
+    #[error("too many event streams; retry later")]
+    TooManySubscribers,
+    /// The request body did not arrive within the body timeout.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     /// The database failed.
     #[error("the database failed; nothing was stored")]
     Storage,
@@ -85,7 +91,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable | ApiError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::TooManyConnections | ApiError::TooManySubscribers => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Storage => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,7 +115,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Unavailable | ApiError::TooManyConnections => "unavailable",
+            ApiError::Unavailable | ApiError::TooManyConnections | ApiError::TooManySubscribers => {
+                "unavailable"
+            }
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Storage => "storage_error",
         }
     }
@@ -120,7 +132,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow, .. } => {
                 headers.typed_insert(allow.iter().cloned().collect::<headers::Allow>());
             }
-            ApiError::Unavailable | ApiError::TooManyConnections => {
+            ApiError::Unavailable | ApiError::TooManyConnections | ApiError::TooManySubscribers => {
                 headers.typed_insert(RetryAfter::delay(Duration::from_secs(1)));
             }
             ApiError::MissingToken => {
@@ -144,7 +156,7 @@ impl ApiError {
                 // RFC 9110, 12.5.3: the codings the server accepts; only the body as it is.
                 headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
             }
-            ApiError::PayloadTooLarge(_) => {
+            ApiError::PayloadTooLarge(_) | ApiError::BodyTimeout(_) => {
                 // The rest of the body is not read, so the connection cannot be reused.
                 headers.insert(header::CONNECTION, http::HeaderValue::from_static("close"));
             }

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::App;
@@ -56,12 +57,13 @@ pub(crate) fn events<B>(
     if let Some(id) = resume_from.as_deref().and_then(|id| sse::parse_id(id, &database)) {
         options = options.resume_after(id);
     }
+    let permit = app.subscriber_permit().ok_or(ApiError::TooManySubscribers)?;
     let subscription = app.broker().subscribe(options);
     let start = Start::of(subscription.resumed());
     let subscribers = app.broker().subscriber_count();
     tracing::debug!(start = start.as_str(), subscribers, "subscriber joined");
 
-    let body = stream(app.clone(), subscription, start, access.expires_at());
+    let body = stream(app.clone(), subscription, permit, start, access.expires_at());
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     response.extensions_mut().insert(EventStream);
@@ -86,12 +88,15 @@ fn last_event_id(headers: &HeaderMap) -> Option<String> {
 fn stream(
     app: App,
     mut subscription: Subscription,
+    permit: OwnedSemaphorePermit,
     start: Start,
     expires_at: Option<SystemTime>,
 ) -> Body {
     let heartbeat = app.config().heartbeat;
     let prelude = sse::prelude(app.config().retry, start);
     let frames = async_stream::stream! {
+        // The stream counts against `max_subscribers` for as long as it lives.
+        let _permit = permit;
         yield Ok::<_, Infallible>(Frame::data(prelude));
         // Until the loop says otherwise, the stream ends because hyper dropped it: the client
         // went away.

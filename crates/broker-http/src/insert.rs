@@ -37,7 +37,10 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     check_content_type(request.headers())?;
-    let body = read_body(request, app.config().max_body).await?;
+    let config = app.config();
+    let body = tokio::time::timeout(config.body_timeout, read_body(request, config.max_body))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(config.body_timeout))??;
     let parsed = parse(&body)?;
     access.may_insert(&parsed.event)?;
     let data = Json::from_raw(parsed.data)?;

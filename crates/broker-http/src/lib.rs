@@ -74,12 +74,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use broker_core::Broker;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::HttpMetrics;
 
 pub use body::Body;
-pub use config::{AllowOrigin, HttpConfig, InvalidOrigin};
+pub use config::{AllowOrigin, FILE_RESERVE, HttpConfig, InvalidOrigin};
 pub use error::ApiError;
 pub use router::handle;
 pub use server::serve;
@@ -106,6 +107,9 @@ struct Inner {
     shutdown: CancellationToken,
     /// Set when the server starts draining: `/readyz` answers 503 from then on.
     draining: AtomicBool,
+    /// One permit per event stream, `max_subscribers` in all; a stream holds its permit until
+    /// its body is dropped.
+    subscribers: Arc<Semaphore>,
 }
 
 impl App {
@@ -132,7 +136,9 @@ impl App {
         let metrics = HttpMetrics::register();
         let shutdown = CancellationToken::new();
         let draining = AtomicBool::new(false);
-        let inner = Inner { broker, config, metrics, render_metrics, shutdown, draining };
+        let subscribers = Arc::new(Semaphore::new(config.max_subscribers));
+        let inner =
+            Inner { broker, config, metrics, render_metrics, shutdown, draining, subscribers };
         App { inner: Arc::new(inner) }
     }
 
@@ -165,6 +171,11 @@ impl App {
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+
+    /// A permit for one more event stream, if fewer than `max_subscribers` are open.
+    pub(crate) fn subscriber_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.inner.subscribers.clone().try_acquire_owned().ok()
     }
 
     pub(crate) fn metrics(&self) -> &HttpMetrics {

@@ -11,6 +11,7 @@ use clap::Parser;
 use humantime::Duration;
 
 use crate::auth::{AccessArgs, AuthArgs, TokenArgs};
+use crate::limits;
 use crate::{Config, Error};
 
 /// The transport's defaults, the one source of every default below that the transport owns.
@@ -60,13 +61,26 @@ pub struct Args {
     #[arg(long, env = "BROKER_MAX_EVENT_NAME", default_value_t = broker_core::DEFAULT_MAX_EVENT_NAME_LEN)]
     pub max_event_name: usize,
 
-    /// The most connections served at once; more are answered 503 with Retry-After.
-    #[arg(long, env = "BROKER_MAX_CONNECTIONS", default_value_t = http().max_connections)]
-    pub max_connections: usize,
+    /// The most connections served at once, event streams included; more are answered 503
+    /// with Retry-After. [default: the open-file limit, raised to its hard limit at start-up,
+    /// less 64 kept for the database, the listener and logs]
+    #[arg(long, env = "BROKER_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// The most event streams served at once; more are answered 503 with Retry-After. Kept
+    /// below --max-connections, so that subscribers never lock out inserts, audits and health
+    /// checks. [default: nine in ten of --max-connections]
+    #[arg(long, env = "BROKER_MAX_SUBSCRIBERS")]
+    pub max_subscribers: Option<usize>,
 
     /// How long a client may take to send its request headers.
     #[arg(long, env = "BROKER_HEADER_TIMEOUT", default_value_t = http().header_read_timeout.into())]
     pub header_timeout: Duration,
+
+    /// How long a client may take to send a request body once its headers are in; one that
+    /// takes longer gets 408 and is disconnected.
+    #[arg(long, env = "BROKER_BODY_TIMEOUT", default_value_t = http().body_timeout.into())]
+    pub body_timeout: Duration,
 
     /// How long a client may read nothing while data waits for it before it is disconnected;
     /// an event stream client then reconnects and resumes.
@@ -135,7 +149,9 @@ impl Args {
             max_body,
             max_event_name,
             max_connections,
+            max_subscribers,
             header_timeout,
+            body_timeout,
             write_timeout,
             demo,
             log_format: _,
@@ -158,8 +174,11 @@ impl Args {
         if write_timeout.is_zero() {
             return invalid("--write-timeout must be longer than 0, such as `30s`".into());
         }
-        if max_connections == 0 {
-            return invalid("--max-connections must be at least 1".into());
+        if max_connections == Some(0) || max_subscribers == Some(0) {
+            return invalid("--max-connections and --max-subscribers must be at least 1".into());
+        }
+        if body_timeout.is_zero() {
+            return invalid("--body-timeout must be longer than 0, such as `10s`".into());
         }
         let data = match data {
             Some(data) => data,
@@ -168,6 +187,8 @@ impl Args {
         let mut config = Config::new(data);
         config.listen = SocketAddr::new(bind, port);
         config.engine.max_event_name_len = max_event_name;
+        config.open_files = limits::raise_open_files();
+        let open_files = config.open_files;
         let http = &mut config.http;
         http.allow_origin = allow_origin;
         http.auth = match auth.verifier()? {
@@ -192,8 +213,17 @@ impl Args {
         http.heartbeat = heartbeat.into();
         http.retry = retry.into();
         http.max_body = max_body;
-        http.max_connections = max_connections;
+        if let Some(open_files) = open_files {
+            http.fit_open_files(open_files);
+        }
+        if let Some(connections) = max_connections {
+            http.limit_connections(connections);
+        }
+        if let Some(subscribers) = max_subscribers {
+            http.max_subscribers = subscribers;
+        }
         http.header_read_timeout = header_timeout.into();
+        http.body_timeout = body_timeout.into();
         http.write_timeout = write_timeout.into();
         http.demo = demo;
         http.shutdown_timeout = shutdown_timeout.into();

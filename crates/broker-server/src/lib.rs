@@ -22,6 +22,7 @@
 
 mod args;
 mod auth;
+mod limits;
 mod server;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,6 +48,9 @@ pub struct Config {
     pub engine: broker_core::Config,
     /// Settings of the HTTP transport.
     pub http: broker_http::HttpConfig,
+    /// How many files the process may open, when known: the server warns at start-up when
+    /// the connection limits exceed it. Default: `None`.
+    pub open_files: Option<usize>,
 }
 
 impl Config {
@@ -57,6 +61,7 @@ impl Config {
             data: data.into(),
             engine: broker_core::Config::default(),
             http: broker_http::HttpConfig::default(),
+            open_files: None,
         }
     }
 }

@@ -64,6 +64,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let Server { listener, app, config, prometheus } = self;
         tracing::info!(addr = %config.listen, data = %config.data.display(), "serving");
+        warn_over_open_files(&config);
         if config.http.auth.is_none() {
             tracing::warn!(
                 "no token key configured: anyone who can reach {} may insert and read every event",
@@ -82,6 +83,36 @@ impl Server {
         }
         tracing::info!("shut down cleanly");
         Ok(())
+    }
+}
+
+/// Logs the connection limits, and warns when they exceed what the process can open: the
+/// connections past that are neither served nor refused, only left waiting in the kernel.
+fn warn_over_open_files(config: &Config) {
+    let http = &config.http;
+    let (connections, subscribers) = (http.max_connections, http.max_subscribers);
+    tracing::info!(
+        max_connections = connections,
+        max_subscribers = subscribers,
+        open_files = config.open_files,
+        "connection limits"
+    );
+    let Some(open_files) = config.open_files else { return };
+    let usable = open_files.saturating_sub(broker_http::FILE_RESERVE);
+    if connections > usable {
+        tracing::warn!(
+            "--max-connections {connections} exceeds the {usable} connections this process can \
+             open (open-file limit {open_files}, less {} for the database and listener): clients \
+             past {usable} will wait unanswered instead of getting 503; lower --max-connections \
+             or raise the limit (ulimit -n)",
+            broker_http::FILE_RESERVE
+        );
+    }
+    if subscribers >= connections {
+        tracing::warn!(
+            "--max-subscribers {subscribers} leaves no connection for inserts and health checks \
+             beside a full house of subscribers; keep it below --max-connections {connections}"
+        );
     }
 }
 
