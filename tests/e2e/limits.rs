@@ -93,6 +93,44 @@ async fn the_connection_over_max_connections_gets_503_with_retry_after_until_one
 }
 
 #[tokio::test]
+async fn early_answers_reach_a_client_that_writes_its_whole_request_before_reading() {
+    let server = Server::start_with(&["--max-body", "1024"], &[]).await;
+    // Bodies the server does not read, larger than the socket buffers take in, so that the
+    // client is still writing when the server answers, and under the 8 MiB the server discards
+    // while closing.
+    let body = format!(r#"{{"event":"a","data":"{}"}}"#, "x".repeat(4 * 1024 * 1024));
+    let request = |content_type: &str| {
+        format!(
+            "POST /insert HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let huge_head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: {}\r\n\r\n",
+        "p".repeat(80 * 1024)
+    )
+    .into_bytes();
+    let cases = [
+        ("a body over --max-body", request("application/json"), 413),
+        ("a body that is not JSON", request("text/plain"), 415),
+        ("a head over 64 KiB", huge_head, 431),
+    ];
+    for (what, request, status) in cases {
+        for attempt in 0..10 {
+            let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+            // Like Python's http.client: the whole request first, the answer after.
+            stream.write_all(&request).await.expect("the server takes the whole request in");
+            let reply = read_reply(&mut stream, REPLY_TIMEOUT).await;
+            let reply = reply.unwrap_or_else(|| panic!("{what}, attempt {attempt}: a reset"));
+            assert_eq!(reply.head.status, status, "{what}, attempt {attempt}: {reply:?}");
+        }
+    }
+    assert_eq!(server.health().await.last_id, 0, "nothing was stored");
+}
+
+#[tokio::test]
 async fn subscribers_at_their_limit_leave_room_for_inserts_and_health_checks() {
     let server = Server::start_with(&["--max-subscribers", "3"], &[]).await;
     let mut held = Vec::new();
@@ -185,7 +223,7 @@ async fn a_refused_client_that_writes_its_whole_request_first_reads_the_503_with
     let held = [Sse::snapshot(&server).await, Sse::snapshot(&server).await];
     // A body the server never reads, larger than the socket buffers: closing on it unread would
     // reset the connection and destroy the answer before this client reads it.
-    let data = format!("\"{}\"", "x".repeat(200 * 1024));
+    let data = format!("\"{}\"", "x".repeat(4 * 1024 * 1024));
     let body = format!(r#"{{"event":"a","data":{data}}}"#);
     let request = format!(
         "POST /insert HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n\

@@ -15,11 +15,12 @@ use http::Version;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::server::conn::http1;
 use hyper_util::server::graceful::Watcher;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::head::{self, Head, MAX_REQUEST_HEAD, Parsed};
+use crate::linger::Linger;
 use crate::metrics::CloseCause;
 use crate::rewind::Rewind;
 use crate::stall::StallGuard;
@@ -49,7 +50,10 @@ pub(crate) async fn serve(
         Ok(Ok(Start::Closed)) => return CloseCause::Closed,
         Ok(Ok(Start::Direct(head))) => head,
         Ok(Ok(Start::Hyper)) => {
-            let io = StallGuard::new(Rewind::new(buffer.freeze(), stream), config.write_timeout);
+            let io = Rewind::new(buffer.freeze(), stream);
+            // hyper shuts the connection down when it is done with it: lingering then lets an
+            // early answer (413, 415) reach a client that is still sending its body.
+            let io = Linger::new(StallGuard::new(io, config.write_timeout));
             // Boxed: hyper's connection state is large, and inline it would make every
             // connection's task that large, event streams included.
             let connection = Box::pin(graceful.watch(hyper_conn::serve(http, app, io)));
@@ -74,8 +78,9 @@ pub(crate) async fn refuse(app: App, mut stream: TcpStream) {
     let mut buffer = BytesMut::with_capacity(1024);
     let head = head::read(&mut stream, &mut buffer, REFUSAL_HEAD_WAIT).await;
     let response = router::refuse_busy(&app, head.as_deref());
+    let mut stream = Linger::new(stream);
     if direct::write_whole(&mut stream, response, REFUSAL_WRITE_TIMEOUT).await.is_ok() {
-        direct::linger_close(&mut stream).await;
+        let _ = stream.shutdown().await;
     }
 }
 

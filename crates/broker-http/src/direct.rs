@@ -18,7 +18,7 @@ use bytes::{Buf, Bytes};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Response};
 use http_body_util::{BodyExt, Empty};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::Body;
@@ -30,11 +30,6 @@ use crate::stall::StallGuard;
 /// What a client may send after its request on a direct stream before it is disconnected:
 /// nothing is ever read from it, so anything more is abuse.
 const MAX_TRAILING: usize = 64 * 1024;
-/// How long, and how many bytes, a closing connection reads and discards of what the client
-/// still sends, so that the close reaches it as an end of stream and not as a reset that could
-/// destroy the answer before the client read it.
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 256 * 1024;
 
 /// Writes `response`: an event stream chunk by chunk until it ends, anything else whole, after
 /// which the connection closes.
@@ -105,28 +100,6 @@ pub(crate) async fn write_whole(
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
     let mut whole = Buf::chain(head::encode(&mut response), body);
     StallGuard::new(io, write_timeout).write_all_buf(&mut whole).await
-}
-
-/// Closes a connection whose answer is written: ends the sending side, then reads and discards
-/// what the client still sends, within [`LINGER`] and [`LINGER_BYTES`], until it closes too.
-///
-/// Closing with unread bytes in the socket makes the kernel send a reset, which can destroy the
-/// answer before a client that writes its whole request first gets to read it.
-pub(crate) async fn linger_close(io: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
-    if io.shutdown().await.is_err() {
-        return;
-    }
-    let mut discard = [0; 4096];
-    let mut left = LINGER_BYTES;
-    let draining = async {
-        while left > 0 {
-            match io.read(&mut discard).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER, draining).await;
 }
 
 /// Writes one chunk of the chunked transfer coding: size line, data, line end, in one vectored

@@ -23,8 +23,9 @@
 //! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
 //! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
 //! - `router.rs`: [`handle`], routing, methods, and the CORS headers on every response.
-//! - `stall.rs`, `rewind.rs`: socket wrappers: the guard that drops connections whose peer
-//!   stopped reading, and the bytes already read put back in front of the socket.
+//! - `stall.rs`, `rewind.rs`, `linger.rs`: socket wrappers: the guard that drops connections
+//!   whose peer stopped reading, the bytes already read put back in front of the socket, and
+//!   the close that lets an early answer reach a client still sending.
 //! - `direct.rs`: responses written straight to the socket: event streams, refusals.
 //! - `hyper_conn.rs`: connections served by hyper.
 //! - `connection.rs`: one connection: which of the two paths serves it, and refusals.
@@ -61,6 +62,7 @@ mod head;
 mod hyper_conn;
 mod insert;
 mod json;
+mod linger;
 mod metrics;
 #[cfg(test)]
 mod raw_requests;
