@@ -5,7 +5,8 @@ use std::error::Error as StdError;
 /// Why a storage operation failed.
 ///
 /// Backends map their own error types into these variants; no backend type leaks through the
-/// [`Storage`](crate::Storage) trait.
+/// [`Storage`](crate::Storage) trait. Each variant states what the caller may rely on after it;
+/// the trait's methods say which of them each one can return.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -13,7 +14,23 @@ pub enum StorageError {
     /// connection. Nothing of the failed operation is visible afterwards.
     #[error("storage backend failed: {0}")]
     Backend(#[source] Box<dyn StdError + Send + Sync + 'static>),
-    /// Data read back from the backend does not decode into the records that were written.
+    /// There is no room to store the batch: the device or the quota is full, or the free space
+    /// left is below a minimum the backend keeps in reserve. The message says which, and names
+    /// the place that is full.
+    ///
+    /// Nothing of the failed operation is visible, now or after a restart. The condition is
+    /// temporary: the store stays open, what was stored before stays readable, and appends
+    /// succeed again once space is freed, without closing and reopening the store. Only writes
+    /// return it; a read never does.
+    #[error("storage is full: {0}")]
+    Full(String),
+    /// Stored data is damaged: it does not decode into the records that were written, the
+    /// database engine found a failed checksum or an inconsistent structure, or the file is not
+    /// a database at all. The message names what is damaged.
+    ///
+    /// Retrying does not help; the data has to be checked and, if need be, restored from a
+    /// backup. A read that returns it may succeed for other events or ranges, whose data is
+    /// intact.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The storage was closed with [`Storage::close`](crate::Storage::close).

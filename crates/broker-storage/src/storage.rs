@@ -15,7 +15,16 @@ use crate::{NewVersion, StorageError, Version};
 /// `tokio::task::spawn_blocking`.
 ///
 /// Each method states its contract. [`conformance::run`](crate::conformance::run) checks every one
-/// of them; a backend that passes it can be handed to the engine.
+/// of them that holds for every backend; a backend that passes it can be handed to the engine.
+///
+/// # Errors
+///
+/// Every method lists the [`StorageError`] variants it may return. All of them return
+/// [`StorageError::Closed`] after [`close`](Storage::close) and [`StorageError::Backend`] for a
+/// failure that fits no other variant. A failed call never leaves a partial effect behind, and a
+/// backend whose engine can recover from a failure (a full disk that has been freed, an I/O error
+/// that has passed) does so by itself: a later call may succeed without the store being closed
+/// and reopened.
 pub trait Storage: Send + Sync + 'static {
     /// The identity of this database, created with it and never changed afterwards.
     ///
@@ -31,6 +40,13 @@ pub trait Storage: Send + Sync + 'static {
     /// - When the future returns `Ok`, the whole batch survives a crash of the process or the
     ///   machine. When it returns `Err`, none of the batch is visible, now or after a restart.
     /// - An empty batch returns an empty list and stores nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Full`] when there is no room for the batch;
+    /// [`StorageError::Corrupt`] when data the append has to read (such as the last id) is
+    /// damaged; [`StorageError::Backend`] or [`StorageError::Closed`] otherwise. In every case
+    /// none of the batch is visible.
     fn append(
         &self,
         batch: Vec<NewVersion>,
@@ -40,6 +56,11 @@ pub trait Storage: Send + Sync + 'static {
     ///
     /// This is the snapshot a new subscriber receives. Backends must answer it without reading
     /// every stored version: its cost is proportional to the number of distinct events.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Corrupt`] when stored data is damaged, [`StorageError::Backend`] when it
+    /// cannot be read, [`StorageError::Closed`] after `close`. Never [`StorageError::Full`].
     fn latest(&self) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send;
 
     /// Versions of exactly `event` (byte-wise equal name; no prefix or pattern matching) whose id
@@ -47,6 +68,12 @@ pub trait Storage: Send + Sync + 'static {
     ///
     /// Paging with `after` set to the last id of the previous page visits every version of the
     /// event once. An event that was never stored gives an empty list.
+    ///
+    /// # Errors
+    ///
+    /// As for [`latest`](Storage::latest): [`StorageError::Corrupt`], [`StorageError::Backend`],
+    /// [`StorageError::Closed`]; never [`StorageError::Full`]. "Nothing stored" is `Ok` with an
+    /// empty list, never an error.
     fn history(
         &self,
         event: &str,
@@ -57,6 +84,11 @@ pub trait Storage: Send + Sync + 'static {
     /// Versions of every event whose id is greater than `after`, in id order, at most `limit`.
     ///
     /// This is the replay a reconnecting subscriber receives.
+    ///
+    /// # Errors
+    ///
+    /// As for [`latest`](Storage::latest): [`StorageError::Corrupt`], [`StorageError::Backend`],
+    /// [`StorageError::Closed`]; never [`StorageError::Full`].
     fn since(
         &self,
         after: u64,
@@ -67,5 +99,10 @@ pub trait Storage: Send + Sync + 'static {
     ///
     /// Every later call of any method returns [`StorageError::Closed`]; closing twice is not an
     /// error.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] when the backend fails to flush or release its resources; the
+    /// store is closed all the same.
     fn close(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
 }
