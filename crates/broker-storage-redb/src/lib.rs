@@ -1,23 +1,32 @@
 //! The redb backend of the broker's [`Storage`](broker_storage::Storage) trait: every version in
-//! one local file, committed durably, readable by event name and by id.
+//! one local file, committed durably, readable by event name and by id, and able to survive a
+//! full disk, I/O errors and damaged files.
 //!
 //! # Layout
 //!
 //! - `store.rs`: [`RedbStorage`], the trait's implementation, which moves every redb call off the
-//!   async threads and guards the open database until [`close`](broker_storage::Storage::close).
+//!   async threads, guards the open database until [`close`](broker_storage::Storage::close),
+//!   and reopens it after a failure.
+//! - `options.rs`: [`RedbOptions`], the free-space minimum, cache size and reopen interval.
+//! - `health.rs`: whether the database failed, and when it may be reopened.
+//! - `open.rs`: opening the file, first and after a failure.
 //! - `ops.rs`: the blocking work of each operation, one redb transaction each.
+//! - `space.rs`: the free-space guard.
 //! - `schema.rs`: the tables of the file and its identity, documented there.
-//! - `error.rs`: how redb's errors map into [`StorageError`](broker_storage::StorageError).
+//! - `error.rs`: how redb's errors and panics map into
+//!   [`StorageError`](broker_storage::StorageError).
 //!
 //! # Example
 //!
 //! ```
 //! use broker_storage::{NewVersion, Storage};
-//! use broker_storage_redb::RedbStorage;
+//! use broker_storage_redb::{RedbOptions, RedbStorage};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = tempfile::tempdir()?;
-//! let store = RedbStorage::open(dir.path().join("broker.redb")).await?;
+//! let mut options = RedbOptions::default();
+//! options.cache_size = 16 * 1024 * 1024;
+//! let store = RedbStorage::open_with(dir.path().join("broker.redb"), options).await?;
 //! let stored = store
 //!     .append(vec![NewVersion::new("user", 1_700_000_000_000, r#"{"name":"Rusty"}"#)])
 //!     .await?;
@@ -29,10 +38,15 @@
 //! ```
 
 mod error;
+mod health;
+mod open;
 mod ops;
+mod options;
 mod schema;
+mod space;
 mod store;
 #[cfg(test)]
 mod tests;
 
+pub use options::RedbOptions;
 pub use store::RedbStorage;

@@ -18,9 +18,12 @@
 use std::path::Path;
 
 use broker_storage::{StorageError, Uuid, Version};
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table, TableDefinition};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition,
+};
 
-use crate::error::from_redb;
+use crate::error::{Fault, from_redb, from_redb_write};
 
 /// The log of every version, by id.
 pub(crate) const VERSIONS: TableDefinition<'static, u64, (&str, u64, &str)> =
@@ -34,7 +37,7 @@ pub(crate) const BY_EVENT: TableDefinition<'static, (&str, u64), ()> =
 pub(crate) const LATEST: TableDefinition<'static, &str, u64> = TableDefinition::new("latest");
 
 /// The database's identity and the version of this layout.
-const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
 /// The version of the layout described above. A file written with another one is refused.
 pub(crate) const FORMAT_VERSION: u64 = 1;
@@ -47,48 +50,73 @@ pub(crate) fn version(id: u64, (event, timestamp, data): (&str, u64, &str)) -> V
     Version { id, event: event.to_owned(), timestamp, data: data.to_owned() }
 }
 
+/// What identifies a database and where its log ends: read when it is opened, and again when it
+/// is reopened after a failure, to be sure it is the same file with nothing acknowledged missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) database_id: Uuid,
+    /// The last id in `versions`, 0 when it is empty.
+    pub(crate) last_id: u64,
+}
+
 /// Reads the identity of the database in `db`, or writes a fresh one with the format version if
 /// the file is new. Creates every table, so that readers never meet a missing one.
 ///
-/// `path` only names the file in error messages.
-pub(crate) fn identify(db: &Database, path: &Path) -> Result<Uuid, StorageError> {
-    let mut txn = db.begin_write().map_err(from_redb)?;
-    txn.set_durability(Durability::Immediate).map_err(from_redb)?;
-    let database_id = {
-        let mut meta = txn.open_table(META).map_err(from_redb)?;
-        let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
-        txn.open_table(BY_EVENT).map_err(from_redb)?;
-        txn.open_table(LATEST).map_err(from_redb)?;
-        match read_identity(&meta, path)? {
+/// `path` only names the file in the message of a format version this build cannot read.
+pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
+    let mut txn = db.begin_write().map_err(from_redb_write)?;
+    txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
+    let identity = {
+        let mut meta = txn.open_table(META).map_err(from_redb_write)?;
+        let versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
+        txn.open_table(BY_EVENT).map_err(from_redb_write)?;
+        txn.open_table(LATEST).map_err(from_redb_write)?;
+        let last_id = versions.last().map_err(from_redb_write)?.map_or(0, |(id, _)| id.value());
+        let database_id = match read_identity(&meta, path)? {
             Some(database_id) => database_id,
-            None if !versions.is_empty().map_err(from_redb)? => {
-                return Err(StorageError::Corrupt(format!(
-                    "{} holds versions but no database identity",
-                    path.display()
-                )));
+            None if !versions.is_empty().map_err(from_redb_write)? => {
+                return Err(corrupt("it holds versions but no database identity"));
             }
-            None => write_identity(&mut meta)?,
-        }
+            None => {
+                let database_id = Uuid::new_v4();
+                write_identity(&mut meta, database_id)?;
+                database_id
+            }
+        };
+        Identity { database_id, last_id }
     };
-    txn.commit().map_err(from_redb)?;
-    Ok(database_id)
+    txn.commit().map_err(from_redb_write)?;
+    Ok(identity)
+}
+
+/// Reads the identity of a database that already has one, without writing: on a disk that
+/// filled up, a reopen must not need a commit to succeed.
+pub(crate) fn stored_identity(txn: &ReadTransaction, path: &Path) -> Result<Identity, Fault> {
+    let meta = txn.open_table(META).map_err(from_redb)?;
+    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    let last_id = versions.last().map_err(from_redb)?.map_or(0, |(id, _)| id.value());
+    match read_identity(&meta, path)? {
+        Some(database_id) => Ok(Identity { database_id, last_id }),
+        None => Err(corrupt("it has no database identity")),
+    }
 }
 
 /// The identity recorded in `meta`, or `None` when the table is empty (a new file).
-fn read_identity(meta: &Table<'_, &str, &[u8]>, path: &Path) -> Result<Option<Uuid>, StorageError> {
+pub(crate) fn read_identity(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    path: &Path,
+) -> Result<Option<Uuid>, Fault> {
     let format = meta.get(FORMAT_VERSION_KEY).map_err(from_redb)?;
     let database_id = meta.get(DATABASE_ID_KEY).map_err(from_redb)?;
     let (format, database_id) = match (format, database_id) {
         (None, None) => return Ok(None),
         (Some(format), Some(database_id)) => (format, database_id),
         _ => {
-            return Err(StorageError::Corrupt(format!(
-                "{} holds only half of its identity (database id and format version)",
-                path.display()
-            )));
+            return Err(corrupt(
+                "it holds only half of its identity (database id and format version)",
+            ));
         }
     };
-    let corrupt = |what: &str| StorageError::Corrupt(format!("{}: {what}", path.display()));
     let format = <[u8; 8]>::try_from(format.value())
         .map(u64::from_le_bytes)
         .map_err(|_| corrupt("the format version is not 8 bytes long"))?;
@@ -97,7 +125,8 @@ fn read_identity(meta: &Table<'_, &str, &[u8]>, path: &Path) -> Result<Option<Uu
             "{} has storage format version {format}, and this build reads only version \
              {FORMAT_VERSION}",
             path.display()
-        )));
+        ))
+        .into());
     }
     let database_id = <[u8; 16]>::try_from(database_id.value())
         .map(Uuid::from_bytes)
@@ -108,12 +137,21 @@ fn read_identity(meta: &Table<'_, &str, &[u8]>, path: &Path) -> Result<Option<Uu
     Ok(Some(database_id))
 }
 
-/// Records a fresh identity and the current format version in `meta`.
-fn write_identity(meta: &mut Table<'_, &str, &[u8]>) -> Result<Uuid, StorageError> {
-    let database_id = Uuid::new_v4();
-    meta.insert(DATABASE_ID_KEY, database_id.as_bytes().as_slice()).map_err(from_redb)?;
-    meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION.to_le_bytes().as_slice()).map_err(from_redb)?;
-    Ok(database_id)
+/// Records `database_id` and the current format version in `meta`: for a new database, and for
+/// a backup, which keeps the identity of the database it copies.
+pub(crate) fn write_identity(
+    meta: &mut Table<'_, &str, &[u8]>,
+    database_id: Uuid,
+) -> Result<(), Fault> {
+    meta.insert(DATABASE_ID_KEY, database_id.as_bytes().as_slice()).map_err(from_redb_write)?;
+    meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION.to_le_bytes().as_slice())
+        .map_err(from_redb_write)?;
+    Ok(())
+}
+
+/// A damaged identity. The caller names the file.
+fn corrupt(what: &str) -> Fault {
+    StorageError::Corrupt(what.to_owned()).into()
 }
 
 /// Writes `format_version` into the `meta` table of the redb file at `path`, for tests of files

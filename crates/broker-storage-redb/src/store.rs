@@ -1,17 +1,20 @@
 //! [`RedbStorage`]: the [`Storage`] trait over a redb file, with every redb call moved to tokio's
-//! blocking pool.
+//! blocking pool, and the reopening of a database that failed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use broker_storage::{NewVersion, Storage, StorageError, Uuid, Version};
 use redb::Database;
 use tokio::sync::RwLock;
 use tokio::task;
 
-use crate::error::{from_join, from_open};
-use crate::{ops, schema};
+use crate::error::{Fault, catching, from_join, from_redb, in_file};
+use crate::health::{Access, Admission, Health};
+use crate::space::Space;
+use crate::{RedbOptions, open, ops};
 
 /// A [`Storage`] kept in one redb file.
 ///
@@ -22,105 +25,254 @@ use crate::{ops, schema};
 /// batch is on disk. [`close`](Storage::close) waits for the operations in flight, then releases
 /// the file, which can then be opened again right away. Dropping an open store also releases it,
 /// but blocks the dropping thread while redb closes the file.
+///
+/// # Failures
+///
+/// - Before each commit the free space of the database's file system is checked against
+///   [`RedbOptions::min_free_space`]; below it, the append fails with [`StorageError::Full`] and
+///   writes nothing.
+/// - When redb itself fails with an I/O error (a full device among them), it refuses every write
+///   until the file is reopened. The store then marks the database failed and reopens it by
+///   itself on the next call, and at most once per [`RedbOptions::reopen_interval`] after that.
+///   Until then appends fail at once with the error that failed the database, and reads are
+///   answered while redb can still answer them. A reopen checks that the file is the same
+///   database and still holds every acknowledged version; ids continue after the last one.
+/// - After the device filled up under a commit, appends fail with [`StorageError::Full`] before
+///   writing anything until its free space grows, so that a disk that stays full costs one
+///   `statvfs` per append, not a failed commit and a reopen.
+/// - Damage redb finds in the file, or panics on, is [`StorageError::Corrupt`], naming the file;
+///   the panic does not escape. Rust's default panic hook still prints it to standard error.
 pub struct RedbStorage {
-    /// The file, for messages.
+    shared: Arc<Shared>,
+}
+
+/// What the store's blocking tasks share with it.
+struct Shared {
+    /// The file, for messages and reopening.
     path: PathBuf,
+    options: RedbOptions,
     /// Read from the file when it was opened; it never changes.
     database_id: Uuid,
-    /// The open database, or `None` once closed.
+    /// The highest id a commit has acknowledged: a reopened file must still hold it.
+    acknowledged: AtomicU64,
+    space: Space,
+    health: Health,
+    /// The open database.
     ///
     /// Each operation moves an owned read guard into its blocking task, so the guard lives exactly
-    /// as long as the redb work, even if the caller drops the operation's future. `close` takes
-    /// the write guard, which therefore waits for every operation in flight, and is the only place
-    /// that takes the database out.
-    database: Arc<RwLock<Option<Database>>>,
+    /// as long as the redb work, even if the caller drops the operation's future. `close` and a
+    /// reopen take the write guard, which therefore waits for every operation in flight; they are
+    /// the only places that take the database out.
+    slot: Arc<RwLock<Slot>>,
+}
+
+/// The database behind a store.
+enum Slot {
+    Open(Database),
+    /// Closed to be reopened after a failure, and the reopen failed; the next attempt may
+    /// succeed.
+    Lost,
+    /// Closed with [`Storage::close`], for good.
+    Closed,
 }
 
 impl RedbStorage {
+    /// Opens the store in the redb file at `path` with the default [`RedbOptions`], creating the
+    /// file and its parent directory if they are missing.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open_with`](RedbStorage::open_with).
+    pub async fn open(path: impl AsRef<Path>) -> Result<RedbStorage, StorageError> {
+        RedbStorage::open_with(path, RedbOptions::default()).await
+    }
+
     /// Opens the store in the redb file at `path`, creating the file and its parent directory if
     /// they are missing.
     ///
     /// A new file gets a fresh database identity and the current format version; an existing one
-    /// has them read back.
+    /// has them read back. Opening reads a few pages, never the whole file (but redb reads all of
+    /// it to recover a file that was not closed cleanly).
     ///
     /// # Errors
     ///
-    /// [`StorageError::Backend`], with a message naming `path`, when the directory or file cannot
-    /// be created, the file is not a redb database, it is already open (in this process or
-    /// another: redb locks it), or it was written with another storage format version.
-    /// [`StorageError::Corrupt`] when its identity cannot be read.
-    pub async fn open(path: impl AsRef<Path>) -> Result<RedbStorage, StorageError> {
+    /// [`StorageError::Corrupt`], in one line that names the file, says it is damaged and
+    /// advises to check it and restore a backup, when the file is not a
+    /// redb database or redb finds it damaged (or panics on it). [`StorageError::Backend`], with
+    /// a message naming `path`, when the directory or file cannot be created, it is already open
+    /// (in this process or another: redb locks it), or it was written with another storage
+    /// format version. [`StorageError::Full`] when a new file cannot be written for lack of
+    /// space.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: RedbOptions,
+    ) -> Result<RedbStorage, StorageError> {
         let path = path.as_ref().to_path_buf();
-        let task_path = path.clone();
-        let (database, database_id) =
-            task::spawn_blocking(move || open_file(&task_path)).await.map_err(from_join)??;
-        tracing::info!(path = %path.display(), %database_id, "opened redb storage");
-        Ok(RedbStorage { path, database_id, database: Arc::new(RwLock::new(Some(database))) })
+        let (task_path, task_options) = (path.clone(), options.clone());
+        let (database, identity) =
+            task::spawn_blocking(move || open::create(&task_path, &task_options))
+                .await
+                .map_err(from_join)??;
+        tracing::info!(
+            path = %path.display(),
+            database_id = %identity.database_id,
+            last_id = identity.last_id,
+            "opened redb storage"
+        );
+        Ok(RedbStorage {
+            shared: Arc::new(Shared {
+                space: Space::new(&path, options.min_free_space),
+                health: Health::new(options.reopen_interval),
+                path,
+                options,
+                database_id: identity.database_id,
+                acknowledged: AtomicU64::new(identity.last_id),
+                slot: Arc::new(RwLock::new(Slot::Open(database))),
+            }),
+        })
     }
 
-    /// Runs `work` on the open database on the blocking pool, or fails with
-    /// [`StorageError::Closed`].
-    async fn run<T, F>(&self, work: F) -> Result<T, StorageError>
+    /// Runs `work` on the open database on the blocking pool, after reopening it if it failed
+    /// and a reopen is due; fails with [`StorageError::Closed`] once closed.
+    async fn run<T, F>(&self, access: Access, work: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StorageError> + Send + 'static,
+        F: FnOnce(&Shared, &Database) -> Result<T, Fault> + Send + 'static,
     {
-        let guard = Arc::clone(&self.database).read_owned().await;
-        if guard.is_none() {
-            return Err(StorageError::Closed);
+        match self.shared.health.admit(access) {
+            Admission::Go => {}
+            Admission::Refuse(error) => return Err(error),
+            Admission::Reopen => {
+                if let Err(error) = self.reopen().await {
+                    // A read may still be answered from the old handle, if the attempt left it.
+                    if access == Access::Write || matches!(error, StorageError::Closed) {
+                        return Err(error);
+                    }
+                }
+            }
         }
-        task::spawn_blocking(move || match guard.as_ref() {
-            Some(database) => work(database),
-            None => Err(StorageError::Closed),
+        let guard = Arc::clone(&self.shared.slot).read_owned().await;
+        let shared = Arc::clone(&self.shared);
+        task::spawn_blocking(move || {
+            let database = match &*guard {
+                Slot::Open(database) => database,
+                Slot::Closed => return Err(StorageError::Closed),
+                Slot::Lost => return Err(shared.refusal(access)),
+            };
+            // A write that panics leaves redb's allocator state to be rebuilt: reopen.
+            catching(access == Access::Write, || work(&shared, database))
+                .map_err(|fault| shared.failed(access, fault))
         })
         .await
         .map_err(from_join)?
     }
+
+    /// Reopens the failed database, holding the write guard so that no operation runs meanwhile.
+    async fn reopen(&self) -> Result<(), StorageError> {
+        let mut slot = Arc::clone(&self.shared.slot).write_owned().await;
+        let shared = Arc::clone(&self.shared);
+        // The guard moves into the task, so a caller that gives up does not leave the slot half
+        // replaced.
+        task::spawn_blocking(move || shared.reopen(&mut slot)).await.map_err(from_join)?
+    }
 }
 
-/// Creates the parent directory and the file if needed, opens it, and reads or writes its
-/// identity.
-fn open_file(path: &Path) -> Result<(Database, Uuid), StorageError> {
-    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|error| {
-            StorageError::backend(format!(
-                "cannot create the directory of {}: {error}",
-                path.display()
-            ))
-        })?;
+impl Shared {
+    /// Turns the fault of an operation into its error, naming the file, and records the failure
+    /// when the database must be reopened.
+    fn failed(&self, access: Access, fault: Fault) -> StorageError {
+        if fault.device_full {
+            self.space.filled_up();
+        }
+        let error = in_file(&self.path, fault.error);
+        if fault.reopen { self.health.fail(access, error) } else { error }
     }
-    let database = Database::create(path).map_err(|error| from_open(path, error))?;
-    let database_id = schema::identify(&database, path)?;
-    Ok((database, database_id))
+
+    /// The error of a call that finds the database lost by a failed reopen.
+    fn refusal(&self, access: Access) -> StorageError {
+        self.health.refusal(access).unwrap_or_else(|| {
+            StorageError::backend(format!("{} is not open after a failure", self.path.display()))
+        })
+    }
+
+    /// Closes the failed database and opens its file again. Runs on a blocking thread, with the
+    /// write guard held.
+    ///
+    /// After a full device, the reopen does not wait for space to be freed: it writes little, and
+    /// gives reads a handle that works again (if it fails, the next attempt comes an interval
+    /// later). The space guard keeps appends from failing the new handle until space is freed.
+    fn reopen(&self, slot: &mut Slot) -> Result<(), StorageError> {
+        if matches!(slot, Slot::Closed) {
+            return Err(StorageError::Closed);
+        }
+        if let Slot::Open(database) = std::mem::replace(slot, Slot::Lost) {
+            // Closing releases the file lock the reopen needs. redb reports the failure it
+            // latched again, which is known already.
+            if let Err(error) = database.close() {
+                tracing::debug!(error = %from_redb(error).error, "closed the failed database");
+            }
+        }
+        let acknowledged = self.acknowledged.load(Ordering::Acquire);
+        match open::reopen(&self.path, &self.options, self.database_id, acknowledged) {
+            Ok((database, identity)) => {
+                if identity.last_id > acknowledged {
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        acknowledged,
+                        last_id = identity.last_id,
+                        "a commit that reported a failure reached the disk; its versions are kept"
+                    );
+                    self.acknowledged.fetch_max(identity.last_id, Ordering::AcqRel);
+                }
+                *slot = Slot::Open(database);
+                self.health.recovered();
+                tracing::info!(path = %self.path.display(), "reopened redb storage after failing");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "cannot reopen redb storage");
+                self.health.reopen_failed(&error);
+                Err(error)
+            }
+        }
+    }
 }
 
 impl fmt::Debug for RedbStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbStorage")
-            .field("path", &self.path)
-            .field("database_id", &self.database_id)
+            .field("path", &self.shared.path)
+            .field("database_id", &self.shared.database_id)
+            .field("options", &self.shared.options)
             .finish_non_exhaustive()
     }
 }
 
 impl Storage for RedbStorage {
     fn database_id(&self) -> Uuid {
-        self.database_id
+        self.shared.database_id
     }
 
     async fn append(&self, batch: Vec<NewVersion>) -> Result<Vec<Version>, StorageError> {
         if batch.is_empty() {
             // Nothing to store, but a closed store still refuses the call.
-            return match *self.database.read().await {
-                Some(_) => Ok(Vec::new()),
-                None => Err(StorageError::Closed),
+            return match *self.shared.slot.read().await {
+                Slot::Closed => Err(StorageError::Closed),
+                Slot::Open(_) | Slot::Lost => Ok(Vec::new()),
             };
         }
-        self.run(move |database| ops::append(database, batch)).await
+        self.run(Access::Write, move |shared, database| {
+            let stored = ops::append(database, &shared.space, batch)?;
+            if let Some(last) = stored.last() {
+                shared.acknowledged.fetch_max(last.id, Ordering::AcqRel);
+            }
+            Ok(stored)
+        })
+        .await
     }
 
     async fn latest(&self) -> Result<Vec<Version>, StorageError> {
-        self.run(ops::latest).await
+        self.run(Access::Read, |_, database| ops::latest(database)).await
     }
 
     async fn history(
@@ -130,21 +282,23 @@ impl Storage for RedbStorage {
         limit: usize,
     ) -> Result<Vec<Version>, StorageError> {
         let event = event.to_owned();
-        self.run(move |database| ops::history(database, &event, after, limit)).await
+        self.run(Access::Read, move |_, database| ops::history(database, &event, after, limit))
+            .await
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Version>, StorageError> {
-        self.run(move |database| ops::since(database, after, limit)).await
+        self.run(Access::Read, move |_, database| ops::since(database, after, limit)).await
     }
 
     async fn close(&self) -> Result<(), StorageError> {
         // Waits for every operation in flight: each holds a read guard until its work is done.
-        let Some(database) = self.database.write().await.take() else { return Ok(()) };
+        let previous = std::mem::replace(&mut *self.shared.slot.write().await, Slot::Closed);
+        let Slot::Open(database) = previous else { return Ok(()) };
         task::spawn_blocking(move || database.close())
             .await
             .map_err(from_join)?
-            .map_err(crate::error::from_redb)?;
-        tracing::info!(path = %self.path.display(), "closed redb storage");
+            .map_err(|error| in_file(&self.shared.path, from_redb(error).error))?;
+        tracing::info!(path = %self.shared.path.display(), "closed redb storage");
         Ok(())
     }
 }

@@ -16,6 +16,18 @@ async fn open(path: &Path) -> RedbStorage {
     RedbStorage::open(path).await.expect("open the store")
 }
 
+/// A fixed xorshift sequence: random-looking numbers, the same on every run of a test.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 /// `count` versions cycling over `events`, in batches of `batch`.
 async fn fill(store: &RedbStorage, events: &[&str], count: usize, batch: usize) -> Vec<Version> {
     let mut stored = Vec::with_capacity(count);
@@ -100,22 +112,21 @@ async fn every_database_has_its_own_identity() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn opening_a_file_that_is_not_a_database_names_it() {
+async fn opening_a_file_that_is_not_a_database_says_it_is_damaged_and_names_it() {
     let dir = temp_dir();
-    // A fixed xorshift sequence: random-looking bytes, the same on every run.
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let noise: Vec<u8> = (0..64 * 1024)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect();
+    let mut noise = Xorshift(0x2545_f491_4f6c_dd1d);
+    let noise: Vec<u8> = (0..64 * 1024).map(|_| noise.next().to_le_bytes()[0]).collect();
     for (name, contents) in [("noise.redb", noise), ("text.redb", b"not a database\n".to_vec())] {
         let path = dir.path().join(name);
         std::fs::write(&path, contents).expect("write the file");
-        check_open_fails(&path, "cannot open").await;
+        match RedbStorage::open(&path).await {
+            Err(StorageError::Corrupt(message)) => {
+                assert!(message.contains(&path.display().to_string()), "names the path: {message}");
+                assert!(message.contains("is damaged"), "says it is damaged: {message}");
+                assert!(!message.contains('\n'), "in one line: {message}");
+            }
+            other => panic!("opening {name} should fail as corrupt: {other:?}"),
+        }
     }
 }
 
