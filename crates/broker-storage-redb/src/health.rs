@@ -14,7 +14,7 @@ use broker_storage::StorageError;
 /// What a call is about to do; a failed database refuses writes but lets reads try.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {
-    /// `latest`, `history`, `since`: answered from the old handle while it still can
+    /// `latest`, `history`, `since`, `backup`: answered from the old handle while it still can
     /// (redb keeps serving pages from its cache), since refusing them would gain nothing.
     Read,
     /// `append`: refused at once while the database is failed, since redb would refuse it too.

@@ -12,6 +12,8 @@
 //! - `open.rs`: opening the file, first and after a failure.
 //! - `ops.rs`: the blocking work of each operation, one redb transaction each.
 //! - `space.rs`: the free-space guard.
+//! - `check.rs` and `backup.rs`: [`RedbStorage::check`] ([`CheckReport`]) and
+//!   [`RedbStorage::backup`] ([`BackupReport`]).
 //! - `schema.rs`: the tables of the file and its identity, documented there.
 //! - `error.rs`: how redb's errors and panics map into
 //!   [`StorageError`](broker_storage::StorageError).
@@ -32,11 +34,17 @@
 //!     .await?;
 //! assert_eq!(stored[0].id, 1);
 //! assert_eq!(store.history("user", 0, 10).await?, stored);
+//!
+//! let backup = dir.path().join("backup.redb");
+//! store.backup(&backup).await?;
 //! store.close().await?;
+//! assert!(RedbStorage::check(&backup).await?.is_clean());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
 
+mod backup;
+mod check;
 mod error;
 mod health;
 mod open;
@@ -48,5 +56,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use backup::BackupReport;
+pub use check::CheckReport;
 pub use options::RedbOptions;
 pub use store::RedbStorage;

@@ -11,6 +11,8 @@ use redb::Database;
 use tokio::sync::RwLock;
 use tokio::task;
 
+use crate::backup::{self, BackupReport};
+use crate::check::{self, CheckReport};
 use crate::error::{Fault, catching, from_join, from_redb, in_file};
 use crate::health::{Access, Admission, Health};
 use crate::space::Space;
@@ -97,7 +99,7 @@ impl RedbStorage {
     /// # Errors
     ///
     /// [`StorageError::Corrupt`], in one line that names the file, says it is damaged and
-    /// advises to check it and restore a backup, when the file is not a
+    /// advises to [`check`](RedbStorage::check) it and restore a backup, when the file is not a
     /// redb database or redb finds it damaged (or panics on it). [`StorageError::Backend`], with
     /// a message naming `path`, when the directory or file cannot be created, it is already open
     /// (in this process or another: redb locks it), or it was written with another storage
@@ -130,6 +132,49 @@ impl RedbStorage {
                 slot: Arc::new(RwLock::new(Slot::Open(database))),
             }),
         })
+    }
+
+    /// Checks the redb file at `path`, which must not be in use, and reports what it holds and
+    /// the first problem found.
+    ///
+    /// The check runs redb's integrity check, which verifies the checksum of every page, then
+    /// reads every table in full, decodes every record, and matches the indexes against the log.
+    /// It reads the whole file. redb's check repairs what it can, and a repair may roll the file
+    /// back to its previous commit (the report then names the problem): check a copy if the file
+    /// must stay untouched.
+    ///
+    /// # Errors
+    ///
+    /// Damage is not an error: it is the report's [`problem`](CheckReport::problem).
+    /// [`StorageError::Backend`] when the file cannot be checked at all: it is missing or
+    /// unreadable, in use (in this process or another), or written with a storage format version
+    /// this build does not read.
+    pub async fn check(path: impl AsRef<Path>) -> Result<CheckReport, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        task::spawn_blocking(move || check::run(&path)).await.map_err(from_join)?
+    }
+
+    /// Writes a consistent copy of this store to a new redb file at `to`, while it keeps serving.
+    ///
+    /// The copy is read in one read transaction: an append that commits during the backup is
+    /// either wholly in it or not at all. It keeps this store's database identity, so the ids
+    /// clients resume from stay valid on a store restored from it; it opens with
+    /// [`open`](RedbStorage::open) and passes [`check`](RedbStorage::check). Appends go on
+    /// meanwhile, but [`close`](Storage::close) waits for the backup to finish, and redb cannot
+    /// reuse the pages the backup still reads, so the file may grow while it runs.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Backend`] when `to` exists (a backup never overwrites a file), its
+    /// directory does not, or it cannot be created or written; [`StorageError::Full`] when its
+    /// file system fills up; [`StorageError::Corrupt`] when this store's data is damaged;
+    /// [`StorageError::Closed`] after `close`. A failed backup removes the file it started.
+    pub async fn backup(&self, to: impl AsRef<Path>) -> Result<BackupReport, StorageError> {
+        let to = to.as_ref().to_path_buf();
+        self.run(Access::Read, move |shared, database| {
+            backup::write(database, &to, &shared.options, shared.database_id)
+        })
+        .await?
     }
 
     /// Runs `work` on the open database on the blocking pool, after reopening it if it failed

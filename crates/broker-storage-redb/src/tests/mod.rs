@@ -1,5 +1,8 @@
 //! Tests of [`RedbStorage`] against real redb files: the conformance suite, and what a single
-//! process cannot show through the trait alone (restarts, identities, locking, bad files).
+//! process cannot show through the trait alone (restarts, identities, locking, bad files), then,
+//! in submodules, backups.
+
+mod backup;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +41,25 @@ async fn fill(store: &RedbStorage, events: &[&str], count: usize, batch: usize) 
         stored.extend(store.append(chunk.to_vec()).await.expect("append"));
     }
     stored
+}
+
+/// Asserts that `store` holds exactly `expected`, in every view: the log, the history of each
+/// event in it, and the latest versions. Ids must be strictly increasing.
+async fn assert_holds(store: &RedbStorage, expected: &[Version]) {
+    assert!(expected.windows(2).all(|w| w[0].id < w[1].id), "ids strictly increase");
+    let log = store.since(0, usize::MAX).await.expect("since");
+    // Not `assert_eq!`: the lists are long, and a difference is found below anyway.
+    assert!(log == expected, "the log holds exactly the expected versions");
+    let events: std::collections::BTreeSet<&str> = expected.iter().map(|v| &*v.event).collect();
+    let mut latest = Vec::new();
+    for event in events {
+        let history = store.history(event, 0, usize::MAX).await.expect("history");
+        let of_event: Vec<&Version> = expected.iter().filter(|v| v.event == event).collect();
+        assert!(history.iter().eq(of_event.iter().copied()), "the history of {event:?} is whole");
+        latest.extend(of_event.last().copied().cloned());
+    }
+    latest.sort_unstable_by_key(|version| version.id);
+    assert_eq!(store.latest().await.expect("latest"), latest, "latest is the newest of each");
 }
 
 /// Asserts that opening `path` fails with a backend error whose message names the file and
@@ -137,6 +159,8 @@ async fn a_file_open_in_this_process_cannot_be_opened_again_until_closed() {
     let store = open(&path).await;
     // redb locks the file with open-file-description locks, which conflict within one process too.
     check_open_fails(&path, "already open").await;
+    let check = RedbStorage::check(&path).await.expect_err("a file in use cannot be checked");
+    assert!(check.to_string().contains("already open"), "says why: {check}");
     store.close().await.expect("close");
     let reopened = open(&path).await;
     assert_eq!(reopened.database_id(), store.database_id(), "close released the file");

@@ -1,0 +1,184 @@
+//! [`RedbStorage::backup`](crate::RedbStorage::backup): a consistent copy of a running store in a
+//! new file. Runs on a blocking thread, under the store's read guard.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use broker_storage::{StorageError, Uuid};
+use redb::backends::FileBackend;
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use crate::RedbOptions;
+use crate::error::{Fault, from_redb, in_file};
+use crate::schema::{self, BY_EVENT, LATEST, META, VERSIONS};
+
+/// What [`RedbStorage::backup`](crate::RedbStorage::backup) wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupReport {
+    /// The number of versions in the copy.
+    pub versions: u64,
+    /// The id of the last version in the copy, 0 when it holds none. The copy holds exactly the
+    /// versions of the store up to this id.
+    pub last_id: u64,
+}
+
+/// Versions copied per write transaction of the copy. A transaction keeps its dirty pages until
+/// it commits; committing every so many rows bounds that memory whatever the store's size.
+const ROWS_PER_COMMIT: u64 = 10_000;
+
+/// Copies what `store` holds, as of one read transaction, into a new redb file at `to`, with
+/// the identity `database_id`.
+///
+/// The outer error is a failure of the source, which the store handles like that of any read
+/// (it may have to be reopened); the inner one a failure of the copy, which leaves the store as
+/// it was.
+pub(crate) fn write(
+    store: &Database,
+    to: &Path,
+    options: &RedbOptions,
+    database_id: Uuid,
+) -> Result<Result<BackupReport, StorageError>, Fault> {
+    let txn = store.begin_read().map_err(from_redb)?;
+    match copy(&txn, to, options, database_id) {
+        Ok(report) => Ok(Ok(report)),
+        Err(Side::Source(fault)) => Err(fault),
+        Err(Side::Copy(error)) => Ok(Err(error)),
+    }
+}
+
+/// Which file a failure of the copy came from.
+enum Side {
+    Source(Fault),
+    Copy(StorageError),
+}
+
+fn copy(
+    txn: &ReadTransaction,
+    to: &Path,
+    options: &RedbOptions,
+    database_id: Uuid,
+) -> Result<BackupReport, Side> {
+    let file = create_new(to).map_err(Side::Copy)?;
+    // Declared before the database, so dropped after it: a failed copy (even one that panics)
+    // leaves no partial file behind.
+    let partial = Partial(Some(to.to_path_buf()));
+    let backend = FileBackend::new(file).map_err(|error| target(to, error))?;
+    let copy = Database::builder()
+        .set_cache_size(options.cache_size)
+        .create_with_backend(backend)
+        .map_err(|error| target(to, error))?;
+
+    let versions = txn.open_table(VERSIONS).map_err(source)?;
+    let mut rows = versions.iter().map_err(source)?;
+    let mut report = BackupReport { versions: 0, last_id: 0 };
+    let mut done = false;
+    while !done {
+        // Durable only at the end: the identity written last makes the copy usable, and a crash
+        // before it leaves a file that `open` refuses and `check` reports.
+        let mut write = copy.begin_write().map_err(|error| target(to, error))?;
+        write.set_durability(Durability::None).map_err(|error| target(to, error))?;
+        {
+            let mut copy_versions =
+                write.open_table(VERSIONS).map_err(|error| target(to, error))?;
+            let mut by_event = write.open_table(BY_EVENT).map_err(|error| target(to, error))?;
+            let mut latest = write.open_table(LATEST).map_err(|error| target(to, error))?;
+            for _ in 0..ROWS_PER_COMMIT {
+                let Some(entry) = rows.next() else {
+                    done = true;
+                    break;
+                };
+                let (id, row) = entry.map_err(source)?;
+                let id = id.value();
+                let (event, timestamp, data) = row.value();
+                // The indexes are rebuilt from the log as an append builds them: in id order, so
+                // `latest` ends with the newest version of each event.
+                copy_versions
+                    .insert(id, (event, timestamp, data))
+                    .map_err(|error| target(to, error))?;
+                by_event.insert((event, id), ()).map_err(|error| target(to, error))?;
+                latest.insert(event, id).map_err(|error| target(to, error))?;
+                report.versions += 1;
+                report.last_id = id;
+            }
+        }
+        write.commit().map_err(|error| target(to, error))?;
+    }
+
+    let mut write = copy.begin_write().map_err(|error| target(to, error))?;
+    write.set_durability(Durability::Immediate).map_err(|error| target(to, error))?;
+    {
+        let mut meta = write.open_table(META).map_err(|error| target(to, error))?;
+        schema::write_identity(&mut meta, database_id)
+            .map_err(|fault| Side::Copy(copy_error(to, fault.error)))?;
+    }
+    write.commit().map_err(|error| target(to, error))?;
+    copy.close().map_err(|error| target(to, error))?;
+    sync_directory(to).map_err(|error| target(to, error))?;
+    partial.keep();
+    Ok(report)
+}
+
+/// A failure of the store's own file.
+fn source(error: impl Into<redb::Error>) -> Side {
+    Side::Source(from_redb(error))
+}
+
+/// A failure of the copy at `to`.
+fn target(to: &Path, error: impl Into<redb::Error>) -> Side {
+    Side::Copy(copy_error(to, from_redb(error).error))
+}
+
+/// Creates the file of the copy, refusing to overwrite one that exists.
+fn create_new(to: &Path) -> Result<File, StorageError> {
+    OpenOptions::new().read(true).write(true).create_new(true).open(to).map_err(|error| match error
+        .kind()
+    {
+        io::ErrorKind::AlreadyExists => StorageError::backend(format!(
+            "cannot back up to {}: the file exists, and a backup never overwrites one",
+            to.display()
+        )),
+        _ => copy_error(to, crate::error::from_io(error)),
+    })
+}
+
+/// Makes the new file's directory entry durable, so that a backup that returned `Ok` survives a
+/// crash of the machine.
+fn sync_directory(to: &Path) -> io::Result<()> {
+    let dir = match to.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Names the copy in a failure to write it. Its file is new, so nothing in it can be damaged: a
+/// corruption redb reports there is a failure of the copy like any other.
+fn copy_error(to: &Path, error: StorageError) -> StorageError {
+    match error {
+        StorageError::Full(_) => in_file(to, error),
+        error => {
+            StorageError::backend(format!("cannot write the backup {}: {error}", to.display()))
+        }
+    }
+}
+
+/// The file of a copy in progress, removed unless the copy completes.
+struct Partial(Option<PathBuf>);
+
+impl Partial {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take()
+            && let Err(error) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(path = %path.display(), %error, "cannot remove a failed backup");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! [`RedbStorage::check`](crate::RedbStorage::check): a full check of a database file that is
+//! not in use. Runs on a blocking thread.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use broker_storage::{StorageError, Uuid};
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::RedbOptions;
+use crate::error::{Fault, catching, from_open, from_redb};
+use crate::schema::{self, BY_EVENT, LATEST, META, VERSIONS};
+
+/// What [`RedbStorage::check`](crate::RedbStorage::check) found in a database file.
+///
+/// The counts cover what was read before the first problem, so they are complete when there is
+/// none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckReport {
+    /// The file that was checked.
+    pub path: PathBuf,
+    /// The database identity, when it could be read.
+    pub database_id: Option<Uuid>,
+    /// The number of versions read.
+    pub versions: u64,
+    /// The number of distinct events read (rows of the latest-version index).
+    pub events: u64,
+    /// The id of the last version read, 0 when none was.
+    pub last_id: u64,
+    /// The first problem found, or `None` when the file is clean.
+    pub problem: Option<String>,
+}
+
+impl CheckReport {
+    /// Whether the check found no problem.
+    pub fn is_clean(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+impl fmt::Display for CheckReport {
+    /// One line: the file, clean or damaged and why, and the counts.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.path.display())?;
+        match &self.problem {
+            None => f.write_str("clean")?,
+            Some(problem) => write!(f, "damaged: {problem}; before it, read")?,
+        }
+        write!(
+            f,
+            " {} versions of {} events, last id {}",
+            self.versions, self.events, self.last_id
+        )?;
+        match self.database_id {
+            Some(database_id) => write!(f, ", database {database_id}"),
+            None => f.write_str(", no database identity"),
+        }
+    }
+}
+
+/// Checks the file at `path`: redb's integrity check, then every row of every table, decoded and
+/// matched against the others.
+///
+/// # Errors
+///
+/// [`StorageError::Backend`] when the file cannot be checked at all: it is missing, cannot be
+/// read, is open (in this process or another), or has a storage format version this build does
+/// not read. Damage is not an error: it is the report's `problem`.
+pub(crate) fn run(path: &Path) -> Result<CheckReport, StorageError> {
+    let mut report = CheckReport {
+        path: path.to_path_buf(),
+        database_id: None,
+        versions: 0,
+        events: 0,
+        last_id: 0,
+        problem: None,
+    };
+    // redb's open would report a missing file too, but not in these words.
+    std::fs::metadata(path).map_err(|error| {
+        StorageError::backend(format!("cannot check {}: {error}", path.display()))
+    })?;
+    let opened = catching(false, || {
+        let mut builder = Database::builder();
+        builder.set_cache_size(RedbOptions::DEFAULT_CACHE_SIZE);
+        builder.open(path).map_err(|error| Fault::from(from_open(path, error)))
+    });
+    let mut database = match opened {
+        Ok(database) => database,
+        Err(fault) => return found(report, "it cannot be opened", fault),
+    };
+    // redb verifies the checksum of every page of the committed trees. It repairs what it can,
+    // which may roll the file back to its previous commit: that too is a problem to report.
+    match catching(false, || database.check_integrity().map_err(from_redb)) {
+        Ok(true) => {}
+        Ok(false) => {
+            report.problem = Some(
+                "redb's integrity check found damage and repaired the file; its last commit \
+                 may have been rolled back"
+                    .to_owned(),
+            );
+        }
+        Err(fault) => return found(report, "redb's integrity check failed", fault),
+    }
+    let scanned = catching(false, || scan(&database, path, &mut report));
+    if let Err(error) = database.close() {
+        tracing::debug!(path = %path.display(), %error, "closing a checked database");
+    }
+    match scanned {
+        Ok(()) => Ok(report),
+        Err(fault) => found(report, "reading it failed", fault),
+    }
+}
+
+/// Records `fault` as the report's problem when it is damage, or fails the check with it.
+fn found(mut report: CheckReport, what: &str, fault: Fault) -> Result<CheckReport, StorageError> {
+    match fault.error {
+        StorageError::Corrupt(message) => {
+            report.problem.get_or_insert(format!("{what}: {message}"));
+            Ok(report)
+        }
+        error => Err(error),
+    }
+}
+
+/// Reads every table in one read transaction, decoding every row, and checks that the indexes
+/// match the log: `by_event` holds every version once under its own event, and `latest` holds
+/// the newest version of every event.
+fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<(), Fault> {
+    let txn = database.begin_read().map_err(from_redb)?;
+    let meta = txn.open_table(META).map_err(from_redb)?;
+    report.database_id = schema::read_identity(&meta, path)?;
+    if report.database_id.is_none() {
+        return Err(corrupt("it has no database identity".to_owned()));
+    }
+
+    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    // The newest id of each event, which `latest` must name.
+    let mut newest: HashMap<String, u64> = HashMap::new();
+    for entry in versions.iter().map_err(from_redb)? {
+        let (id, row) = entry.map_err(from_redb)?;
+        let id = id.value();
+        if id <= report.last_id {
+            return Err(corrupt(format!("versions lists id {id} after id {}", report.last_id)));
+        }
+        // Decoding the row checks that its event and data are whole UTF-8 strings.
+        let (event, _, _) = row.value();
+        newest.insert(event.to_owned(), id);
+        report.versions += 1;
+        report.last_id = id;
+    }
+
+    let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
+    let mut indexed = 0;
+    for entry in by_event.iter().map_err(from_redb)? {
+        let (key, _) = entry.map_err(from_redb)?;
+        let (event, id) = key.value();
+        match versions.get(id).map_err(from_redb)? {
+            Some(row) if row.value().0 == event => indexed += 1,
+            Some(row) => {
+                return Err(corrupt(format!(
+                    "by_event files version {id} under {event:?}, but it belongs to {:?}",
+                    row.value().0
+                )));
+            }
+            None => {
+                return Err(corrupt(format!("by_event names version {id}, which is missing")));
+            }
+        }
+    }
+    if indexed != report.versions {
+        return Err(corrupt(format!(
+            "by_event holds {indexed} entries for {} versions",
+            report.versions
+        )));
+    }
+
+    let latest = txn.open_table(LATEST).map_err(from_redb)?;
+    for entry in latest.iter().map_err(from_redb)? {
+        let (event, id) = entry.map_err(from_redb)?;
+        let (event, id) = (event.value(), id.value());
+        match newest.get(event) {
+            Some(&newest) if newest == id => report.events += 1,
+            Some(&newest) => {
+                return Err(corrupt(format!(
+                    "latest names version {id} for {event:?}, whose newest version is {newest}"
+                )));
+            }
+            None => {
+                return Err(corrupt(format!(
+                    "latest names version {id} for {event:?}, which has no versions"
+                )));
+            }
+        }
+    }
+    if report.events != newest.len() as u64 {
+        return Err(corrupt(format!(
+            "latest holds {} events, and the versions belong to {}",
+            report.events,
+            newest.len()
+        )));
+    }
+    Ok(())
+}
+
+fn corrupt(message: String) -> Fault {
+    StorageError::Corrupt(message).into()
+}
