@@ -12,6 +12,7 @@ use crate::name::validate_event_name;
 use crate::options::SubscribeOptions;
 use crate::shared::Shared;
 use crate::state::State;
+use crate::storage_health::{self, StorageHealth};
 use crate::subscription::Subscription;
 use crate::writer::{self, Insert};
 use crate::{Entry, Error, Json};
@@ -39,13 +40,16 @@ impl Broker {
         // rather than growing the queue without bound.
         let (sender, queue) = mpsc::channel(config.queue_capacity);
         let metrics = Arc::new(Metrics::register());
+        let health = Arc::new(StorageHealth::new());
         let writer = tokio::spawn(writer::run(
             storage.clone(),
             state.clone(),
             metrics.clone(),
+            health.clone(),
             queue,
             config.max_batch,
         ));
+        let watch = tokio::spawn(storage_health::watch(storage.clone(), health.clone()));
         tracing::info!(
             database_id = %storage.database_id(),
             events = state.event_count(),
@@ -61,6 +65,8 @@ impl Broker {
                 config,
                 inserts: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(writer)),
+                health,
+                watch,
             }),
         })
     }
@@ -114,6 +120,13 @@ impl Broker {
         self.shared.metrics.subscribers.get()
     }
 
+    /// Why the storage refuses writes, if it does: the last commit failed (a full disk, a lost
+    /// connection) and the backend has not said it takes writes again since. Inserts fail
+    /// meanwhile; the broker finds out by itself when the storage recovers.
+    pub fn storage_failure(&self) -> Option<String> {
+        self.shared.health.failure()
+    }
+
     /// Whether [`close`](Broker::close) was called: inserts are refused from then on.
     pub fn is_closed(&self) -> bool {
         lock(&self.shared.inserts).is_none()
@@ -137,6 +150,7 @@ impl Broker {
             }
         }
         self.shared.state.close();
+        self.shared.watch.abort();
         match self.shared.storage.close().await {
             Ok(()) | Err(broker_storage::StorageError::Closed) => Ok(()),
             Err(error) => Err(error.into()),

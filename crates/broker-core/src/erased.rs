@@ -17,6 +17,7 @@ pub(crate) trait DynStorage: Send + Sync + 'static {
     fn append(&self, batch: Vec<NewVersion>) -> BoxFuture<'_, Versions>;
     fn history<'a>(&'a self, event: &'a str, after: u64, limit: usize) -> BoxFuture<'a, Versions>;
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Versions>;
+    fn writable(&self) -> BoxFuture<'_, Result<(), StorageError>>;
     fn close(&self) -> BoxFuture<'_, Result<(), StorageError>>;
 }
 
@@ -35,6 +36,10 @@ impl<S: Storage> DynStorage for S {
 
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Versions> {
         Box::pin(Storage::since(self, after, limit))
+    }
+
+    fn writable(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(Storage::writable(self))
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), StorageError>> {

@@ -23,6 +23,7 @@
 //! - `config.rs`: [`Config`], the tuning a broker is opened with.
 //! - `options.rs`: [`SubscribeOptions`], what to follow and where to start.
 //! - `state.rs`: the latest version of every event and the live channel, in memory.
+//! - `storage_health.rs`: whether the storage takes writes, and the watch for its recovery.
 //! - `writer.rs`: the task that commits inserts in batches (group commit).
 //! - `shared.rs`: the engine's parts that the handle and every subscription hold together.
 //! - `subscription.rs`: [`Subscription`], start, catch-up and slow-consumer policy.
@@ -66,6 +67,7 @@ mod name;
 mod options;
 mod shared;
 mod state;
+mod storage_health;
 mod subscription;
 #[cfg(test)]
 mod tests;

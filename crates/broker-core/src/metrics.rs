@@ -23,6 +23,10 @@ pub const COMMIT_BATCH_SIZE: &str = "broker_commit_batch_size";
 /// backend until it answered.
 pub const COMMIT_SECONDS: &str = "broker_commit_seconds";
 
+/// Gauge: 1 while the storage refuses writes (the last commit failed, and the backend has not
+/// said it takes writes again since), 0 otherwise.
+pub const STORAGE_FAILING: &str = "broker_storage_failing";
+
 /// Gauge: subscriptions that exist now.
 pub const SUBSCRIBERS: &str = "broker_subscribers";
 
@@ -60,6 +64,10 @@ impl Metrics {
             "Time one durable commit took."
         );
         ::metrics::describe_gauge!(SUBSCRIBERS, "Subscriptions that exist now.");
+        ::metrics::describe_gauge!(
+            STORAGE_FAILING,
+            "1 while the storage refuses writes, 0 otherwise."
+        );
         ::metrics::describe_counter!(
             SUBSCRIBER_CATCH_UPS,
             "Subscribers that fell behind the live ring and were brought up to date."

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::erased::DynStorage;
 use crate::metrics::Metrics;
 use crate::state::State;
+use crate::storage_health::StorageHealth;
 use crate::writer::Insert;
 
 /// One broker's engine, behind an `Arc`: the handle's clones and every subscription share it.
@@ -27,4 +28,8 @@ pub(crate) struct Shared {
     pub(crate) inserts: Mutex<Option<mpsc::Sender<Insert>>>,
     /// The writer task; taken by the first `close`, which waits for it.
     pub(crate) writer: Mutex<Option<JoinHandle<()>>>,
+    /// Whether the storage takes writes.
+    pub(crate) health: Arc<StorageHealth>,
+    /// The task that watches a failing storage for its recovery; aborted by `close`.
+    pub(crate) watch: JoinHandle<()>,
 }

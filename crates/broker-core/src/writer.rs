@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::erased::DynStorage;
 use crate::metrics::Metrics;
 use crate::state::State;
+use crate::storage_health::StorageHealth;
 use crate::{Entry, Error, Json};
 
 /// One insert waiting for its commit.
@@ -29,6 +30,7 @@ pub(crate) async fn run(
     storage: Arc<dyn DynStorage>,
     state: Arc<State>,
     metrics: Arc<Metrics>,
+    health: Arc<StorageHealth>,
     mut queue: mpsc::Receiver<Insert>,
     max_batch: usize,
 ) {
@@ -53,6 +55,7 @@ pub(crate) async fn run(
         match result {
             Ok(entries) => {
                 let entries: Vec<Arc<Entry>> = entries;
+                health.succeeded();
                 metrics.commit_seconds.record(started.elapsed());
                 metrics.batch_size.record(len as f64);
                 metrics.inserts.increment(len as u64);
@@ -73,7 +76,11 @@ pub(crate) async fn run(
                 }
             }
             Err(error) => {
-                tracing::error!(%error, batch = len, "commit failed; the batch was not stored");
+                // The storage's health logs the first failure of a run; each batch only here.
+                tracing::debug!(%error, batch = len, "commit failed; the batch was not stored");
+                if let Error::Storage(error) = &error {
+                    health.failed(error);
+                }
                 metrics.insert_failures.increment(len as u64);
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));

@@ -335,6 +335,23 @@ impl Storage for RedbStorage {
         self.run(Access::Read, move |_, database| ops::since(database, after, limit)).await
     }
 
+    async fn writable(&self) -> Result<(), StorageError> {
+        match self.shared.health.admit(Access::Write) {
+            Admission::Go => {}
+            Admission::Refuse(error) => return Err(error),
+            Admission::Reopen => self.reopen().await?,
+        }
+        if matches!(*self.shared.slot.read().await, Slot::Closed) {
+            return Err(StorageError::Closed);
+        }
+        let shared = Arc::clone(&self.shared);
+        task::spawn_blocking(move || {
+            shared.space.check().map_err(|error| in_file(&shared.path, error))
+        })
+        .await
+        .map_err(from_join)?
+    }
+
     async fn close(&self) -> Result<(), StorageError> {
         // Waits for every operation in flight: each holds a read guard until its work is done.
         let previous = std::mem::replace(&mut *self.shared.slot.write().await, Slot::Closed);

@@ -81,6 +81,7 @@ async fn empty_store_has_nothing<S: Storage>(store: S, _: S) {
         [],
         "a new store has no history"
     );
+    store.writable().await.expect("a new store takes writes");
 }
 
 async fn append_gives_increasing_ids_in_batch_order<S: Storage>(store: S, _: S) {

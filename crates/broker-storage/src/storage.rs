@@ -95,6 +95,22 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send;
 
+    /// Whether an append would be attempted now: `Ok` when the backend is ready to take writes,
+    /// the error an append would fail with otherwise. It stores nothing.
+    ///
+    /// The engine asks this while appends are failing, to learn when the backend has recovered
+    /// (space freed, a connection back) without storing anything to find out. A backend that
+    /// recovers by itself may use the call to try (reopening a file, reconnecting). The default
+    /// says yes: a backend that cannot tell is found out by its next append.
+    ///
+    /// # Errors
+    ///
+    /// What the next append would fail with, such as [`StorageError::Full`]; once closed, a
+    /// backend may answer [`StorageError::Closed`].
+    fn writable(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Flushes and releases the backend.
     ///
     /// Every later call of any method returns [`StorageError::Closed`]; closing twice is not an
