@@ -102,7 +102,11 @@ impl Broker {
         limit: usize,
     ) -> Result<Vec<Version>, Error> {
         validate_event_name(event, self.shared.config.max_event_name_len)?;
-        Ok(self.shared.storage.history(event, after, limit).await?)
+        let history = self.shared.storage.history(event, after, limit).await;
+        if let Err(error) = &history {
+            self.shared.health.failed(error);
+        }
+        Ok(history?)
     }
 
     /// The id of the last committed version; 0 if there is none.
@@ -120,9 +124,10 @@ impl Broker {
         self.shared.metrics.subscribers.get()
     }
 
-    /// Why the storage refuses writes, if it does: the last commit failed (a full disk, a lost
-    /// connection) and the backend has not said it takes writes again since. Inserts fail
-    /// meanwhile; the broker finds out by itself when the storage recovers.
+    /// Why the storage cannot be relied on, if it cannot: the last commit failed (a full disk,
+    /// a lost connection) and the backend has not said it takes writes again since, in which
+    /// case inserts fail meanwhile and the broker finds out by itself when it recovers; or a
+    /// read found the stored data damaged, which lasts until the broker is restarted.
     pub fn storage_failure(&self) -> Option<String> {
         self.shared.health.failure()
     }

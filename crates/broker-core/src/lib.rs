@@ -74,7 +74,7 @@ mod tests;
 mod writer;
 
 pub use broker::Broker;
-pub use broker_storage::{Uuid, Version};
+pub use broker_storage::{StorageError, Uuid, Version};
 pub use config::Config;
 pub use entry::Entry;
 pub use error::Error;

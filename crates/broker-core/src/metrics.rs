@@ -24,7 +24,7 @@ pub const COMMIT_BATCH_SIZE: &str = "broker_commit_batch_size";
 pub const COMMIT_SECONDS: &str = "broker_commit_seconds";
 
 /// Gauge: 1 while the storage refuses writes (the last commit failed, and the backend has not
-/// said it takes writes again since), 0 otherwise.
+/// said it takes writes again since) or damage was found in its data, 0 otherwise.
 pub const STORAGE_FAILING: &str = "broker_storage_failing";
 
 /// Gauge: subscriptions that exist now.
@@ -66,7 +66,7 @@ impl Metrics {
         ::metrics::describe_gauge!(SUBSCRIBERS, "Subscriptions that exist now.");
         ::metrics::describe_gauge!(
             STORAGE_FAILING,
-            "1 while the storage refuses writes, 0 otherwise."
+            "1 while the storage refuses writes or its data is damaged, 0 otherwise."
         );
         ::metrics::describe_counter!(
             SUBSCRIBER_CATCH_UPS,

@@ -24,8 +24,17 @@ pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The engine's record of whether its storage takes writes.
 pub(crate) struct StorageHealth {
-    failure: Mutex<Option<Failure>>,
+    state: Mutex<State>,
     gauge: Gauge,
+}
+
+#[derive(Default)]
+struct State {
+    /// The failure the storage has not recovered from.
+    failing: Option<Failure>,
+    /// Damage found in the stored data. It does not heal by itself: it stays until the broker
+    /// is restarted on a checked or restored file.
+    damaged: Option<String>,
 }
 
 struct Failure {
@@ -37,42 +46,62 @@ impl StorageHealth {
     pub(crate) fn new() -> StorageHealth {
         let gauge = gauge!(STORAGE_FAILING);
         gauge.set(0.0);
-        StorageHealth { failure: Mutex::new(None), gauge }
+        StorageHealth { state: Mutex::new(State::default()), gauge }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Failure>> {
-        // The value is replaced whole; a panic cannot leave it half-written.
-        self.failure.lock().unwrap_or_else(|poison| poison.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each field is replaced whole; a panic cannot leave one half-written.
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Records that a write failed with `error`; the first failure of a run is logged.
+    /// Records that a storage call failed with `error`: a failed write starts (or goes on with)
+    /// a failure, and damage is remembered for good. The first of each is logged.
     pub(crate) fn failed(&self, error: &StorageError) {
+        let mut state = self.lock();
+        if let StorageError::Corrupt(message) = error {
+            if state.damaged.is_none() {
+                tracing::error!(%error, "the stored data is damaged: check the database");
+                self.gauge.set(1.0);
+                state.damaged = Some(message.clone());
+            }
+            return;
+        }
         if matches!(error, StorageError::Closed) {
             return;
         }
-        let mut failure = self.lock();
-        match &mut *failure {
+        match &mut state.failing {
             Some(failure) => failure.message = error.to_string(),
             None => {
                 tracing::error!(%error, "storage is failing: inserts are refused until it recovers");
                 self.gauge.set(1.0);
-                *failure = Some(Failure { since: Instant::now(), message: error.to_string() });
+                state.failing = Some(Failure { since: Instant::now(), message: error.to_string() });
             }
         }
     }
 
     /// Records that the storage takes writes; a recovery is logged.
     pub(crate) fn succeeded(&self) {
-        let mut failure = self.lock();
-        if let Some(ended) = failure.take() {
-            self.gauge.set(0.0);
+        let mut state = self.lock();
+        if let Some(ended) = state.failing.take() {
+            if state.damaged.is_none() {
+                self.gauge.set(0.0);
+            }
             tracing::info!(after = ?ended.since.elapsed(), "storage recovered: inserts are taken again");
         }
     }
 
-    /// Why the storage refuses writes, if it does.
+    /// Why the storage cannot be relied on, if it cannot: damage found in its data, or the
+    /// failure that makes it refuse writes.
     pub(crate) fn failure(&self) -> Option<String> {
-        self.lock().as_ref().map(|failure| failure.message.clone())
+        let state = self.lock();
+        let damaged =
+            state.damaged.as_ref().map(|message| format!("stored data is damaged: {message}"));
+        damaged.or_else(|| state.failing.as_ref().map(|failure| failure.message.clone()))
+    }
+
+    /// Whether a write failed and the storage has not taken one since.
+    fn is_failing(&self) -> bool {
+        self.lock().failing.is_some()
     }
 }
 
@@ -83,7 +112,7 @@ pub(crate) async fn watch(storage: Arc<dyn DynStorage>, health: Arc<StorageHealt
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if health.failure().is_none() {
+        if !health.is_failing() {
             continue;
         }
         match storage.writable().await {

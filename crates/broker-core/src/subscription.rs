@@ -171,6 +171,7 @@ impl Subscription {
                 // The subscriber cannot get every version, but it can still get the latest
                 // version of every event, which is all the slow-consumer policy promises.
                 tracing::warn!(%error, after, "replay failed; catching up from the latest versions");
+                self.shared.health.failed(&error);
                 self.replay = None;
                 self.catch_up(0);
             }
