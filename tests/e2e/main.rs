@@ -19,4 +19,5 @@ mod observability;
 mod openapi;
 mod regressions;
 mod resume;
+mod storage_faults;
 mod support;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use broker_auth::Refusal;
-use broker_core::Error as CoreError;
+use broker_core::{Error as CoreError, StorageError};
 use headers::{HeaderMapExt, RetryAfter};
 use http::{HeaderValue, Method, StatusCode, header};
 
@@ -71,8 +71,14 @@ pub enum ApiError {
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(Duration),
     /// The database failed.
-    #[error("the database failed; nothing was stored")]
+    #[error("the database failed; an insert answered so stored nothing; retry later")]
     Storage,
+    /// The database has no space left (or less than the configured minimum).
+    #[error("the database has no space left; nothing was stored; retry later")]
+    StorageFull,
+    /// The stored data is damaged.
+    #[error("the stored data is damaged; the database must be checked and restored from a backup")]
+    StorageCorrupt,
 }
 
 impl ApiError {
@@ -95,7 +101,8 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Storage | ApiError::StorageCorrupt => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -120,6 +127,8 @@ impl ApiError {
             }
             ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::Storage => "storage_error",
+            ApiError::StorageFull => "storage_full",
+            ApiError::StorageCorrupt => "storage_corrupt",
         }
     }
 
@@ -134,6 +143,10 @@ impl ApiError {
             }
             ApiError::Unavailable | ApiError::TooManyConnections | ApiError::TooManySubscribers => {
                 headers.typed_insert(RetryAfter::delay(Duration::from_secs(1)));
+            }
+            ApiError::StorageFull | ApiError::Storage => {
+                // The engine retries the storage every second; space takes an operator longer.
+                headers.typed_insert(RetryAfter::delay(Duration::from_secs(5)));
             }
             ApiError::MissingToken => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
@@ -172,6 +185,17 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidEventName(reason) => ApiError::InvalidEventName(reason),
             CoreError::InvalidData(reason) => ApiError::MalformedJson(reason),
             CoreError::Closed => ApiError::Unavailable,
+            // The engine logs the first failure of a failing storage: one line, not one per
+            // request.
+            CoreError::Storage(error) => match &*error {
+                StorageError::Full(_) => ApiError::StorageFull,
+                StorageError::Corrupt(_) => ApiError::StorageCorrupt,
+                StorageError::Closed => ApiError::Unavailable,
+                _ => {
+                    tracing::debug!(%error, "request failed in the storage");
+                    ApiError::Storage
+                }
+            },
             error => {
                 tracing::error!(%error, "request failed in the engine");
                 ApiError::Storage

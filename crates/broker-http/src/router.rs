@@ -176,12 +176,18 @@ fn authorize<B>(app: &App, request: &Request<B>, anonymous: bool) -> Result<Acce
     Ok(access)
 }
 
-/// Whether the server takes new work: `503` while shutting down, so load balancers move on.
+/// Whether the server takes new work: `503` while shutting down or while the storage fails, so
+/// that load balancers move on.
 fn ready(app: &App) -> Response<Body> {
-    if app.is_ready() {
-        json_response(StatusCode::OK, r#"{"status":"ready"}"#)
-    } else {
-        json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting_down"}"#)
+    if !app.is_ready() {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting_down"}"#);
+    }
+    match app.broker().storage_failure() {
+        None => json_response(StatusCode::OK, r#"{"status":"ready"}"#),
+        Some(reason) => {
+            let body = serde_json::json!({ "status": "storage_failing", "reason": reason });
+            json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string())
+        }
     }
 }
 

@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use broker_http::{AllowOrigin, HttpConfig};
+use broker_storage_redb::RedbOptions;
+use bytesize::ByteSize;
 use clap::Parser;
 use humantime::Duration;
 
@@ -17,6 +19,11 @@ use crate::{Config, Error};
 /// The transport's defaults, the one source of every default below that the transport owns.
 fn http() -> HttpConfig {
     HttpConfig::default()
+}
+
+/// The database's defaults, the one source of the storage defaults below.
+fn storage() -> RedbOptions {
+    RedbOptions::default()
 }
 
 /// A real-time message broker over Server-Sent Events.
@@ -39,6 +46,17 @@ pub struct Args {
     /// [default: $XDG_DATA_HOME/broker/broker.redb, or ~/.local/share/broker/broker.redb]
     #[arg(long, env = "BROKER_DATA")]
     pub data: Option<PathBuf>,
+
+    /// Inserts are refused with 507 while the file system holding the database has less free
+    /// space than this, such as `16MiB` or `1GB`; 0 turns the check off. Stopping short of a
+    /// full disk costs nothing; running into one costs a reopen of the database.
+    #[arg(long, env = "BROKER_MIN_FREE_SPACE", default_value_t = ByteSize(storage().min_free_space))]
+    pub min_free_space: ByteSize,
+
+    /// The database's page cache, such as `64MiB`: memory that speeds up reads of a large
+    /// history.
+    #[arg(long, env = "BROKER_CACHE_SIZE", default_value_t = ByteSize(storage().cache_size as u64))]
+    pub cache_size: ByteSize,
 
     /// Origins browsers may call from: `*` for any, or a comma-separated list such as
     /// `https://app.example,https://admin.example`.
@@ -143,6 +161,8 @@ impl Args {
             bind,
             port,
             data,
+            min_free_space,
+            cache_size,
             allow_origin,
             heartbeat,
             retry,
@@ -187,6 +207,8 @@ impl Args {
         let mut config = Config::new(data);
         config.listen = SocketAddr::new(bind, port);
         config.engine.max_event_name_len = max_event_name;
+        config.storage.min_free_space = min_free_space.as_u64();
+        config.storage.cache_size = usize::try_from(cache_size.as_u64()).unwrap_or(usize::MAX);
         config.open_files = limits::raise_open_files();
         let open_files = config.open_files;
         let http = &mut config.http;

@@ -44,6 +44,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The redb database file.
     pub data: PathBuf,
+    /// Settings of the redb database.
+    pub storage: broker_storage_redb::RedbOptions,
     /// Settings of the engine.
     pub engine: broker_core::Config,
     /// Settings of the HTTP transport.
@@ -59,6 +61,7 @@ impl Config {
         Config {
             listen: DEFAULT_LISTEN,
             data: data.into(),
+            storage: broker_storage_redb::RedbOptions::default(),
             engine: broker_core::Config::default(),
             http: broker_http::HttpConfig::default(),
             open_files: None,

@@ -24,7 +24,7 @@ pub struct Server {
 impl Server {
     /// Opens the database and the engine, and binds the listening address.
     pub async fn bind(config: Config) -> Result<Server, Error> {
-        let storage = RedbStorage::open(&config.data)
+        let storage = RedbStorage::open_with(&config.data, config.storage.clone())
             .await
             .map_err(|source| Error::Storage { path: config.data.clone(), source })?;
         // The recorder must exist before the engine and the transport register their metrics.

@@ -12,8 +12,11 @@ use std::error::Error as StdError;
 pub enum StorageError {
     /// The backend could not read or write: an I/O error, a database engine error, a lost network
     /// connection. Nothing of the failed operation is visible afterwards.
+    ///
+    /// The message includes the backend's, and the backend error is not also its `source()`, so
+    /// that a report of the whole chain names each cause once.
     #[error("storage backend failed: {0}")]
-    Backend(#[source] Box<dyn StdError + Send + Sync + 'static>),
+    Backend(Box<dyn StdError + Send + Sync + 'static>),
     /// There is no room to store the batch: the device or the quota is full, or the free space
     /// left is below a minimum the backend keeps in reserve. The message says which, and names
     /// the place that is full.
