@@ -34,7 +34,9 @@ impl Broker {
     /// Outside a Tokio runtime.
     pub async fn open<S: Storage>(storage: S, config: Config) -> Result<Broker, Error> {
         let latest = storage.latest().await?;
-        let state = Arc::new(State::new(latest.into_iter().map(Entry::new), config.live_capacity));
+        // The live channel's overflow policy, in entries and in bytes, is written in `State::new`.
+        let latest = latest.into_iter().map(Entry::new);
+        let state = Arc::new(State::new(latest, config.live_capacity, config.live_bytes));
         let storage: Arc<dyn DynStorage> = Arc::new(storage);
         // Back-pressure: when `queue_capacity` inserts wait for a commit, `insert` waits for room
         // rather than growing the queue without bound.

@@ -12,6 +12,21 @@ pub struct Config {
     /// further behind catches up from the latest versions instead (see
     /// [`Subscription`](crate::Subscription)).
     pub live_capacity: usize,
+    /// How many bytes of event names and data the live channel keeps for subscribers that are
+    /// behind; one that falls further behind catches up from the latest versions instead, as
+    /// when it falls more than [`live_capacity`](Config::live_capacity) entries behind.
+    ///
+    /// This bounds the memory that subscribers who stop reading can pin, whatever their
+    /// number: without it, [`live_capacity`](Config::live_capacity) versions of the largest
+    /// size accepted could stay in memory for as long as one subscriber is stalled. The
+    /// versions last sent are always kept until the next commit, even past this budget, so
+    /// that a subscriber that keeps up never misses one. The transport's cached encoding of a
+    /// version is not counted, so the memory held is up to about twice this.
+    ///
+    /// The default, 64 MiB, leaves the entry count as the bound for versions of up to 16 KiB on
+    /// average (4,096 of them fit), so that ordinary traffic behaves as with no byte budget,
+    /// while 64 versions of 1 MiB, for example, are all that stalled subscribers can hold.
+    pub live_bytes: usize,
     /// The most inserts one commit takes.
     pub max_batch: usize,
     /// How many inserts may wait for a commit before `insert` itself waits for room.
@@ -23,6 +38,7 @@ impl Default for Config {
         Config {
             max_event_name_len: DEFAULT_MAX_EVENT_NAME_LEN,
             live_capacity: 4096,
+            live_bytes: 64 * 1024 * 1024,
             max_batch: 1024,
             queue_capacity: 16 * 1024,
         }

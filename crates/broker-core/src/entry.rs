@@ -73,6 +73,15 @@ impl Entry {
         &self.version
     }
 
+    /// The bytes of this entry that grow with the version: its event name and data.
+    ///
+    /// This is what the live window counts against its byte budget. The transport's encoding,
+    /// once made, holds about as many bytes again; it is not counted, because it is made after
+    /// the entry is sent live, and only if a subscriber asks for it.
+    pub(crate) fn size(&self) -> usize {
+        self.version.event.len() + self.version.data.len()
+    }
+
     /// The wire encoding of this entry, computed by `encode` the first time it is asked for and
     /// shared by every later caller.
     ///

@@ -22,6 +22,7 @@
 //! - `erased.rs`: the storage trait behind one concrete type.
 //! - `config.rs`: [`Config`], the tuning a broker is opened with.
 //! - `options.rs`: [`SubscribeOptions`], what to follow and where to start.
+//! - `window.rs`: the strong references behind the live channel, bounded in entries and bytes.
 //! - `state.rs`: the latest version of every event and the live channel, in memory.
 //! - `storage_health.rs`: whether the storage takes writes, and the watch for its recovery.
 //! - `writer.rs`: the task that commits inserts in batches (group commit).
@@ -71,6 +72,7 @@ mod storage_health;
 mod subscription;
 #[cfg(test)]
 mod tests;
+mod window;
 mod writer;
 
 pub use broker::Broker;

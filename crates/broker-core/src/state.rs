@@ -1,18 +1,25 @@
-//! The in-memory side of the engine: the latest entry of every event and the live channel.
+//! The in-memory side of the engine: the latest entry of every event, the live channel, and the
+//! window that keeps the live channel's recent entries in memory.
 //!
-//! Both live under one lock so that a subscriber can take a snapshot and join the live channel
-//! atomically: every entry is either in the snapshot or arrives live, never both, never neither.
+//! The latest entries and the live channel live under one lock so that a subscriber can take a
+//! snapshot and join the live channel atomically: every entry is either in the snapshot or
+//! arrives live, never both, never neither.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::broadcast;
 
 use crate::Entry;
 use crate::filter::Filter;
+use crate::window::Window;
 
 pub(crate) struct State {
     inner: Mutex<Inner>,
+    /// The strong references behind the live channel's slots. Only the writer takes this lock,
+    /// once per batch, so it is never contended, and freeing the entries the window lets go of
+    /// never holds up a subscriber.
+    window: Mutex<Window>,
 }
 
 struct Inner {
@@ -23,7 +30,7 @@ struct Inner {
     /// The id of the last committed entry; 0 before the first.
     last_id: u64,
     /// The live channel; `None` once the broker is closed, which ends every subscription.
-    live: Option<broadcast::Sender<Arc<Entry>>>,
+    live: Option<broadcast::Sender<Weak<Entry>>>,
 }
 
 /// What a subscriber needs to start: the entries it must be sent first, the id they bring it up
@@ -31,7 +38,7 @@ struct Inner {
 pub(crate) struct Joined {
     pub(crate) snapshot: VecDeque<Arc<Entry>>,
     pub(crate) last_id: u64,
-    pub(crate) receiver: Option<broadcast::Receiver<Arc<Entry>>>,
+    pub(crate) receiver: Option<broadcast::Receiver<Weak<Entry>>>,
 }
 
 /// What a subscriber is sent before the live channel, chosen when it joins.
@@ -50,11 +57,22 @@ pub(crate) enum Start {
 impl State {
     /// Builds the state from the latest versions in storage.
     ///
-    /// The live channel is a ring of `capacity` entries shared by all subscribers, so the memory
-    /// it holds is bounded whatever the number of subscribers. A subscriber that falls more than
-    /// `capacity` entries behind is not waited for: it notices it lagged and catches up from the
-    /// latest-version map instead (see `Subscription`).
-    pub(crate) fn new(latest: impl IntoIterator<Item = Entry>, capacity: usize) -> State {
+    /// The live channel is a ring of `capacity` slots shared by all subscribers, so publishing
+    /// never waits for a subscriber and the ring's size does not grow with their number. A
+    /// subscriber that falls more than `capacity` entries behind is not waited for: it notices
+    /// it lagged and catches up from the latest-version map instead (see `Subscription`).
+    ///
+    /// A slot holds a `Weak<Entry>`, not the entry: a stalled subscriber's unread slots would
+    /// otherwise keep `capacity` versions of any size in memory. The window keeps the strong
+    /// references of the most recent entries, at most `capacity` besides the last batch and
+    /// about `bytes` of them (see `Window::new` for why every subscriber that keeps up still
+    /// finds each entry there). A subscriber whose slot no longer upgrades has fallen further
+    /// behind than the window, and catches up exactly as one that lagged the ring.
+    pub(crate) fn new(
+        latest: impl IntoIterator<Item = Entry>,
+        capacity: usize,
+        bytes: usize,
+    ) -> State {
         let mut inner = Inner {
             by_id: BTreeMap::new(),
             by_event: HashMap::new(),
@@ -64,7 +82,7 @@ impl State {
         for entry in latest {
             inner.record(Arc::new(entry));
         }
-        State { inner: Mutex::new(inner) }
+        State { inner: Mutex::new(inner), window: Mutex::new(Window::new(capacity, bytes)) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -79,12 +97,21 @@ impl State {
     /// acknowledgements wait for the send, which wakes every live subscriber. The seam stays
     /// exact: a subscriber that joins between the two has the entries in its snapshot and
     /// `last_id`, and skips them when they then arrive live.
-    pub(crate) fn record(&self, entries: &[Arc<Entry>]) -> Option<broadcast::Sender<Arc<Entry>>> {
+    ///
+    /// The caller sends each entry as a `Weak` while it still holds the entries, then hands them
+    /// to [`keep`](State::keep).
+    pub(crate) fn record(&self, entries: &[Arc<Entry>]) -> Option<broadcast::Sender<Weak<Entry>>> {
         let mut inner = self.lock();
         for entry in entries {
             inner.record(entry.clone());
         }
         inner.live.clone()
+    }
+
+    /// Keeps a batch just sent live in the window, letting older entries go past its bounds.
+    pub(crate) fn keep(&self, batch: Vec<Arc<Entry>>) {
+        // Nothing panics while the lock is held, so a poisoned lock still guards consistent data.
+        self.window.lock().unwrap_or_else(|poison| poison.into_inner()).keep(batch);
     }
 
     /// A receiver for everything committed from now on, the id of the last entry committed

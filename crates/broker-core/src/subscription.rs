@@ -6,16 +6,20 @@
 //! subscriber up to, under the state lock, so the seam between start and live has no gap and no
 //! duplicate.
 //!
-//! Slow subscribers: the live channel is a bounded ring shared by all subscribers (see
-//! `State::new`). A subscriber that falls further behind than the ring holds is not waited for.
-//! When it next reads, it is brought to the current state instead: it receives the latest entry
-//! of each event it follows that is newer than the last entry it received, in id order, and then
-//! goes on live. It may so skip intermediate versions of an event (they stay in the audit log),
-//! but it ends with the latest version of every event it follows and never receives a version of
-//! an event older than one it already has.
+//! Slow subscribers: the live channel is a ring shared by all subscribers, bounded in entries,
+//! whose slots point to entries that a window keeps in memory, bounded in entries and bytes (see
+//! `State::new`). A subscriber that falls further behind than either holds is not waited for:
+//! it finds its next slot overwritten (it lagged the ring) or its entry gone (it lagged the
+//! window). When it next reads, it is brought to the current state instead: it receives the
+//! latest entry of each event it follows that is newer than the last entry it received, in id
+//! order, and then goes on live. It may so skip intermediate versions of an event (they stay in
+//! the audit log), but it ends with the latest version of every event it follows and never
+//! receives a version of an event older than one it already has. A subscriber that keeps up
+//! misses nothing, whatever the window's budget: the window keeps every entry at least until the
+//! commit after it has been sent (see `Window::new`).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
@@ -40,7 +44,7 @@ pub struct Subscription {
     /// While replaying: the last id replayed so far and the id the replay ends at.
     replay: Option<(u64, u64)>,
     /// `None` once the broker is closed.
-    receiver: Option<broadcast::Receiver<Arc<Entry>>>,
+    receiver: Option<broadcast::Receiver<Weak<Entry>>>,
     /// Live entries up to this id were delivered by the snapshot or the replay already.
     caught_up_to: u64,
     /// The id of the last entry delivered; 0 before the first.
@@ -109,7 +113,7 @@ impl Subscription {
                         return Some(entry);
                     }
                 }
-                Err(RecvError::Lagged(missed)) => self.catch_up(missed),
+                Err(RecvError::Lagged(missed)) => self.catch_up(Behind::Ring(missed)),
                 Err(RecvError::Closed) => self.receiver = None,
             }
         }
@@ -131,7 +135,7 @@ impl Subscription {
                         return Some(entry);
                     }
                 }
-                Err(TryRecvError::Lagged(missed)) => self.catch_up(missed),
+                Err(TryRecvError::Lagged(missed)) => self.catch_up(Behind::Ring(missed)),
                 Err(TryRecvError::Closed) => self.receiver = None,
                 Err(TryRecvError::Empty) => return None,
             }
@@ -148,7 +152,15 @@ impl Subscription {
         self.filter.matches(entry.event())
     }
 
-    fn accept_live(&mut self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
+    /// The entry of a live slot, if this subscription is to deliver it.
+    ///
+    /// A slot whose entry the window let go of means that this subscriber fell further behind
+    /// than the window: it catches up instead, and the entries that brings are queued.
+    fn accept_live(&mut self, slot: Weak<Entry>) -> Option<Arc<Entry>> {
+        let Some(entry) = slot.upgrade() else {
+            self.catch_up(Behind::Window);
+            return None;
+        };
         if entry.id() <= self.caught_up_to || !self.follows(&entry) {
             return None;
         }
@@ -173,14 +185,22 @@ impl Subscription {
                 tracing::warn!(%error, after, "replay failed; catching up from the latest versions");
                 self.shared.health.failed(&error);
                 self.replay = None;
-                self.catch_up(0);
+                self.catch_up(Behind::Replay);
             }
         }
     }
 
     /// Brings a subscriber that fell behind to the current state; see the module docs.
-    fn catch_up(&mut self, missed: u64) {
-        tracing::debug!(missed, last_delivered = self.last_delivered, "subscriber lagged");
+    fn catch_up(&mut self, behind: Behind) {
+        let last_delivered = self.last_delivered;
+        match behind {
+            Behind::Ring(missed) => {
+                tracing::debug!(missed, last_delivered, "subscriber lagged the live ring");
+            }
+            Behind::Window => tracing::debug!(last_delivered, "subscriber lagged the live window"),
+            // The failure was logged as a warning where it happened.
+            Behind::Replay => {}
+        }
         self.shared.metrics.catch_ups.increment(1);
         let Joined { snapshot, last_id, receiver } =
             self.shared.state.join(Start::Snapshot { after: self.last_delivered }, &self.filter);
@@ -188,6 +208,16 @@ impl Subscription {
         self.caught_up_to = last_id;
         self.receiver = receiver;
     }
+}
+
+/// Why a subscriber catches up from the latest versions.
+enum Behind {
+    /// It fell this many entries behind the live ring.
+    Ring(u64),
+    /// The window let go of an entry it had yet to read.
+    Window,
+    /// Its replay from storage failed.
+    Replay,
 }
 
 impl Drop for Subscription {

@@ -69,11 +69,14 @@ pub(crate) async fn run(
                     let _ = reply.send(Ok(entry.clone()));
                 }
                 if let Some(live) = live {
-                    for entry in entries {
+                    for entry in &entries {
                         // An error only means that nobody is subscribed right now.
-                        let _ = live.send(entry);
+                        let _ = live.send(Arc::downgrade(entry));
                     }
                 }
+                // Only now, once every entry was sent while this task held it, may the window
+                // take them over and let older ones go; see `Window::new`.
+                state.keep(entries);
             }
             Err(error) => {
                 // The storage's health logs the first failure of a run; each batch only here.
