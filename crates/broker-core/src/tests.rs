@@ -1,7 +1,7 @@
 //! Behaviour of the engine as an embedding program sees it, on the in-memory backend.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use broker_storage::MemoryStorage;
@@ -134,6 +134,63 @@ async fn slow_subscriber_catches_up_to_the_latest_of_every_event_without_going_b
     assert_eq!(caught_up, pairs(&[("c", "98"), ("a", "99"), ("b", "100")]));
     insert(&broker, "a", "101").await;
     assert_eq!(next(&mut slow).await.data(), "101", "after catching up it is live again");
+}
+
+/// JSON text of about `size` bytes that names version `n`.
+fn large(n: usize, size: usize) -> String {
+    format!("\"{n}:{}\"", "x".repeat(size))
+}
+
+/// The bytes of event names and data of the entries in `entries` that are still in memory.
+fn in_memory(entries: &[Weak<Entry>]) -> usize {
+    entries.iter().filter_map(Weak::upgrade).map(|entry| entry.size()).sum()
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_pins_at_most_the_byte_budget_then_catches_up_without_going_back() {
+    const BUDGET: usize = 64 * 1024;
+    const SIZE: usize = 4 * 1024;
+    let broker = broker_with(Config { live_bytes: BUDGET, ..Config::default() }).await;
+    for event in ["a", "b", "c"] {
+        insert(&broker, event, "0").await;
+    }
+    let mut stalled = broker.subscribe(SubscribeOptions::new());
+    let mut reading = broker.subscribe(SubscribeOptions::new());
+    let had: Vec<u64> = std::iter::from_fn(|| stalled.try_next()).map(|e| e.id()).collect();
+    assert_eq!(pending(&mut reading).len(), 3);
+
+    // 200 versions of 4 KiB, 800 KiB in all, well within the ring's 4,096 entries: only the
+    // byte budget can let them go while `stalled` holds a slot for each.
+    let mut inserted = Vec::new();
+    for n in 1..=200 {
+        let entry = insert(&broker, ["a", "b", "c"][n % 3], &large(n, SIZE)).await;
+        let read = next(&mut reading).await;
+        assert_eq!(read.id(), entry.id(), "a subscriber that reads is never held back");
+        inserted.push(Arc::downgrade(&entry));
+    }
+    let held = in_memory(&inserted);
+    assert!(held <= BUDGET, "{held} bytes of the versions stay in memory, over {BUDGET}");
+    assert!(held > BUDGET - 2 * SIZE, "only {held} bytes stay: the window keeps its budget");
+
+    let caught_up: Vec<Arc<Entry>> = std::iter::from_fn(|| stalled.try_next()).collect();
+    let latest: Vec<u64> =
+        inserted[197..].iter().map(|e| e.upgrade().expect("latest").id()).collect();
+    assert_eq!(caught_up.iter().map(|e| e.id()).collect::<Vec<_>>(), latest, "the latest of each");
+    assert!(caught_up.iter().all(|e| e.id() > had[2]), "never back in time");
+    insert(&broker, "a", "\"live\"").await;
+    assert_eq!(next(&mut stalled).await.data(), "\"live\"", "after catching up it is live again");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_keeps_up_gets_every_version_once_whatever_the_byte_budget() {
+    let broker = broker_with(Config { live_bytes: 1, ..Config::default() }).await;
+    let mut subscription = broker.subscribe(SubscribeOptions::new());
+    for n in 1..=50 {
+        // Each version is far over the budget: the window keeps it until the next commit.
+        let entry = insert(&broker, ["a", "b"][n % 2], &large(n, 16 * 1024)).await;
+        assert_eq!(next(&mut subscription).await.id(), entry.id(), "version {n}");
+        assert_eq!(pending(&mut subscription), [], "version {n} arrived once");
+    }
 }
 
 #[tokio::test]
