@@ -41,7 +41,8 @@ pub(crate) struct Server {
 impl Server {
     /// Starts `target` with its data in `dir` (which must exist) and waits until it answers HTTP.
     ///
-    /// `max_connections` is passed to our server, which refuses connections over its limit;
+    /// `max_connections` is passed to our server as its connection and its subscriber limit,
+    /// beyond which it refuses connections;
     /// the peers are configured for 19,000 or more already.
     pub(crate) async fn start(
         target: Target,
@@ -57,6 +58,9 @@ impl Server {
                     .args(["--port", "0", "--data"])
                     .arg(dir.join("b.redb"))
                     .args(["--max-connections", &max_connections.to_string()])
+                    // Every connection of a fan-out is a subscriber. Through the environment, so
+                    // that servers from before the setting existed start all the same.
+                    .env("BROKER_MAX_SUBSCRIBERS", max_connections.to_string())
                     .env("RUST_LOG", "warn")
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
