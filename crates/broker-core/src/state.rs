@@ -16,9 +16,9 @@ use crate::window::Window;
 
 pub(crate) struct State {
     inner: Mutex<Inner>,
-    /// The strong references behind the live channel's slots. Only the writer takes this lock,
-    /// once per batch, so it is never contended, and freeing the entries the window lets go of
-    /// never holds up a subscriber.
+    /// The strong references behind the live channel's slots. Apart from the `inner` lock, so
+    /// that freeing the entries the window lets go of never holds up a subscriber's start: only
+    /// the writer, once per batch, and a subscription that ends take this one.
     window: Mutex<Window>,
 }
 
@@ -108,10 +108,21 @@ impl State {
         inner.live.clone()
     }
 
-    /// Keeps a batch just sent live in the window, letting older entries go past its bounds.
+    /// Keeps a batch just sent live in the window, letting go of older entries that no
+    /// subscriber has left to read or that are past its bounds.
     pub(crate) fn keep(&self, batch: Vec<Arc<Entry>>) {
+        self.window().keep(batch);
+    }
+
+    /// Lets go of the entries of the window that no subscriber has left to read; called when a
+    /// subscription ends, so that what only it was behind on is freed at once.
+    pub(crate) fn release_read(&self) {
+        self.window().release_read();
+    }
+
+    fn window(&self) -> MutexGuard<'_, Window> {
         // Nothing panics while the lock is held, so a poisoned lock still guards consistent data.
-        self.window.lock().unwrap_or_else(|poison| poison.into_inner()).keep(batch);
+        self.window.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// A receiver for everything committed from now on, the id of the last entry committed

@@ -223,5 +223,10 @@ enum Behind {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.shared.metrics.subscribers.remove();
+        // Dropping the receiver marks its unread slots read; what nobody else has left to read
+        // is then freed now rather than at the next commit.
+        if self.receiver.take().is_some() {
+            self.shared.state.release_read();
+        }
     }
 }

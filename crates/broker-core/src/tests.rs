@@ -1,7 +1,7 @@
 //! Behaviour of the engine as an embedding program sees it, on the in-memory backend.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use broker_storage::MemoryStorage;
@@ -141,9 +141,10 @@ fn large(n: usize, size: usize) -> String {
     format!("\"{n}:{}\"", "x".repeat(size))
 }
 
-/// The bytes of event names and data of the entries in `entries` that are still in memory.
-fn in_memory(entries: &[Weak<Entry>]) -> usize {
-    entries.iter().filter_map(Weak::upgrade).map(|entry| entry.size()).sum()
+/// The bytes of event names and data of the `entries` that the broker still holds: those with
+/// a strong reference besides the test's own.
+fn held(entries: &[Arc<Entry>]) -> usize {
+    entries.iter().filter(|entry| Arc::strong_count(entry) > 1).map(|entry| entry.size()).sum()
 }
 
 #[tokio::test]
@@ -160,36 +161,68 @@ async fn a_stalled_subscriber_pins_at_most_the_byte_budget_then_catches_up_witho
     assert_eq!(pending(&mut reading).len(), 3);
 
     // 200 versions of 4 KiB, 800 KiB in all, well within the ring's 4,096 entries: only the
-    // byte budget can let them go while `stalled` holds a slot for each.
+    // byte budget can let them go while `stalled` has a slot for each.
     let mut inserted = Vec::new();
     for n in 1..=200 {
         let entry = insert(&broker, ["a", "b", "c"][n % 3], &large(n, SIZE)).await;
         let read = next(&mut reading).await;
         assert_eq!(read.id(), entry.id(), "a subscriber that reads is never held back");
-        inserted.push(Arc::downgrade(&entry));
+        inserted.push(entry);
     }
-    let held = in_memory(&inserted);
-    assert!(held <= BUDGET, "{held} bytes of the versions stay in memory, over {BUDGET}");
-    assert!(held > BUDGET - 2 * SIZE, "only {held} bytes stay: the window keeps its budget");
+    let held = held(&inserted);
+    assert!(held <= BUDGET, "the broker holds {held} bytes of the versions, over {BUDGET}");
+    assert!(held > BUDGET - 2 * SIZE, "it holds only {held} bytes: the window keeps its budget");
 
-    let caught_up: Vec<Arc<Entry>> = std::iter::from_fn(|| stalled.try_next()).collect();
-    let latest: Vec<u64> =
-        inserted[197..].iter().map(|e| e.upgrade().expect("latest").id()).collect();
-    assert_eq!(caught_up.iter().map(|e| e.id()).collect::<Vec<_>>(), latest, "the latest of each");
-    assert!(caught_up.iter().all(|e| e.id() > had[2]), "never back in time");
+    // The test's own references would keep every version readable: let them go.
+    let latest: Vec<u64> = inserted[197..].iter().map(|e| e.id()).collect();
+    drop(inserted);
+    let caught_up: Vec<u64> = std::iter::from_fn(|| stalled.try_next()).map(|e| e.id()).collect();
+    assert_eq!(caught_up, latest, "the latest version of each event, in commit order");
+    assert!(caught_up.iter().all(|&id| id > had[2]), "never back in time");
     insert(&broker, "a", "\"live\"").await;
     assert_eq!(next(&mut stalled).await.data(), "\"live\"", "after catching up it is live again");
+}
+
+#[tokio::test]
+async fn versions_nobody_has_left_to_read_are_let_go() {
+    const SIZE: usize = 4 * 1024;
+    let broker = broker().await;
+    let mut inserted = Vec::new();
+    for n in 0..10 {
+        inserted.push(insert(&broker, "a", &large(n, SIZE)).await);
+    }
+    assert_eq!(held(&inserted[..9]), 0, "with nobody subscribed only the latest is held");
+
+    let mut reading = broker.subscribe(SubscribeOptions::new());
+    let stalled = broker.subscribe(SubscribeOptions::new());
+    assert_eq!(pending(&mut reading).len(), 1);
+    for n in 10..20 {
+        inserted.push(insert(&broker, "a", &large(n, SIZE)).await);
+        next(&mut reading).await;
+    }
+    let unread: usize = inserted[10..19].iter().map(|entry| entry.size()).sum();
+    assert_eq!(held(&inserted[10..19]), unread, "held for the subscriber that has yet to read");
+    drop(stalled);
+    assert_eq!(held(&inserted[..19]), 0, "let go with the only subscriber that had not read them");
 }
 
 #[tokio::test]
 async fn a_subscriber_that_keeps_up_gets_every_version_once_whatever_the_byte_budget() {
     let broker = broker_with(Config { live_bytes: 1, ..Config::default() }).await;
     let mut subscription = broker.subscribe(SubscribeOptions::new());
-    for n in 1..=50 {
-        // Each version is far over the budget: the window keeps it until the next commit.
-        let entry = insert(&broker, ["a", "b"][n % 2], &large(n, 16 * 1024)).await;
-        assert_eq!(next(&mut subscription).await.id(), entry.id(), "version {n}");
-        assert_eq!(pending(&mut subscription), [], "version {n} arrived once");
+    for round in 0..20 {
+        // Four versions of one event, all queued before the writer runs, commit as one batch;
+        // only the last is then the latest version, so the window alone keeps the other three,
+        // each far over the budget, until the subscriber reads them.
+        let data = large(round, 16 * 1024);
+        let one = || async { insert(&broker, "a", &data).await.id() };
+        let (first, second, third, fourth) = tokio::join!(one(), one(), one(), one());
+        let mut ids = [first, second, third, fourth];
+        ids.sort_unstable();
+        for id in ids {
+            assert_eq!(next(&mut subscription).await.id(), id, "round {round}");
+        }
+        assert_eq!(pending(&mut subscription), [], "round {round}: each version arrived once");
     }
 }
 

@@ -1,16 +1,23 @@
-//! [`Window`]: what keeps the most recent live entries in memory, bounded in entries and bytes.
+//! [`Window`]: what keeps the live entries that subscribers have yet to read in memory, bounded
+//! in entries and bytes.
 //!
 //! The live channel is a ring of `Weak<Entry>` (see `State::new`): a slot that a subscriber has
-//! not read yet does not keep its entry alive. The window holds the strong references of the
-//! most recent entries instead, and only as many as its bounds allow. When it lets an entry go,
-//! the entry's data is freed (unless it is still the latest version of its event, which the
-//! latest-version map keeps), even though the slots of stalled subscribers still point to it; a
-//! subscriber that then reads such a slot finds the entry gone and catches up from the latest
-//! versions, as one that fell behind the ring does.
+//! not read yet does not keep its entry alive. The window holds the strong references instead,
+//! of the most recent entries only, and only as many as its bounds allow. When it lets an entry
+//! go, the entry's data is freed (unless it is still the latest version of its event, which the
+//! latest-version map keeps, or a subscriber is delivering it), even though the slots of stalled
+//! subscribers still point to it; a subscriber that then reads such a slot finds the entry gone
+//! and catches up from the latest versions, as one that fell behind the ring does.
 //!
 //! So the memory the live channel pins is bounded by the window, whatever the number of
 //! subscribers and however far behind they are: about `max_bytes`, or the last batch when a
 //! single batch is larger, and at most `max_entries` entries besides the last batch.
+//!
+//! The window also lets go, oldest first, of the entries that no slot points to any more: the
+//! ring drops a slot's `Weak` once every subscriber has read it (or when nobody was subscribed
+//! to receive it, or when the ring overwrites it), and no new `Weak` of an entry is made after
+//! it was sent. Once an entry has none, no subscriber can read it live any more, so keeping it
+//! would only hold memory. Subscribers read in order, so those entries are the oldest.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -43,27 +50,48 @@ impl Window {
     ///   holds, so a subscriber that has not lagged the ring finds every entry it has yet to
     ///   read, unless those entries are more than `max_bytes` together; being that far behind
     ///   is what lagging in bytes means, and it is handled like lagging the ring.
+    /// - Letting go of the entries no slot points to never takes one from a subscriber: a
+    ///   subscriber reading a slot holds a `Weak` of its own until it has upgraded it.
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Window {
         Window { entries: VecDeque::new(), bytes: 0, max_entries, max_bytes }
     }
 
-    /// Keeps `batch`, the entries just sent live, then lets the oldest entries before it go
-    /// while more than `max_entries` of them are kept or the window holds more than
-    /// `max_bytes`.
+    /// Keeps `batch`, the entries just sent live, then lets go of the entries that no slot
+    /// points to any more, and of the oldest entries before the batch while more than
+    /// `max_entries` of them are kept or the window holds more than `max_bytes`.
     ///
-    /// The entries let go are dropped here: this runs in the writer, outside the state lock,
-    /// so freeing their data delays no subscriber.
+    /// The entries let go are dropped here: this runs outside the state lock, so freeing their
+    /// data delays no subscriber's start.
     pub(crate) fn keep(&mut self, batch: Vec<Arc<Entry>>) {
-        let mut older = self.entries.len();
+        let batch_len = batch.len();
         for entry in batch {
             self.bytes += entry.size();
             self.entries.push_back(entry);
         }
+        self.release_read();
+        let mut older = self.entries.len().saturating_sub(batch_len);
         while older > 0 && (older > self.max_entries || self.bytes > self.max_bytes) {
-            // `older > 0` entries come before the batch, so the front is one of them.
-            let Some(evicted) = self.entries.pop_front() else { break };
-            self.bytes -= evicted.size();
+            self.pop_oldest();
             older -= 1;
+        }
+    }
+
+    /// Lets go of the oldest entries that no slot of the live ring points to any more.
+    ///
+    /// Called after each batch and when a subscription ends, so that memory that only a
+    /// subscriber now gone was holding is given back without waiting for the next commit.
+    pub(crate) fn release_read(&mut self) {
+        // The engine makes no `Weak` of an entry after sending it, and a reader's own `Weak` is
+        // cloned from a slot's, so once an entry has none no slot or reader can point to it
+        // again: a count of zero is final. A `Weak` made by anyone else only keeps it longer.
+        while self.entries.front().is_some_and(|entry| Arc::weak_count(entry) == 0) {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(entry) = self.entries.pop_front() {
+            self.bytes -= entry.size();
         }
     }
 
@@ -72,17 +100,11 @@ impl Window {
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
-
-    /// How many entries the window holds.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, Weak};
 
     use broker_storage::NewVersion;
 
@@ -96,20 +118,26 @@ mod tests {
             .collect()
     }
 
-    /// Keeps each batch of `sizes` (ids counted from 1) in a window of `max_entries` and
-    /// `max_bytes`, and checks the ids it holds after each.
+    /// The ids the window holds, after checking that its byte count matches them.
+    fn ids(window: &Window) -> Vec<u64> {
+        let bytes: usize = window.entries.iter().map(|entry| entry.size()).sum();
+        assert_eq!(window.bytes(), bytes, "the byte count follows the entries");
+        window.entries.iter().map(|entry| entry.id()).collect()
+    }
+
+    /// Keeps batches of `(entries, bytes each)` (ids counted from 1) in a window of
+    /// `max_entries` and `max_bytes` while a stalled subscriber has a slot for every entry, and
+    /// checks the ids the window holds after each batch.
     fn check(max_entries: usize, max_bytes: usize, batches: &[(usize, usize)], kept: &[&[u64]]) {
         let mut window = Window::new(max_entries, max_bytes);
+        let mut slots: Vec<Weak<Entry>> = Vec::new();
         let mut next = 1;
         for (&(len, size), expected) in batches.iter().zip(kept) {
             let entries = batch(next..=next + len as u64 - 1, size);
             next += len as u64;
+            slots.extend(entries.iter().map(Arc::downgrade));
             window.keep(entries);
-            let ids: Vec<u64> = window.entries.iter().map(|entry| entry.id()).collect();
-            assert_eq!(ids, *expected, "after the batch of {len} × {size} bytes");
-            let bytes: usize = window.entries.iter().map(|entry| entry.size()).sum();
-            assert_eq!(window.bytes(), bytes, "the byte count follows the entries");
-            assert_eq!(window.len(), ids.len());
+            assert_eq!(ids(&window), *expected, "after the batch of {len} × {size} bytes");
         }
     }
 
@@ -136,5 +164,29 @@ mod tests {
     #[test]
     fn the_last_batch_is_kept_whatever_its_size() {
         check(1, 1, &[(3, 50), (1, 50), (2, 5)], &[&[1, 2, 3], &[4], &[5, 6]]);
+    }
+
+    #[test]
+    fn entries_no_slot_points_to_are_let_go_oldest_first() {
+        let mut window = Window::new(100, usize::MAX);
+        window.keep(batch(1..=2, 10));
+        assert_eq!(ids(&window), [0; 0], "nobody was subscribed to read them");
+
+        let entries = batch(3..=6, 10);
+        let mut slots: Vec<Option<Weak<Entry>>> =
+            entries.iter().map(|entry| Some(Arc::downgrade(entry))).collect();
+        window.keep(entries);
+        assert_eq!(ids(&window), [3, 4, 5, 6]);
+        // Every subscriber read 4 and 5, but 3 is still to be read: 4 and 5 stay behind it.
+        slots[1] = None;
+        slots[2] = None;
+        window.release_read();
+        assert_eq!(ids(&window), [3, 4, 5, 6]);
+        slots[0] = None;
+        window.release_read();
+        assert_eq!(ids(&window), [6]);
+        drop(slots);
+        window.release_read();
+        assert_eq!(ids(&window), [0; 0]);
     }
 }
