@@ -14,7 +14,8 @@ pub enum StorageError {
     /// connection. Nothing of the failed operation is visible afterwards.
     ///
     /// The message includes the backend's, and the backend error is not also its `source()`, so
-    /// that a report of the whole chain names each cause once.
+    /// that a report of the whole chain names each cause once. A caller that needs the backend
+    /// error's type matches on the variant and downcasts the box.
     #[error("storage backend failed: {0}")]
     Backend(Box<dyn StdError + Send + Sync + 'static>),
     /// There is no room to store the batch: the device or the quota is full, or the free space

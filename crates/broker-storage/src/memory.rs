@@ -117,4 +117,9 @@ mod tests {
     async fn memory_storage_passes_the_conformance_suite() {
         crate::conformance::run(|| async { MemoryStorage::new() }).await;
     }
+
+    #[tokio::test]
+    async fn a_shared_store_passes_the_conformance_suite() {
+        crate::conformance::run(|| async { std::sync::Arc::new(MemoryStorage::new()) }).await;
+    }
 }

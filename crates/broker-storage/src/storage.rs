@@ -1,6 +1,7 @@
 //! The trait every storage backend implements.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -121,4 +122,52 @@ pub trait Storage: Send + Sync + 'static {
     /// [`StorageError::Backend`] when the backend fails to flush or release its resources; the
     /// store is closed all the same.
     fn close(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// A shared store is a store: every method forwards to the one behind the [`Arc`], the
+/// defaulted [`writable`](Storage::writable) included, so the backend's own answer is kept.
+///
+/// The engine takes its store by value. A program that also needs the store itself, to call
+/// methods the trait does not have (a backend's own backup, say), hands the engine an
+/// `Arc<S>` and keeps a clone. Closing through either closes the one store.
+impl<S: Storage + ?Sized> Storage for Arc<S> {
+    fn database_id(&self) -> Uuid {
+        (**self).database_id()
+    }
+
+    fn append(
+        &self,
+        batch: Vec<NewVersion>,
+    ) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send {
+        (**self).append(batch)
+    }
+
+    fn latest(&self) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send {
+        (**self).latest()
+    }
+
+    fn history(
+        &self,
+        event: &str,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send {
+        (**self).history(event, after, limit)
+    }
+
+    fn since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send {
+        (**self).since(after, limit)
+    }
+
+    fn writable(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        (**self).writable()
+    }
+
+    fn close(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        (**self).close()
+    }
 }
