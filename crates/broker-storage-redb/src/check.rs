@@ -45,7 +45,7 @@ impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.path.display())?;
         match &self.problem {
-            None => f.write_str("clean")?,
+            None => f.write_str("clean,")?,
             Some(problem) => write!(f, "damaged: {problem}; before it, read")?,
         }
         write!(

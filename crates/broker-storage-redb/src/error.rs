@@ -146,12 +146,16 @@ pub(crate) fn in_file(path: &Path, error: StorageError) -> StorageError {
 /// A file redb cannot make sense of (a damaged header, a failed checksum, data that is not a
 /// database at all) is [`StorageError::Corrupt`] with redb's reason alone, for the caller to wrap
 /// with [`damaged`]; a file that cannot be reached, locked or grown is [`StorageError::Backend`]
-/// or [`StorageError::Full`].
+/// or [`StorageError::Full`]. A file locked by another open database is a backend error holding
+/// an [`io::Error`] of kind [`io::ErrorKind::ResourceBusy`].
 pub(crate) fn from_open(path: &Path, error: redb::DatabaseError) -> StorageError {
     let display = path.display();
     match error {
-        redb::DatabaseError::DatabaseAlreadyOpen => StorageError::backend(format!(
-            "cannot open {display}: the file is already open, in this process or another"
+        // An I/O error of its own kind, so that a caller can tell "in use" from other failures
+        // (and suggest a backup instead) without reading the message.
+        redb::DatabaseError::DatabaseAlreadyOpen => StorageError::backend(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("cannot open {display}: the file is already open, in this process or another"),
         )),
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(message)) => {
             StorageError::Corrupt(format!("redb: {message}"))

@@ -103,8 +103,9 @@ impl RedbStorage {
     /// redb database or redb finds it damaged (or panics on it). [`StorageError::Backend`], with
     /// a message naming `path`, when the directory or file cannot be created, it is already open
     /// (in this process or another: redb locks it), or it was written with another storage
-    /// format version. [`StorageError::Full`] when a new file cannot be written for lack of
-    /// space.
+    /// format version; for a file already open, the backend error is an [`std::io::Error`] of
+    /// kind [`ResourceBusy`](std::io::ErrorKind::ResourceBusy). [`StorageError::Full`] when a
+    /// new file cannot be written for lack of space.
     pub async fn open_with(
         path: impl AsRef<Path>,
         options: RedbOptions,
@@ -147,8 +148,10 @@ impl RedbStorage {
     ///
     /// Damage is not an error: it is the report's [`problem`](CheckReport::problem).
     /// [`StorageError::Backend`] when the file cannot be checked at all: it is missing or
-    /// unreadable, in use (in this process or another), or written with a storage format version
-    /// this build does not read.
+    /// unreadable, in use (in this process or another: then, as for
+    /// [`open_with`](RedbStorage::open_with), an [`std::io::Error`] of kind
+    /// [`ResourceBusy`](std::io::ErrorKind::ResourceBusy)), or written with a storage format
+    /// version this build does not read.
     pub async fn check(path: impl AsRef<Path>) -> Result<CheckReport, StorageError> {
         let path = path.as_ref().to_path_buf();
         task::spawn_blocking(move || check::run(&path)).await.map_err(from_join)?

@@ -164,6 +164,12 @@ async fn a_file_open_in_this_process_cannot_be_opened_again_until_closed() {
     check_open_fails(&path, "already open").await;
     let check = RedbStorage::check(&path).await.expect_err("a file in use cannot be checked");
     assert!(check.to_string().contains("already open"), "says why: {check}");
+    // Callers tell "in use" from other failures by the kind, not the message.
+    let busy = match &check {
+        StorageError::Backend(error) => error.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        _ => None,
+    };
+    assert_eq!(busy, Some(std::io::ErrorKind::ResourceBusy), "in use is ResourceBusy: {check:?}");
     store.close().await.expect("close");
     let reopened = open(&path).await;
     assert_eq!(reopened.database_id(), store.database_id(), "close released the file");
