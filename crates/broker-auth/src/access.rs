@@ -39,6 +39,26 @@ impl Access {
         self.check(event, "read the audit log of", |scopes| &scopes.audit)
     }
 
+    /// Whether the audit log of every event, those to come included, may be read: with a
+    /// token, only when one of its audit patterns is `*`. A copy of the whole database, which
+    /// holds every version of every event, needs this.
+    pub fn may_audit_every_event(&self) -> Result<(), Refusal> {
+        match self {
+            Access::Open => Ok(()),
+            Access::Anonymous(_) => Err(Refusal::MissingToken),
+            Access::Token(claims)
+                if claims.broker.audit.iter().any(Pattern::matches_everything) =>
+            {
+                Ok(())
+            }
+            Access::Token(_) => Err(Refusal::InsufficientScope(
+                "the token may not read the audit log of every event: that needs the audit \
+                 pattern `*`"
+                    .to_owned(),
+            )),
+        }
+    }
+
     /// Whether an event stream may ask for `event` by name: a client without a token learns that
     /// it needs one, since a token might allow the event.
     pub fn may_subscribe(&self, event: &str) -> Result<(), Refusal> {
@@ -129,6 +149,11 @@ mod tests {
         assert_eq!(anonymous.may_audit("news"), Err(Refusal::MissingToken));
         assert_eq!(anonymous.require_token(), Err(Refusal::MissingToken));
         assert_eq!(anonymous.expires_at(), None);
+
+        assert!(access.may_audit_every_event().is_err(), "c.* is not every event");
+        assert_eq!(token("", "", "*").may_audit_every_event(), Ok(()));
+        assert_eq!(anonymous.may_audit_every_event(), Err(Refusal::MissingToken));
+        assert_eq!(Access::Open.may_audit_every_event(), Ok(()));
 
         let open = Access::Open;
         for result in [open.may_insert("x"), open.may_subscribe("x"), open.may_audit("x")] {

@@ -44,6 +44,14 @@ impl Pattern {
         true
     }
 
+    /// Whether the pattern matches every name, whatever it is: `*` (or `**`, and so on).
+    ///
+    /// Needed where a scope must cover events that no one can list in advance, such as those a
+    /// copy of the whole database holds, where matching the names seen so far would not do.
+    pub fn matches_everything(&self) -> bool {
+        !self.0.is_empty() && self.0.bytes().all(|byte| byte == b'*')
+    }
+
     /// Whether any of `patterns` matches `name`.
     pub fn any(patterns: &[Pattern], name: &str) -> bool {
         patterns.iter().any(|pattern| pattern.matches(name))
@@ -97,5 +105,13 @@ mod tests {
         check("a*b*c", &["abc", "a-b-c", "aXbYbZc"], &["ab", "acb", "abcd"]);
         check("a**", &["a", "abc"], &["b"]);
         check("", &[""], &["a"]);
+    }
+
+    #[test]
+    fn only_stars_match_everything() {
+        for (pattern, everything) in [("*", true), ("**", true), ("a*", false), ("*a", false)] {
+            assert_eq!(Pattern::new(pattern).matches_everything(), everything, "{pattern}");
+        }
+        assert!(!Pattern::new("").matches_everything());
     }
 }
