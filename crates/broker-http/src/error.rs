@@ -79,6 +79,10 @@ pub enum ApiError {
     /// The stored data is damaged.
     #[error("the stored data is damaged; the database must be checked and restored from a backup")]
     StorageCorrupt,
+    /// A copy of the database for `GET /backup` could not be written or read; the message says
+    /// why.
+    #[error("the backup could not be made: {0}")]
+    BackupFailed(String),
 }
 
 impl ApiError {
@@ -101,7 +105,9 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Storage | ApiError::StorageCorrupt => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Storage | ApiError::StorageCorrupt | ApiError::BackupFailed(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
@@ -129,6 +135,7 @@ impl ApiError {
             ApiError::Storage => "storage_error",
             ApiError::StorageFull => "storage_full",
             ApiError::StorageCorrupt => "storage_corrupt",
+            ApiError::BackupFailed(_) => "backup_failed",
         }
     }
 

@@ -4,7 +4,9 @@
 //! [`handle`] answers one request (tests call it without a socket), and [`serve`] runs the accept
 //! loop until a shutdown future completes. Tokens are verified by `broker-auth`'s `Verifier`
 //! (set in [`HttpConfig::auth`]); `GET /metrics` serves whatever the renderer given to
-//! [`App::with_metrics`] returns, so the transport depends on no metrics exporter.
+//! [`App::with_metrics`] returns, so the transport depends on no metrics exporter, and
+//! `GET /backup` sends the copy of the database that the function given to
+//! [`App::with_backup`] writes, so it depends on no database either.
 //!
 //! # Features
 //!
@@ -21,7 +23,8 @@
 //!   request heads.
 //! - `auth.rs`: where a request's token is found; what it allows is `broker-auth`'s business.
 //! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
-//! - `insert.rs`, `events.rs`, `audit.rs`: one route each.
+//! - `insert.rs`, `events.rs`, `audit.rs`, `backup.rs`: one route each; `backup.rs` also has
+//!   [`Backup`], the function that writes the copies it sends.
 //! - `router.rs`: [`handle`], routing, methods, and the CORS headers on every response.
 //! - `stall.rs`, `rewind.rs`, `linger.rs`: socket wrappers: the guard that drops connections
 //!   whose peer stopped reading, the bytes already read put back in front of the socket, and
@@ -51,6 +54,7 @@
 
 mod audit;
 mod auth;
+mod backup;
 mod body;
 mod config;
 mod connection;
@@ -72,8 +76,8 @@ mod server;
 mod sse;
 mod stall;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use broker_core::Broker;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -81,6 +85,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::HttpMetrics;
 
+pub use backup::Backup;
 pub use body::Body;
 pub use config::{AllowOrigin, FILE_RESERVE, HttpConfig, InvalidOrigin};
 pub use error::ApiError;
@@ -105,6 +110,9 @@ struct Inner {
     metrics: HttpMetrics,
     /// Renders `GET /metrics`; without it the route answers 404.
     render_metrics: Option<MetricsRenderer>,
+    /// Writes the copies `GET /backup` sends; without it the route answers 404. Set at most
+    /// once, by [`App::with_backup`].
+    backup: OnceLock<Backup>,
     /// Cancelled when shutdown begins; every event stream ends on it.
     shutdown: CancellationToken,
     /// Set when the server starts draining: `/readyz` answers 503 from then on.
@@ -139,9 +147,31 @@ impl App {
         let shutdown = CancellationToken::new();
         let draining = AtomicBool::new(false);
         let subscribers = Arc::new(Semaphore::new(config.max_subscribers));
-        let inner =
-            Inner { broker, config, metrics, render_metrics, shutdown, draining, subscribers };
+        let backup = OnceLock::new();
+        let inner = Inner {
+            broker,
+            config,
+            metrics,
+            render_metrics,
+            backup,
+            shutdown,
+            draining,
+            subscribers,
+        };
         App { inner: Arc::new(inner) }
+    }
+
+    /// Serves `GET /backup` too: each request gets a copy of the database that `backup`
+    /// writes, sent as `application/octet-stream` to a client whose token may read every event
+    /// (the audit pattern `*`). Without it, the route answers 404.
+    ///
+    /// Clones share everything, this included; it can be set once, and a second call keeps the
+    /// first function (and logs a warning).
+    pub fn with_backup(self, backup: Backup) -> App {
+        if self.inner.backup.set(backup).is_err() {
+            tracing::warn!("a backup function was set already; the first one stays");
+        }
+        self
     }
 
     /// The broker served.
@@ -182,6 +212,11 @@ impl App {
 
     pub(crate) fn metrics(&self) -> &HttpMetrics {
         &self.inner.metrics
+    }
+
+    /// What writes the copies of `GET /backup`, if anything does.
+    pub(crate) fn backup(&self) -> Option<&Backup> {
+        self.inner.backup.get()
     }
 
     /// The text of `GET /metrics`, or `None` when no renderer was given.

@@ -13,7 +13,7 @@ use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::head::Head;
 use crate::metrics::HttpMetrics;
-use crate::{audit, auth, cors, events, insert};
+use crate::{audit, auth, backup, cors, events, insert};
 
 const GET: &[Method] = &[Method::GET, Method::OPTIONS];
 const POST: &[Method] = &[Method::POST, Method::OPTIONS];
@@ -26,6 +26,7 @@ enum Route<'a> {
     Health,
     Ready,
     Metrics,
+    Backup,
     Demo,
 }
 
@@ -38,6 +39,7 @@ impl Route<'_> {
             | Route::Health
             | Route::Ready
             | Route::Metrics
+            | Route::Backup
             | Route::Demo => GET,
         }
     }
@@ -51,6 +53,7 @@ impl Route<'_> {
             Route::Health => "healthz",
             Route::Ready => "readyz",
             Route::Metrics => "metrics",
+            Route::Backup => "backup",
             Route::Demo => "demo",
         }
     }
@@ -64,6 +67,7 @@ fn route(path: &str, demo: bool) -> Option<Route<'_>> {
         "/healthz" => Some(Route::Health),
         "/readyz" => Some(Route::Ready),
         "/metrics" => Some(Route::Metrics),
+        "/backup" => Some(Route::Backup),
         // The event is one path segment: a `/` in its name is sent as `%2F`.
         _ => path.strip_prefix("/audit/").filter(|event| !event.contains('/')).map(Route::Audit),
     }
@@ -153,6 +157,7 @@ where
             audit::audit(app, &access, event, request.uri().query()).await
         }
         Route::Metrics => authorize(app, &request, false).and_then(|_| metrics(app)),
+        Route::Backup => backup::backup(app, &authorize(app, &request, false)?).await,
         Route::Demo => authorize(app, &request, false).map(|_| demo()),
     }
 }
