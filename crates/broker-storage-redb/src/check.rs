@@ -54,7 +54,7 @@ impl fmt::Display for CheckReport {
             self.versions, self.events, self.last_id
         )?;
         match self.database_id {
-            Some(database_id) => write!(f, ", database {database_id}"),
+            Some(database_id) => write!(f, ", database {}", database_id.simple()),
             None => f.write_str(", no database identity"),
         }
     }
