@@ -2,10 +2,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use broker_core::Broker;
-use broker_http::App;
+use broker_http::{App, Backup};
 use broker_storage_redb::RedbStorage;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
@@ -27,9 +28,11 @@ impl Server {
         let storage = RedbStorage::open_with(&config.data, config.storage.clone())
             .await
             .map_err(|source| Error::Storage { path: config.data.clone(), source })?;
+        // Shared: the engine owns the store, and `GET /backup` calls its own `backup` method.
+        let storage = Arc::new(storage);
         // The recorder must exist before the engine and the transport register their metrics.
         let prometheus = prometheus();
-        let broker = Broker::open(storage, config.engine.clone()).await?;
+        let broker = Broker::open(Arc::clone(&storage), config.engine.clone()).await?;
         let listener = match listen(config.listen) {
             Ok(listener) => listener,
             Err(source) => {
@@ -42,6 +45,7 @@ impl Server {
             Some(handle) => App::with_metrics(broker, config.http.clone(), move || handle.render()),
             None => App::new(broker, config.http.clone()),
         };
+        let app = app.with_backup(backup(storage, &config.data));
         Ok(Server { listener, app, config, prometheus })
     }
 
@@ -84,6 +88,23 @@ impl Server {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// How `GET /backup` copies `storage`: into scratch files beside the database at `data`, on the
+/// same file system, whose free space the store already watches.
+fn backup(storage: Arc<RedbStorage>, data: &Path) -> Backup {
+    let dir = match data.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Backup::new(dir, move |to: PathBuf| {
+        let storage = Arc::clone(&storage);
+        async move {
+            let report = storage.backup(&to).await.map_err(|error| error.to_string())?;
+            tracing::info!(versions = report.versions, last_id = report.last_id, "backup written");
+            Ok(())
+        }
+    })
 }
 
 /// Logs the connection limits, and warns when they exceed what the process can open: the
