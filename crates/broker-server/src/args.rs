@@ -13,6 +13,8 @@ use clap::Parser;
 use humantime::Duration;
 
 use crate::auth::{AccessArgs, AuthArgs, TokenArgs};
+use crate::backup::BackupArgs;
+use crate::check::CheckArgs;
 use crate::limits;
 use crate::{Config, Error};
 
@@ -31,6 +33,10 @@ fn storage() -> RedbOptions {
 /// POST /insert stores a new version of an event and publishes it; GET /events streams the latest
 /// version of every event, then every new version; GET /audit/{event} lists an event's history.
 /// Every flag can also be set with the environment variable shown beside it.
+///
+/// `broker-server backup --to FILE` copies a running broker's database; `broker-server check`
+/// verifies a database file that no broker is using. To restore a backup, start the server on
+/// it: `broker-server --data FILE` (or on a copy of it, to keep the backup as it is).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "broker-server", version, args_override_self = true)]
 pub struct Args {
@@ -42,8 +48,8 @@ pub struct Args {
     #[arg(long, env = "PORT", default_value_t = crate::DEFAULT_LISTEN.port())]
     pub port: u16,
 
-    /// The redb database file, created if missing.
-    /// [default: $XDG_DATA_HOME/broker/broker.redb, or ~/.local/share/broker/broker.redb]
+    /// The redb database file, created if missing; to restore a backup, point it at the
+    /// backup. [default: $XDG_DATA_HOME/broker/broker.redb, or ~/.local/share/broker/broker.redb]
     #[arg(long, env = "BROKER_DATA")]
     pub data: Option<PathBuf>,
 
@@ -141,6 +147,26 @@ pub struct Args {
 pub enum Command {
     /// Print a signed token for the given scopes, made with the configured key.
     Token(TokenArgs),
+    /// Verify a database file that no broker is using, and print what it holds.
+    ///
+    /// Reads the whole file: redb's checksum of every page, then every version and index, which
+    /// must agree. Prints one line and exits 0 when the file is clean; prints the problem and
+    /// exits 1 when it is damaged (restore a backup then); exits 2 when it cannot be checked at
+    /// all, such as when a running broker holds it (check a copy made with `broker-server backup`
+    /// instead).
+    ///
+    /// The file is checked in place and opened as the server opens it, so it is not strictly
+    /// left alone: a file that was not closed cleanly is recovered first, as at start-up, and
+    /// damage redb can repair may roll the last commit back (the report then says so, and the
+    /// exit status is 1). To leave a file untouched, check a copy of it.
+    Check(CheckArgs),
+    /// Copy the database of a running broker into a new file.
+    ///
+    /// Asks the broker at --url for `GET /backup`, a consistent copy taken while it keeps
+    /// serving, and saves it to FILE: first as FILE.partial, synced to disk, then renamed. Never
+    /// overwrites FILE. With authorization on, the token needs the audit pattern `*`. To
+    /// restore, start the server on the copy: `broker-server --data FILE`.
+    Backup(BackupArgs),
 }
 
 /// How log lines are written.
@@ -202,7 +228,7 @@ impl Args {
         }
         let data = match data {
             Some(data) => data,
-            None => default_data_path()?,
+            None => crate::default_data_path()?,
         };
         let mut config = Config::new(data);
         config.listen = SocketAddr::new(bind, port);
@@ -252,20 +278,4 @@ impl Args {
         http.drain_delay = drain_delay.into();
         Ok(config)
     }
-}
-
-/// Where the database lives when no path is given: the user's data directory.
-fn default_data_path() -> Result<PathBuf, Error> {
-    let base = match std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("HOME").filter(|dir| !dir.is_empty()) {
-            Some(home) => PathBuf::from(home).join(".local/share"),
-            None => {
-                return Err(Error::Config(
-                    "no data directory: set --data (or BROKER_DATA), XDG_DATA_HOME or HOME".into(),
-                ));
-            }
-        },
-    };
-    Ok(base.join("broker").join("broker.redb"))
 }

@@ -8,7 +8,12 @@
 //!
 //! - `args.rs`: [`Args`], the command line and environment, validated into a [`Config`].
 //! - `auth.rs`: token flags, and the `token` subcommand that mints tokens.
-//! - `server.rs`: [`Server`]: open the database, bind, serve, shut down.
+//! - `check.rs`: the `check` subcommand ([`CheckArgs`]), which verifies a database file and
+//!   gives a [`Verdict`].
+//! - `backup.rs`: the `backup` subcommand ([`BackupArgs`]), which downloads a running server's
+//!   copy of its database.
+//! - `server.rs`: [`Server`]: open the database, bind, serve (`GET /backup` included), shut
+//!   down.
 //!
 //! # Example
 //!
@@ -22,6 +27,8 @@
 
 mod args;
 mod auth;
+mod backup;
+mod check;
 mod limits;
 mod server;
 
@@ -31,10 +38,28 @@ use std::time::Duration;
 
 pub use args::{Args, Command, LogFormat};
 pub use auth::{AccessArgs, AuthArgs, TokenArgs};
+pub use backup::{BackupArgs, Saved};
+pub use check::{CheckArgs, Verdict};
 pub use server::{Server, shutdown_signal};
 
 /// Where the server listens unless told otherwise: loopback only, port 8080.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
+/// Where the database lives when no path is given: the user's data directory.
+pub(crate) fn default_data_path() -> Result<PathBuf, Error> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME").filter(|dir| !dir.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/share"),
+            None => {
+                return Err(Error::Config(
+                    "no data directory: set --data (or BROKER_DATA), XDG_DATA_HOME or HOME".into(),
+                ));
+            }
+        },
+    };
+    Ok(base.join("broker").join("broker.redb"))
+}
 
 /// Everything the server needs to run; build it with [`Config::new`] or from [`Args`].
 #[derive(Clone, Debug)]
@@ -103,6 +128,27 @@ pub enum Error {
     /// Queued inserts were not all committed within the shutdown deadline.
     #[error("shutdown did not finish within {0:?}")]
     ShutdownTimeout(Duration),
+    /// `broker-server backup` could not save the copy; the message says why, and no file was
+    /// left under the name asked for.
+    #[error("cannot back up to {}: {reason}", .to.display())]
+    Backup {
+        /// The file the copy was to be saved to.
+        to: PathBuf,
+        /// Why it was not.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The failure of the database behind this error, if that is what it is: opening or
+    /// closing the file, or the engine's reading or writing it.
+    pub fn storage(&self) -> Option<&broker_storage::StorageError> {
+        match self {
+            Error::Storage { source, .. } => Some(source),
+            Error::Engine(broker_core::Error::Storage(source)) => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// Runs the broker until SIGINT or SIGTERM, allowing CORS requests from `origin` (`*` for any, or

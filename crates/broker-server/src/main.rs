@@ -1,6 +1,8 @@
-//! `broker-server`: parse the configuration, set up logging, run until SIGINT or SIGTERM.
+//! `broker-server`: parse the configuration, set up logging, run until SIGINT or SIGTERM, or run
+//! one of the subcommands.
 
 use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use broker_server::{Args, Command, LogFormat, Server, shutdown_signal};
@@ -8,7 +10,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let args = Args::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
@@ -21,22 +23,38 @@ async fn main() -> std::process::ExitCode {
     }
     let format = args.log_format;
     match run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(error) => {
             // One line, each cause once: as a log record for collectors, as plain text for people.
             match format {
                 LogFormat::Json => tracing::error!("{error:#}"),
                 LogFormat::Text => eprintln!("broker-server: {error:#}"),
             }
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(Command::Token(token)) = &args.command {
-        println!("{}", token.mint()?);
-        return Ok(());
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        Some(Command::Token(token)) => {
+            println!("{}", token.mint()?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Check(check)) => {
+            let verdict = check.run(args.data.clone()).await;
+            if verdict.checked() {
+                println!("{verdict}");
+            } else {
+                eprintln!("broker-server: {verdict}");
+            }
+            return Ok(ExitCode::from(verdict.exit_status()));
+        }
+        Some(Command::Backup(backup)) => {
+            println!("{}", backup.run().await?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     let config = args.into_config()?;
     let server = Server::bind(config).await.context("cannot start")?;
@@ -46,5 +64,5 @@ async fn run(args: Args) -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
     server.run(shutdown_signal()).await.context("shutdown failed")?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
