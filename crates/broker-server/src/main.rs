@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use broker_server::{Args, Command, LogFormat, Server, shutdown_signal};
+use broker_server::{Args, Command, Error, LogFormat, Server, shutdown_signal};
+use broker_storage::StorageError;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -21,6 +22,7 @@ async fn main() -> ExitCode {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().init(),
     }
+    quiet_redb_panics();
     let format = args.log_format;
     match run(args).await {
         Ok(status) => status,
@@ -30,7 +32,7 @@ async fn main() -> ExitCode {
                 LogFormat::Json => tracing::error!("{error:#}"),
                 LogFormat::Text => eprintln!("broker-server: {error:#}"),
             }
-            ExitCode::FAILURE
+            ExitCode::from(exit_status(&error))
         }
     }
 }
@@ -65,4 +67,51 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     drop(stdout);
     server.run(shutdown_signal()).await.context("shutdown failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exit status of a failure: 2 when the database is damaged or unusable, so that a
+/// supervisor can tell "restore a backup" from "fix the configuration" (1).
+fn exit_status(error: &anyhow::Error) -> u8 {
+    let damaged = error.chain().any(|cause| {
+        let storage = cause
+            .downcast_ref::<StorageError>()
+            .or_else(|| cause.downcast_ref::<Error>().and_then(Error::storage));
+        matches!(storage, Some(StorageError::Corrupt(_)))
+    });
+    if damaged { 2 } else { 1 }
+}
+
+/// Keeps redb's panics off standard error, and every other panic on it.
+///
+/// redb panics on some damaged pages rather than returning an error. The storage catches those
+/// panics on its blocking threads and reports the file as damaged, in one line; but the default
+/// hook would first print each panic, with a hint about backtraces, as if the broker had
+/// crashed. So a panic raised in redb's own code is logged at debug level only. Every other
+/// panic, the broker's own among them, goes to the default hook as before: the rule looks only
+/// at where the panic was raised, and redb's source lives in a directory named `redb-<version>`.
+fn quiet_redb_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_redb = info.location().is_some_and(|location| {
+            let file = location.file();
+            file.contains("/redb-") || file.starts_with("redb-")
+        });
+        if in_redb {
+            tracing::debug!(
+                location = %info.location().map(ToString::to_string).unwrap_or_default(),
+                panic = panic_message(info.payload()),
+                "redb panicked on damaged data; the storage reports it as damaged"
+            );
+        } else {
+            default(info);
+        }
+    }));
+}
+
+/// The message a panic was raised with, when it was a string.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    match payload.downcast_ref::<&str>() {
+        Some(message) => message,
+        None => payload.downcast_ref::<String>().map_or("", String::as_str),
+    }
 }
