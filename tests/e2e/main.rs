@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod observability;
 mod openapi;
+mod recovery;
 mod regressions;
 mod resume;
 mod storage_faults;

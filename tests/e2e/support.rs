@@ -1,10 +1,11 @@
 //! The test harness: the real server binary ([`Server`]), an ordinary HTTP client for JSON
-//! requests (`http`), an SSE client that checks every frame ([`Sse`]), and raw HTTP/1.1 over TCP
-//! for exact bytes (`raw`).
+//! requests (`http`), an SSE client that checks every frame ([`Sse`]), raw HTTP/1.1 over TCP
+//! for exact bytes (`raw`), and the binary run as a command ([`run`]).
 //!
 //! Every wait is bounded: a test that waits for something that never comes fails with a message
 //! instead of hanging.
 
+mod command;
 mod frame;
 mod http;
 mod raw;
@@ -13,6 +14,7 @@ mod sse;
 
 use std::time::Duration;
 
+pub use command::run;
 pub use frame::{Event, Frame};
 pub use http::{Reply, Version, audit_path, encode};
 pub use raw::exchange;

@@ -1,41 +1,9 @@
-//! The binary run as a command rather than a server: `broker-server token`, start-up failures,
-//! and key pairs made with `openssl` for the public-key algorithms.
+//! The binary run as a command rather than a server: `broker-server token` (through the
+//! harness's [`run`]), and key pairs made with `openssl` for the public-key algorithms.
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::Duration;
 
-use tokio::process::Command;
-
-/// How long a command may take; a server that starts when it should refuse to is killed then.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The server binary: `BROKER_SERVER_BIN`, or `broker-server` next to this test binary's
-/// `deps` directory, as the harness finds it.
-fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("BROKER_SERVER_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/e2e-…");
-    profile.join(format!("broker-server{}", std::env::consts::EXE_SUFFIX))
-}
-
-/// Runs `broker-server args` with only `env` configuring it (every inherited `BROKER_`
-/// variable, `PORT` and `RUST_LOG` removed), and returns what it printed and how it exited.
-pub async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(binary());
-    command.args(args).stdin(Stdio::null()).kill_on_drop(true);
-    let inherited = std::env::vars_os().map(|(key, _)| key);
-    for key in inherited.filter(|key| key.to_string_lossy().starts_with("BROKER_")) {
-        command.env_remove(key);
-    }
-    command.env_remove("PORT").env_remove("RUST_LOG").envs(env.iter().copied());
-    tokio::time::timeout(COMMAND_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("broker-server {args:?} still runs after {COMMAND_TIMEOUT:?}"))
-        .expect("run broker-server")
-}
+pub use crate::support::run;
 
 /// Runs `broker-server token args` and returns the token it printed.
 pub async fn mint(args: &[&str], env: &[(&str, &str)]) -> String {
