@@ -104,8 +104,9 @@ pub enum Error {
     /// A setting is invalid; the message says which and how to fix it.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The database could not be opened or closed.
-    #[error("database {path}")]
+    /// The database could not be opened or closed. The storage's messages name the file, so
+    /// this one does not repeat it.
+    #[error("the database")]
     Storage {
         /// The database file.
         path: PathBuf,
