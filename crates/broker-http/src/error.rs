@@ -238,3 +238,24 @@ fn quotable(text: &str) -> String {
 fn allow_list(methods: &[Method]) -> String {
     methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn storage_failures_are_told_apart() {
+        let check = |error: StorageError, status: u16, code: &str| {
+            let api = ApiError::from(CoreError::Storage(Arc::new(error)));
+            assert_eq!((api.status().as_u16(), api.code()), (status, code), "{api}");
+        };
+        check(StorageError::Full("no space left".into()), 507, "storage_full");
+        check(StorageError::Corrupt("bad page".into()), 500, "storage_corrupt");
+        check(StorageError::backend("i/o error"), 500, "storage_error");
+        check(StorageError::Closed, 503, "unavailable");
+        let damaged = ApiError::StorageCorrupt.to_string();
+        assert!(!damaged.contains("nothing was stored"), "reads fail this way too: {damaged}");
+    }
+}
