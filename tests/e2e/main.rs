@@ -15,6 +15,7 @@ mod events;
 mod insert;
 mod lifecycle;
 mod limits;
+mod memory;
 mod observability;
 mod openapi;
 mod recovery;
