@@ -5,7 +5,8 @@
 //! The kernel answers unread input on a closed socket with a reset, and a reset can destroy the
 //! answer in the client's receive buffer before a client that writes its whole request first gets
 //! to read it. So shutting down a `Linger` ends the sending side, then reads and discards what the
-//! client still sends, for at most [`LINGER`] and [`LINGER_BYTES`], until the client closes too.
+//! client still sends, for at most [`LINGER`] and [`LINGER_BYTES`], until the client closes too
+//! or sends nothing for [`LINGER_IDLE`].
 //! hyper shuts its connections down this way when it is done with them; the direct path does the
 //! same after an early answer.
 //!
@@ -17,10 +18,13 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Sleep, sleep};
+use tokio::time::{Instant, Sleep, sleep};
 
 /// The longest a closing connection waits for its peer's input to end.
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
+/// How long a closing connection waits for the next of its peer's bytes: a peer that sends
+/// nothing more (a stalled body, say) releases the connection this soon.
+pub(crate) const LINGER_IDLE: Duration = Duration::from_millis(500);
 /// The most a closing connection reads and discards.
 pub(crate) const LINGER_BYTES: usize = 8 * 1024 * 1024;
 
@@ -36,6 +40,9 @@ struct Closing {
     sent_fin: bool,
     /// Bytes that may still be discarded.
     left: usize,
+    /// When the lingering ends whatever the peer does.
+    ends: Instant,
+    /// The next deadline: [`LINGER_IDLE`] after the last bytes, at most `ends`.
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -85,7 +92,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Linger<T> {
         let closing = this.closing.get_or_insert_with(|| Closing {
             sent_fin: false,
             left: LINGER_BYTES,
-            deadline: Box::pin(sleep(LINGER)),
+            ends: Instant::now() + LINGER,
+            deadline: Box::pin(sleep(LINGER_IDLE)),
         });
         if !closing.sent_fin {
             ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
@@ -101,7 +109,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Linger<T> {
                 // The peer closed too, or the connection failed: nothing more to wait for.
                 Ok(()) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
                 Err(_) => return Poll::Ready(Ok(())),
-                Ok(()) => closing.left = closing.left.saturating_sub(buf.filled().len()),
+                Ok(()) => {
+                    closing.left = closing.left.saturating_sub(buf.filled().len());
+                    let next = (Instant::now() + LINGER_IDLE).min(closing.ends);
+                    closing.deadline.as_mut().reset(next);
+                }
             }
         }
     }
@@ -113,7 +125,7 @@ mod tests {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
-    use super::{LINGER, Linger};
+    use super::{LINGER, LINGER_IDLE, Linger};
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_discards_input_until_the_peer_closes_or_the_time_is_up() {
@@ -130,11 +142,22 @@ mod tests {
         ours.shutdown().await.expect("shutdown");
         assert_eq!(client.await.expect("client"), b"answer");
 
-        // A peer that neither sends nor closes holds the shutdown for the linger time at most.
+        // A peer that neither sends nor closes holds the shutdown for the idle time.
         let (ours, _theirs) = duplex(64);
         let started = tokio::time::Instant::now();
         Linger::new(ours).shutdown().await.expect("shutdown");
+        assert_eq!(started.elapsed(), LINGER_IDLE);
+
+        // A peer that sends a byte now and then holds it for the linger time at most.
+        let (ours, mut theirs) = duplex(64);
+        let trickle = tokio::spawn(async move {
+            while theirs.write_all(b"x").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let started = tokio::time::Instant::now();
+        Linger::new(ours).shutdown().await.expect("shutdown");
         assert_eq!(started.elapsed(), LINGER);
-        assert!(LINGER <= Duration::from_secs(5));
+        trickle.abort();
     }
 }
