@@ -18,10 +18,11 @@ pub struct Config {
     ///
     /// This bounds the memory that subscribers who stop reading can pin, whatever their
     /// number: without it, [`live_capacity`](Config::live_capacity) versions of the largest
-    /// size accepted could stay in memory for as long as one subscriber is stalled. The
-    /// versions last sent are always kept until the next commit, even past this budget, so
-    /// that a subscriber that keeps up never misses one. The transport's cached encoding of a
-    /// version is not counted, so the memory held is up to about twice this.
+    /// size accepted could stay in memory for as long as one subscriber is stalled. Only
+    /// versions that some subscriber has yet to read are kept, and the versions last sent are
+    /// kept until the next commit even past this budget, so that a subscriber that keeps up
+    /// never misses one. The transport's cached encoding of a version is not counted, so the
+    /// memory held is up to about twice this.
     ///
     /// The default, 64 MiB, leaves the entry count as the bound for versions of up to 16 KiB on
     /// average (4,096 of them fit), so that ordinary traffic behaves as with no byte budget,

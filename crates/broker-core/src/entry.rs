@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use broker_storage::Version;
 use bytes::Bytes;
 
-/// A committed version, shared by reference between the latest-version map, the live channel
-/// and every subscriber that receives it.
+/// A committed version, shared by reference between the latest-version map, the live channel's
+/// window and every subscriber that receives it.
 ///
 /// An entry also carries one slot for its wire encoding, so that a transport encodes each version
 /// once, however many subscribers it is sent to (see [`Entry::encoded`]).

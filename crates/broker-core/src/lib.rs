@@ -23,7 +23,7 @@
 //! - `config.rs`: [`Config`], the tuning a broker is opened with.
 //! - `options.rs`: [`SubscribeOptions`], what to follow and where to start.
 //! - `window.rs`: the strong references behind the live channel, bounded in entries and bytes.
-//! - `state.rs`: the latest version of every event and the live channel, in memory.
+//! - `state.rs`: the latest version of every event, the live channel and its window, in memory.
 //! - `storage_health.rs`: whether the storage takes writes, and the watch for its recovery.
 //! - `writer.rs`: the task that commits inserts in batches (group commit).
 //! - `shared.rs`: the engine's parts that the handle and every subscription hold together.
