@@ -23,6 +23,11 @@ fn http() -> HttpConfig {
     HttpConfig::default()
 }
 
+/// The engine's defaults, the one source of the engine defaults below.
+fn engine() -> broker_core::Config {
+    broker_core::Config::default()
+}
+
 /// The database's defaults, the one source of the storage defaults below.
 fn storage() -> RedbOptions {
     RedbOptions::default()
@@ -58,6 +63,11 @@ pub struct Args {
     /// full disk costs nothing; running into one costs a reopen of the database.
     #[arg(long, env = "BROKER_MIN_FREE_SPACE", default_value_t = ByteSize(storage().min_free_space))]
     pub min_free_space: ByteSize,
+
+    /// The most memory the versions not yet read by every live subscriber may hold, such as
+    /// `64MiB`; a subscriber further behind catches up from the latest version of each event.
+    #[arg(long, env = "BROKER_LIVE_BYTES", default_value_t = ByteSize(engine().live_bytes as u64))]
+    pub live_bytes: ByteSize,
 
     /// The database's page cache, such as `64MiB`: memory that speeds up reads of a large
     /// history.
@@ -188,6 +198,7 @@ impl Args {
             port,
             data,
             min_free_space,
+            live_bytes,
             cache_size,
             allow_origin,
             heartbeat,
@@ -233,6 +244,7 @@ impl Args {
         let mut config = Config::new(data);
         config.listen = SocketAddr::new(bind, port);
         config.engine.max_event_name_len = max_event_name;
+        config.engine.live_bytes = usize::try_from(live_bytes.as_u64()).unwrap_or(usize::MAX);
         config.storage.min_free_space = min_free_space.as_u64();
         config.storage.cache_size = usize::try_from(cache_size.as_u64()).unwrap_or(usize::MAX);
         config.open_files = limits::raise_open_files();
