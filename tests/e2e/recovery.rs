@@ -8,24 +8,14 @@ mod backup;
 use std::path::Path;
 use std::process::Output;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::support::{Server, run};
 
 /// redb's page size: damage is written at page boundaries, where page headers are.
 const PAGE: u64 = 4096;
-
-/// A fixed-seed generator, so that the damaged files are the same on every run.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// What a command printed, and how it exited, for failure messages.
 fn describe(output: &Output) -> String {
@@ -128,13 +118,14 @@ async fn damaged_files_are_reported_by_check_and_refused_at_start_up_in_one_line
     let pages = pristine.len() as u64 / PAGE;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
+    // A fixed seed, so that the damaged files are the same on every run.
+    let mut random = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     let (mut damaged, mut unopenable) = (0, Vec::new());
     for copy in 0..COPIES {
         let mut bytes = pristine.clone();
         for _ in 0..RANGES_PER_COPY {
-            let offset = usize::try_from(random.next() % pages * PAGE).expect("fits");
-            let noise: Vec<u8> = (0..4).flat_map(|_| random.next().to_le_bytes()).collect();
+            let offset = usize::try_from(random.random::<u64>() % pages * PAGE).expect("fits");
+            let noise: Vec<u8> = (0..32).map(|_| random.random()).collect();
             bytes[offset..offset + noise.len()].copy_from_slice(&noise);
         }
         // Two files: check may repair what it checks, and the server must meet the damage.

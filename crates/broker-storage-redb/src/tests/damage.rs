@@ -9,7 +9,10 @@ use std::path::Path;
 
 use broker_storage::{NewVersion, Storage, StorageError, Version};
 
-use super::{Xorshift, fill, open, temp_dir};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{fill, open, temp_dir};
 use crate::RedbStorage;
 
 /// redb's page size.
@@ -83,13 +86,14 @@ async fn damaged_files_open_and_read_or_say_they_are_corrupt_and_check_finds_the
     assert!(report.database_id.is_some());
 
     let pages = std::fs::metadata(&pristine).expect("stat").len() / PAGE;
-    let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
+    // A fixed seed, so that the damaged files are the same on every run.
+    let mut random = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     let (mut opened, mut failed) = (0, 0);
     for copy in 0..30 {
         let path = dir.path().join(format!("damaged-{copy}.redb"));
         std::fs::copy(&pristine, &path).expect("copy");
-        let offset = random.next() % pages * PAGE;
-        let noise: Vec<u8> = (0..4).flat_map(|_| random.next().to_le_bytes()).collect();
+        let offset = random.random::<u64>() % pages * PAGE;
+        let noise: Vec<u8> = (0..32).map(|_| random.random()).collect();
         let file = OpenOptions::new().write(true).open(&path).expect("open the copy");
         file.write_all_at(&noise, offset).expect("damage the copy");
         drop(file);

@@ -10,6 +10,8 @@ mod tmpfs;
 use std::path::{Path, PathBuf};
 
 use broker_storage::{NewVersion, Storage, StorageError, Version, conformance};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
 
 use crate::RedbStorage;
@@ -20,18 +22,6 @@ fn temp_dir() -> TempDir {
 
 async fn open(path: &Path) -> RedbStorage {
     RedbStorage::open(path).await.expect("open the store")
-}
-
-/// A fixed xorshift sequence: random-looking numbers, the same on every run of a test.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// `count` versions cycling over `events`, in batches of `batch`.
@@ -139,8 +129,9 @@ async fn every_database_has_its_own_identity() {
 #[tokio::test(flavor = "multi_thread")]
 async fn opening_a_file_that_is_not_a_database_says_it_is_damaged_and_names_it() {
     let dir = temp_dir();
-    let mut noise = Xorshift(0x2545_f491_4f6c_dd1d);
-    let noise: Vec<u8> = (0..64 * 1024).map(|_| noise.next().to_le_bytes()[0]).collect();
+    // Fixed-seed noise: the same bytes on every run.
+    let mut noise = StdRng::seed_from_u64(0x2545_f491_4f6c_dd1d);
+    let noise: Vec<u8> = (0..64 * 1024).map(|_| noise.random()).collect();
     for (name, contents) in [("noise.redb", noise), ("text.redb", b"not a database\n".to_vec())] {
         let path = dir.path().join(name);
         std::fs::write(&path, contents).expect("write the file");
