@@ -64,7 +64,9 @@ pub(crate) async fn serve(
         }
     };
     drop(buffer);
-    let response = handle(app, *head).await;
+    // Boxed: every route's future is inline in `handle`'s, inserts' body timeout among them, and
+    // inline it would make every event stream's task that much larger for as long as it lives.
+    let response = Box::pin(handle(app, *head)).await;
     match direct::write_response(&mut stream, response, config.write_timeout).await {
         Ok(cause) => cause,
         Err(error) if error.kind() == io::ErrorKind::TimedOut => CloseCause::WriteTimeout,
