@@ -13,15 +13,23 @@
 //! # });
 //! ```
 //!
+//! A backend whose database several stores can open at once (a replicated log, a server) also
+//! calls [`run_shared`], with a function that opens two stores on one fresh database: it checks
+//! that writers interleave and that every store's tail sees every writer's versions.
+//!
 //! What the suite cannot see from inside one process, that an acknowledged batch survives a
 //! crash, is for the backend's own tests to show with a real restart.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::{NewVersion, Storage, StorageError, Version};
+use crate::{NewVersion, Storage, StorageError, Tail, Version};
+
+/// How long a tail may take to deliver a committed version before a check fails.
+const TAIL_PATIENCE: Duration = Duration::from_secs(20);
 
 /// Runs every check against fresh stores made by `fresh`, and closes each store afterwards.
 ///
@@ -46,7 +54,28 @@ where
     check(&mut fresh, since_replays_every_event_in_id_order).await;
     check(&mut fresh, concurrent_appends_get_distinct_ids).await;
     check(&mut fresh, database_ids_are_stable_and_distinct).await;
+    check(&mut fresh, tail_delivers_stored_then_new_versions_once_in_id_order).await;
+    check(&mut fresh, tail_sees_concurrent_writers_once_each).await;
+    check(&mut fresh, idempotency_key_returns_the_original_version).await;
     check(&mut fresh, closed_store_refuses_every_call).await;
+}
+
+/// Runs the checks of a shared log against pairs of stores made by `fresh_pair`: two stores
+/// opened on one fresh, empty database, as two processes would.
+///
+/// # Panics
+///
+/// When the pair breaks a contract of [`Storage`] about several writers; the message says which.
+pub async fn run_shared<S, F, Fut>(mut fresh_pair: F)
+where
+    S: Storage,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (S, S)>,
+{
+    let (first, second) = fresh_pair().await;
+    two_writers_interleave_and_each_tail_sees_both(first, second).await;
+    let (first, second) = fresh_pair().await;
+    a_retry_through_another_store_returns_the_original(first, second).await;
 }
 
 async fn check<S, F, Fut, C, CFut>(fresh: &mut F, check: C)
@@ -221,7 +250,133 @@ async fn database_ids_are_stable_and_distinct<S: Storage>(store: S, other: S) {
     assert_ne!(other.database_id(), id, "two databases never share an identity");
 }
 
+/// Reads `tail` until it has delivered `count` versions, checking that ids increase.
+async fn read_tail(tail: &mut Tail, count: usize, what: &str) -> Vec<Version> {
+    let mut seen: Vec<Version> = Vec::new();
+    while seen.len() < count {
+        let batch = match tokio::time::timeout(TAIL_PATIENCE, tail.next()).await {
+            Ok(Some(Ok(batch))) => batch,
+            Ok(Some(Err(error))) => panic!("{what}: the tail failed: {error}"),
+            Ok(None) => panic!("{what}: the tail ended after {} of {count} versions", seen.len()),
+            Err(_) => panic!("{what}: the tail delivered {} of {count} versions", seen.len()),
+        };
+        assert!(!batch.is_empty(), "{what}: a tail never delivers an empty batch");
+        for version in batch {
+            if let Some(last) = seen.last() {
+                assert!(
+                    version.id > last.id,
+                    "{what}: tail ids increase: {} then {}",
+                    last.id,
+                    version.id
+                );
+            }
+            seen.push(version);
+        }
+    }
+    assert_eq!(seen.len(), count, "{what}: the tail delivered more versions than were stored");
+    seen
+}
+
+async fn tail_delivers_stored_then_new_versions_once_in_id_order<S: Storage>(store: S, _: S) {
+    let before = append(&store, vec![new("a", 1, "1"), new("b", 1, "2"), new("a", 2, "3")]).await;
+    let mut from_start = store.tail(0);
+    let mut from_middle = store.tail(before[0].id);
+    assert_eq!(read_tail(&mut from_start, 3, "tail(0)").await, before, "stored versions first");
+    assert_eq!(
+        read_tail(&mut from_middle, 2, "tail(first id)").await,
+        before[1..],
+        "a tail starts after the id it is given"
+    );
+    let after = append(&store, vec![new("c", 3, "4"), new("a", 3, "5")]).await;
+    assert_eq!(read_tail(&mut from_start, 2, "tail(0)").await, after, "then each new version");
+    assert_eq!(read_tail(&mut from_middle, 2, "tail(first id)").await, after);
+    let mut from_end = store.tail(after[1].id);
+    let last = append(&store, vec![new("d", 4, "6")]).await;
+    assert_eq!(read_tail(&mut from_end, 1, "tail(last id)").await, last, "nothing old, then new");
+}
+
+async fn tail_sees_concurrent_writers_once_each<S: Storage>(store: S, _: S) {
+    let mut tail = store.tail(0);
+    let writer = |name: &'static str| {
+        let store = &store;
+        async move {
+            let mut stored = Vec::new();
+            for n in 0..10 {
+                stored.extend(append(store, vec![new(name, n, &n.to_string())]).await);
+            }
+            stored
+        }
+    };
+    let (first, second) = tokio::join!(writer("first"), writer("second"));
+    let delivered = read_tail(&mut tail, 20, "a tail over two writers").await;
+    let mut expected: Vec<Version> = first.into_iter().chain(second).collect();
+    expected.sort_by_key(|version| version.id);
+    assert_eq!(delivered, expected, "the tail delivers both writers' versions once, in id order");
+}
+
+async fn idempotency_key_returns_the_original_version<S: Storage>(store: S, _: S) {
+    let keyed = |event: &str, timestamp: u64, data: &str, key: &str| {
+        new(event, timestamp, data).with_idempotency_key(key)
+    };
+    let first = append(&store, vec![keyed("a", 1_000, "1", "k1"), new("b", 1_000, "2")]).await;
+    // A retry a second later, beside a new version with a new key, and its own retry in the batch.
+    let retry = append(
+        &store,
+        vec![
+            keyed("a", 2_000, "1", "k1"),
+            keyed("c", 2_000, "3", "k2"),
+            keyed("c", 2_000, "3", "k2"),
+        ],
+    )
+    .await;
+    assert_eq!(retry[0], first[0], "a retry with the same key returns the version it stored");
+    assert!(retry[1].id > first[1].id, "a new key stores a new version");
+    assert_eq!(retry[2], retry[1], "a key repeated in one batch stores one version");
+    let all = store.since(0, 100).await.expect("since");
+    assert_eq!(all, [first[0].clone(), first[1].clone(), retry[1].clone()], "nothing stored twice");
+    // A version without a key is never taken for a retry.
+    let unkeyed = append(&store, vec![new("b", 3_000, "2")]).await;
+    assert!(unkeyed[0].id > retry[1].id, "versions without a key are always stored");
+}
+
+async fn two_writers_interleave_and_each_tail_sees_both<S: Storage>(first: S, second: S) {
+    assert_eq!(first.database_id(), second.database_id(), "stores on one database share its id");
+    let mut first_tail = first.tail(0);
+    let mut second_tail = second.tail(0);
+    let mut expected = Vec::new();
+    for round in 0..10 {
+        let (a, b) = tokio::join!(
+            first.append(vec![new("first", round, &round.to_string())]),
+            second.append(vec![new("second", round, &round.to_string()), new("both", round, "0")]),
+        );
+        expected.extend(a.expect("append through the first store"));
+        expected.extend(b.expect("append through the second store"));
+    }
+    expected.sort_by_key(|version| version.id);
+    let ids: HashSet<u64> = expected.iter().map(|version| version.id).collect();
+    assert_eq!(ids.len(), 30, "two writers never get the same id");
+    assert_eq!(read_tail(&mut first_tail, 30, "the first store's tail").await, expected);
+    assert_eq!(read_tail(&mut second_tail, 30, "the second store's tail").await, expected);
+    // Reads through either store see what its tail delivered.
+    assert_eq!(first.since(0, 100).await.expect("since"), expected, "since through the first");
+    assert_eq!(second.since(0, 100).await.expect("since"), expected, "since through the second");
+    let latest = second.latest().await.expect("latest");
+    assert_eq!(latest.last(), expected.last(), "latest through the second store is up to date");
+    first.close().await.expect("close");
+    second.close().await.expect("close");
+}
+
+async fn a_retry_through_another_store_returns_the_original<S: Storage>(first: S, second: S) {
+    let stored = append(&first, vec![new("a", 1_000, "1").with_idempotency_key("shared")]).await;
+    let retried = append(&second, vec![new("a", 1_500, "1").with_idempotency_key("shared")]).await;
+    assert_eq!(retried, stored, "a retry through another store returns the original version");
+    assert_eq!(second.since(0, 10).await.expect("since"), stored, "and stores nothing");
+    first.close().await.expect("close");
+    second.close().await.expect("close");
+}
+
 async fn closed_store_refuses_every_call<S: Storage>(store: S, _: S) {
+    let open_tail = store.tail(0);
     append(&store, vec![new("a", 1, "1")]).await;
     store.close().await.expect("close");
     store.close().await.expect("closing twice is not an error");
@@ -232,4 +387,15 @@ async fn closed_store_refuses_every_call<S: Storage>(store: S, _: S) {
     closed(store.latest().await, "latest");
     closed(store.history("a", 0, 10).await, "history");
     closed(store.since(0, 10).await, "since");
+    let ends = |mut tail: Tail, which: &'static str| async move {
+        loop {
+            match tokio::time::timeout(TAIL_PATIENCE, tail.next()).await {
+                Ok(None) => break,
+                Ok(Some(_)) => continue,
+                Err(_) => panic!("{which} does not end once the store is closed"),
+            }
+        }
+    };
+    ends(open_tail, "a tail started before close").await;
+    ends(store.tail(0), "a tail started after close").await;
 }

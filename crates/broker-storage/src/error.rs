@@ -37,6 +37,23 @@ pub enum StorageError {
     /// intact.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The backend cannot take the operation now, and did nothing: a replicated log that has
+    /// no leader or no quorum, a server that refused the request before acting on it. The
+    /// message says what is missing.
+    ///
+    /// Nothing of the failed operation is visible, now or later. The condition is temporary: a
+    /// retry succeeds once the backend is back, without the store being reopened.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    /// An append was sent but its outcome cannot be known: the backend did not answer in time
+    /// after the request left, and retrying with the same ids did not settle it. Some or all of
+    /// the batch may have been stored, and may become visible later.
+    ///
+    /// Only [`Storage::append`](crate::Storage::append) returns it. A publisher that retries with
+    /// the same idempotency keys within the idempotency window gets the versions that were
+    /// stored, and stores the rest, never a version twice.
+    #[error("the outcome of the append is unknown: {0}")]
+    OutcomeUnknown(String),
     /// The storage was closed with [`Storage::close`](crate::Storage::close).
     #[error("storage is closed")]
     Closed,

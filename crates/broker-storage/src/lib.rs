@@ -6,6 +6,8 @@
 //!
 //! - `version.rs`: [`NewVersion`] (what a publisher hands in) and [`Version`] (what was stored).
 //! - `storage.rs`: the [`Storage`] trait and its contracts.
+//! - `tail.rs`: [`Tail`], the stream of committed versions a store delivers, and [`LocalTails`],
+//!   which serves the tails of a store whose writers all run in this process.
 //! - `error.rs`: [`StorageError`], the one error type every backend maps its failures into.
 //! - `memory.rs`: [`MemoryStorage`], a backend that keeps everything in memory.
 //! - `conformance.rs`: [`conformance::run`], the suite a backend's tests call.
@@ -30,10 +32,16 @@ pub mod conformance;
 mod error;
 mod memory;
 mod storage;
+mod tail;
 mod version;
 
 pub use error::StorageError;
 pub use memory::MemoryStorage;
 pub use storage::Storage;
+pub use tail::{LocalTails, Tail};
 pub use uuid::Uuid;
 pub use version::{NewVersion, Version};
+
+/// How long a backend remembers an idempotency key unless it is told otherwise: two minutes, from
+/// the timestamp of the version stored under it. See [`Storage::append`].
+pub const DEFAULT_IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);

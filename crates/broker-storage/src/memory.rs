@@ -2,11 +2,14 @@
 //! durability is not wanted. Everything is lost when it is dropped.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::{NewVersion, Storage, StorageError, Version};
+use crate::{
+    DEFAULT_IDEMPOTENCY_WINDOW, LocalTails, NewVersion, Storage, StorageError, Tail, Version,
+};
 
 /// A [`Storage`] that keeps everything in memory.
 ///
@@ -15,7 +18,11 @@ use crate::{NewVersion, Storage, StorageError, Version};
 #[derive(Debug)]
 pub struct MemoryStorage {
     database_id: Uuid,
-    state: Mutex<State>,
+    /// How long an idempotency key is remembered, from its version's timestamp.
+    idempotency_window: Duration,
+    /// Shared with the tails, which read it to catch up.
+    state: Arc<Mutex<State>>,
+    tails: LocalTails,
 }
 
 #[derive(Debug, Default)]
@@ -25,21 +32,38 @@ struct State {
     log: Vec<Version>,
     /// For each event, the ids of its versions in id order.
     by_event: HashMap<String, Vec<u64>>,
+    /// The id stored under each idempotency key.
+    keys: HashMap<String, u64>,
 }
 
 impl MemoryStorage {
-    /// An empty store with a fresh database identity.
+    /// An empty store with a fresh database identity, and the default idempotency window.
     pub fn new() -> MemoryStorage {
-        MemoryStorage { database_id: Uuid::new_v4(), state: Mutex::default() }
+        MemoryStorage::with_idempotency_window(DEFAULT_IDEMPOTENCY_WINDOW)
+    }
+
+    /// An empty store that remembers idempotency keys for `window`.
+    pub fn with_idempotency_window(window: Duration) -> MemoryStorage {
+        MemoryStorage {
+            database_id: Uuid::new_v4(),
+            idempotency_window: window,
+            state: Arc::default(),
+            tails: LocalTails::new(0),
+        }
     }
 
     /// Locks the state, failing once the store is closed.
     fn open_state(&self) -> Result<MutexGuard<'_, State>, StorageError> {
-        // A poisoned lock means a panic happened while the state was borrowed; every mutation
-        // below completes without panicking, so the data behind it is still consistent.
-        let state = self.state.lock().unwrap_or_else(|poison| poison.into_inner());
-        if state.closed { Err(StorageError::Closed) } else { Ok(state) }
+        lock_open(&self.state)
     }
+}
+
+/// Locks `state`, failing once the store is closed.
+fn lock_open(state: &Mutex<State>) -> Result<MutexGuard<'_, State>, StorageError> {
+    // A poisoned lock means a panic happened while the state was borrowed; every mutation
+    // below completes without panicking, so the data behind it is still consistent.
+    let state = state.lock().unwrap_or_else(|poison| poison.into_inner());
+    if state.closed { Err(StorageError::Closed) } else { Ok(state) }
 }
 
 impl Default for MemoryStorage {
@@ -52,6 +76,19 @@ impl State {
     fn version(&self, id: u64) -> &Version {
         &self.log[(id - 1) as usize]
     }
+
+    /// The version stored under `new`'s idempotency key within `window` of its timestamp.
+    fn stored_under_key(&self, new: &NewVersion, window: Duration) -> Option<&Version> {
+        let id = *self.keys.get(new.idempotency_key.as_deref()?)?;
+        let stored = self.version(id);
+        let age = new.timestamp.saturating_sub(stored.timestamp);
+        (u128::from(age) < window.as_millis()).then_some(stored)
+    }
+
+    fn since(&self, after: u64, limit: usize) -> Vec<Version> {
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(self.log.len());
+        self.log[start..].iter().take(limit).cloned().collect()
+    }
 }
 
 impl Storage for MemoryStorage {
@@ -62,13 +99,23 @@ impl Storage for MemoryStorage {
     async fn append(&self, batch: Vec<NewVersion>) -> Result<Vec<Version>, StorageError> {
         let mut state = self.open_state()?;
         let mut stored = Vec::with_capacity(batch.len());
+        let first_new = state.log.len();
         for new in batch {
+            if let Some(original) = state.stored_under_key(&new, self.idempotency_window) {
+                stored.push(original.clone());
+                continue;
+            }
             let id = state.log.len() as u64 + 1;
+            if let Some(key) = &new.idempotency_key {
+                state.keys.insert(key.clone(), id);
+            }
             let version = new.with_id(id);
             state.by_event.entry(version.event.clone()).or_default().push(id);
             state.log.push(version.clone());
             stored.push(version);
         }
+        // Under the state lock, so that batches reach the tails in id order.
+        self.tails.publish(&state.log[first_new..]);
         Ok(stored)
     }
 
@@ -97,14 +144,21 @@ impl Storage for MemoryStorage {
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Version>, StorageError> {
-        let state = self.open_state()?;
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(state.log.len());
-        Ok(state.log[start..].iter().take(limit).cloned().collect())
+        Ok(self.open_state()?.since(after, limit))
+    }
+
+    fn tail(&self, after: u64) -> Tail {
+        let state = Arc::clone(&self.state);
+        self.tails.tail(after, move |after, limit| {
+            let page = lock_open(&state).map(|state| state.since(after, limit));
+            std::future::ready(page)
+        })
     }
 
     async fn close(&self) -> Result<(), StorageError> {
         let mut state = self.state.lock().unwrap_or_else(|poison| poison.into_inner());
         state.closed = true;
+        self.tails.close();
         Ok(())
     }
 }
@@ -121,5 +175,26 @@ mod tests {
     #[tokio::test]
     async fn a_shared_store_passes_the_conformance_suite() {
         crate::conformance::run(|| async { std::sync::Arc::new(MemoryStorage::new()) }).await;
+    }
+
+    #[tokio::test]
+    async fn two_handles_on_one_store_share_its_log() {
+        crate::conformance::run_shared(|| async {
+            let store = std::sync::Arc::new(MemoryStorage::new());
+            (store.clone(), store)
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn keys_are_forgotten_after_the_window() {
+        use crate::{NewVersion, Storage};
+        let store = MemoryStorage::with_idempotency_window(std::time::Duration::from_secs(60));
+        let keyed = |timestamp| NewVersion::new("a", timestamp, "1").with_idempotency_key("k");
+        let first = store.append(vec![keyed(1_000)]).await.expect("append");
+        let within = store.append(vec![keyed(60_999)]).await.expect("append");
+        assert_eq!(within, first, "59.999 s later the key still names the first version");
+        let after = store.append(vec![keyed(61_000)]).await.expect("append");
+        assert!(after[0].id > first[0].id, "60 s later the key stores a new version");
     }
 }

@@ -5,15 +5,24 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::{NewVersion, StorageError, Version};
+use crate::{NewVersion, StorageError, Tail, Version};
 
-/// An append-only, durable log of event versions, with an index by event name.
+/// An append-only, durable log of event versions, with an index by event name, that every writer
+/// of the database shares.
 ///
-/// The broker's engine is the only writer: it calls [`append`](Storage::append) from one task,
-/// one batch at a time, and reads concurrently from many tasks. Every method is `async` so that a
+/// Several engines may append at once: tasks of one process sharing a store, or processes on
+/// several machines whose stores open the same database (a replicated log). Each engine learns of
+/// every committed version, its own and the others', through a [`tail`](Storage::tail), in id
+/// order. Reads run concurrently from many tasks. Every method is `async` so that a
 /// network-backed store does not block the runtime; a backend whose engine blocks (a local
 /// database file) must move that work off the async threads itself, for example with
 /// `tokio::task::spawn_blocking`.
+///
+/// **Reads never go back in time.** A read through a store reflects at least every version that
+/// an append through that store acknowledged and that a tail of that store delivered. A
+/// replicated backend that may answer a read from a replica that is behind must notice it and
+/// read again (from the leader, or once the replica has caught up), since a subscriber that
+/// resumes from an id its tail delivered would otherwise miss versions without knowing.
 ///
 /// Each method states its contract. [`conformance::run`](crate::conformance::run) checks every one
 /// of them that holds for every backend; a backend that passes it can be handed to the engine.
@@ -22,46 +31,78 @@ use crate::{NewVersion, StorageError, Version};
 ///
 /// Every method lists the [`StorageError`] variants it may return. All of them return
 /// [`StorageError::Closed`] after [`close`](Storage::close) and [`StorageError::Backend`] for a
-/// failure that fits no other variant. A failed call never leaves a partial effect behind, and a
-/// backend whose engine can recover from a failure (a full disk that has been freed, an I/O error
-/// that has passed) does so by itself: a later call may succeed without the store being closed
-/// and reopened.
+/// failure that fits no other variant. A failed call never leaves a partial effect behind (except
+/// [`StorageError::OutcomeUnknown`], which says it cannot tell), and a backend whose engine can
+/// recover from a failure (a full disk that has been freed, an I/O error that has passed, a lost
+/// leader) does so by itself: a later call may succeed without the store being closed and
+/// reopened.
 pub trait Storage: Send + Sync + 'static {
     /// The identity of this database, created with it and never changed afterwards.
     ///
     /// Two databases never share an identity, so a version id read from one is never mistaken for
-    /// a position in another, even one created at the same path after the first was wiped.
+    /// a position in another, even one created at the same path after the first was wiped. Every
+    /// store that opens the same shared database reports the same identity.
     fn database_id(&self) -> Uuid;
 
     /// Stores `batch` durably and atomically, and returns the stored versions in batch order.
     ///
-    /// - The backend gives each version an id: the first is greater than every id this database
-    ///   ever returned, and each next one is greater than the one before. Ids start at 1.
+    /// - The backend gives each new version an id: greater than the id of every version
+    ///   committed before the batch, by any writer, and each next one greater than the one before.
+    ///   Ids start at 1 but need not be contiguous: another writer's versions, or a failed batch,
+    ///   may leave holes.
     /// - `event`, `timestamp` and `data` come back exactly as given.
+    /// - **Idempotency.** A new version whose [`idempotency_key`](NewVersion::idempotency_key)
+    ///   equals the key of a version this database stored within its idempotency window (earlier
+    ///   in the batch included) is not stored: the version stored under that key comes back in
+    ///   its place, with its own id, event, timestamp and data. The window is the backend's
+    ///   setting and is measured from that version's `timestamp`; after it, the key may be
+    ///   reused. A batch's other versions are stored as usual.
     /// - When the future returns `Ok`, the whole batch survives a crash of the process or the
-    ///   machine. When it returns `Err`, none of the batch is visible, now or after a restart.
+    ///   machine. When it returns `Err`, none of the batch is visible, now or after a restart,
+    ///   except after [`StorageError::OutcomeUnknown`].
     /// - An empty batch returns an empty list and stores nothing.
     ///
     /// # Errors
     ///
     /// [`StorageError::Full`] when there is no room for the batch;
-    /// [`StorageError::Corrupt`] when data the append has to read (such as the last id) is
-    /// damaged; [`StorageError::Backend`] or [`StorageError::Closed`] otherwise. In every case
-    /// none of the batch is visible.
+    /// [`StorageError::Unavailable`] when the backend cannot take writes now (no leader, no
+    /// quorum); [`StorageError::Corrupt`] when data the append has to read (such as the last id)
+    /// is damaged; [`StorageError::Backend`] or [`StorageError::Closed`] otherwise. In every
+    /// case none of the batch is visible. [`StorageError::OutcomeUnknown`] when the backend sent
+    /// the batch but cannot tell whether it was stored: any of it may be, and may become visible
+    /// later; a retry with the same idempotency keys settles it.
     fn append(
         &self,
         batch: Vec<NewVersion>,
     ) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send;
 
+    /// Every version committed with an id greater than `after`, by any writer of the database,
+    /// each exactly once, in id order, in batches of the backend's choosing; those stored
+    /// already first, then each new one as it commits.
+    ///
+    /// This is how an engine learns of versions, its own included: it starts a tail from the
+    /// last id of [`latest`](Storage::latest) and publishes what the tail delivers. An append
+    /// acknowledged by this store is delivered by its tails soon after, without waiting for
+    /// another append; a version is never delivered before it is durably committed.
+    ///
+    /// The tail ends (yields `None`) once the store is closed. A backend that loses its
+    /// connection resumes the tail by itself where it stopped; an `Err` item means the tail
+    /// cannot go on (the data it has to read is damaged, say), and it ends after it. A caller
+    /// may then start a new tail after the last id it received.
+    fn tail(&self, after: u64) -> Tail;
     /// The latest version of every event, ordered by id, oldest first.
     ///
     /// This is the snapshot a new subscriber receives. Backends must answer it without reading
-    /// every stored version: its cost is proportional to the number of distinct events.
+    /// every stored version: its cost is proportional to the number of distinct events. It is
+    /// consistent: it is the state of the log at one point, so the last id it holds is the last
+    /// id committed at that point, and a tail started after it misses nothing.
     ///
     /// # Errors
     ///
-    /// [`StorageError::Corrupt`] when stored data is damaged, [`StorageError::Backend`] when it
-    /// cannot be read, [`StorageError::Closed`] after `close`. Never [`StorageError::Full`].
+    /// [`StorageError::Corrupt`] when stored data is damaged, [`StorageError::Unavailable`] when
+    /// the backend cannot answer now, [`StorageError::Backend`] when it cannot be read,
+    /// [`StorageError::Closed`] after `close`. Never [`StorageError::Full`] nor
+    /// [`StorageError::OutcomeUnknown`].
     fn latest(&self) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send;
 
     /// Versions of exactly `event` (byte-wise equal name; no prefix or pattern matching) whose id
@@ -72,8 +113,7 @@ pub trait Storage: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// As for [`latest`](Storage::latest): [`StorageError::Corrupt`], [`StorageError::Backend`],
-    /// [`StorageError::Closed`]; never [`StorageError::Full`]. "Nothing stored" is `Ok` with an
+    /// As for [`latest`](Storage::latest). "Nothing stored" is `Ok` with an
     /// empty list, never an error.
     fn history(
         &self,
@@ -88,8 +128,7 @@ pub trait Storage: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// As for [`latest`](Storage::latest): [`StorageError::Corrupt`], [`StorageError::Backend`],
-    /// [`StorageError::Closed`]; never [`StorageError::Full`].
+    /// As for [`latest`](Storage::latest).
     fn since(
         &self,
         after: u64,
@@ -161,6 +200,10 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send {
         (**self).since(after, limit)
+    }
+
+    fn tail(&self, after: u64) -> Tail {
+        (**self).tail(after)
     }
 
     fn writable(&self) -> impl Future<Output = Result<(), StorageError>> + Send {

@@ -11,12 +11,22 @@ pub struct NewVersion {
     pub timestamp: u64,
     /// The data as compact JSON text. Backends treat it as an opaque string.
     pub data: String,
+    /// The publisher's idempotency key, if it gave one: a retry that carries the same key within
+    /// the backend's idempotency window is answered with the version the first try stored, and
+    /// stores nothing (see [`Storage::append`](crate::Storage::append)). Not part of the stored
+    /// [`Version`].
+    pub idempotency_key: Option<String>,
 }
 
 impl NewVersion {
-    /// Builds a new version from its parts.
+    /// Builds a new version from its parts, without an idempotency key.
     pub fn new(event: impl Into<String>, timestamp: u64, data: impl Into<String>) -> NewVersion {
-        NewVersion { event: event.into(), timestamp, data: data.into() }
+        NewVersion { event: event.into(), timestamp, data: data.into(), idempotency_key: None }
+    }
+
+    /// This version, carrying the idempotency key `key`.
+    pub fn with_idempotency_key(self, key: impl Into<String>) -> NewVersion {
+        NewVersion { idempotency_key: Some(key.into()), ..self }
     }
 
     /// The stored version this becomes once a backend has given it `id`.
