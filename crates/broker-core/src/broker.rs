@@ -1,12 +1,14 @@
 //! [`Broker`]: the handle through which everything reaches the engine.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use broker_storage::{Storage, Uuid, Version};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::erased::DynStorage;
+use crate::feed;
 use crate::metrics::Metrics;
 use crate::name::validate_event_name;
 use crate::options::SubscribeOptions;
@@ -43,12 +45,23 @@ impl Broker {
         let (sender, queue) = mpsc::channel(config.queue_capacity);
         let metrics = Arc::new(Metrics::register());
         let health = Arc::new(StorageHealth::new());
-        let writer = tokio::spawn(writer::run(
+        // The snapshot is consistent, so a tail after its last id misses nothing committed since.
+        let (acknowledge, acknowledgements) = mpsc::unbounded_channel();
+        let (drained_sender, drained) = oneshot::channel();
+        let feed = tokio::spawn(feed::run(
             storage.clone(),
             state.clone(),
+            health.clone(),
+            state.last_id(),
+            acknowledgements,
+            drained_sender,
+        ));
+        let writer = tokio::spawn(writer::run(
+            storage.clone(),
             metrics.clone(),
             health.clone(),
             queue,
+            acknowledge,
             config.max_batch,
         ));
         let watch = tokio::spawn(storage_health::watch(storage.clone(), health.clone()));
@@ -67,6 +80,7 @@ impl Broker {
                 config,
                 inserts: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(writer)),
+                feed: Mutex::new(Some((feed, drained))),
                 health,
                 watch,
             }),
@@ -79,14 +93,53 @@ impl Broker {
     /// inserts share commits, and their ids follow the order in which they were committed.
     /// If the future is dropped after the insert was queued, the version is still committed.
     pub async fn insert(&self, event: impl Into<String>, data: Json) -> Result<Arc<Entry>, Error> {
-        let event = event.into();
+        self.insert_keyed(event.into(), data, None).await
+    }
+
+    /// Stores a new version of `event` as [`insert`](Broker::insert) does, unless an insert with
+    /// the same idempotency `key` was stored within the storage's idempotency window: then it
+    /// stores nothing and returns the version stored then, with its id, on every node of a
+    /// shared log. A client that did not learn the outcome of an insert retries with the same
+    /// key, and so stores its version once.
+    ///
+    /// A key is 1 to 255 characters of visible ASCII. A key reused for another event or other
+    /// data within the window is refused with [`Error::IdempotencyKeyReused`].
+    pub async fn insert_idempotent(
+        &self,
+        event: impl Into<String>,
+        data: Json,
+        key: impl Into<String>,
+    ) -> Result<Arc<Entry>, Error> {
+        let key = key.into();
+        validate_idempotency_key(&key)?;
+        self.insert_keyed(event.into(), data, Some(key)).await
+    }
+
+    async fn insert_keyed(
+        &self,
+        event: String,
+        data: Json,
+        idempotency_key: Option<String>,
+    ) -> Result<Arc<Entry>, Error> {
         validate_event_name(&event, self.shared.config.max_event_name_len)?;
         let queue = lock(&self.shared.inserts).clone().ok_or(Error::Closed)?;
         let (reply, committed) = oneshot::channel();
-        queue.send(Insert { event, data, reply }).await.map_err(|_| Error::Closed)?;
+        let insert = Insert { event, data, idempotency_key, reply };
+        queue.send(insert).await.map_err(|_| Error::Closed)?;
         drop(queue);
         // The writer answers every insert it takes before it exits.
         committed.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Waits until this broker has published every version up to `id`, at most for `patience`;
+    /// returns whether it has.
+    ///
+    /// On a shared log, a version committed through another node reaches this one a moment
+    /// later. A client that resumes here from an id it read on another node calls this first,
+    /// so that the id is known here and the subscription resumes after it rather than starting
+    /// over from a snapshot. An id that no node has given out is never reached.
+    pub async fn wait_for(&self, id: u64, patience: Duration) -> bool {
+        self.shared.state.reached(id, patience).await
     }
 
     /// Subscribes to committed versions; see [`Subscription`] for what arrives in which order.
@@ -156,13 +209,55 @@ impl Broker {
                 tracing::error!(%error, "the writer task failed");
             }
         }
+        let feed = lock(&self.shared.feed).take().map(|(feed, drained)| async move {
+            // Every committed insert is published and answered before the storage closes.
+            let waited = tokio::time::timeout(CLOSE_PATIENCE, drained).await;
+            if waited.is_err() {
+                tracing::warn!("the storage's tail did not deliver every committed insert in time");
+            }
+            feed
+        });
+        let feed = match feed {
+            Some(feed) => Some(feed.await),
+            None => None,
+        };
         self.shared.state.close();
         self.shared.watch.abort();
-        match self.shared.storage.close().await {
+        let closed = self.shared.storage.close().await;
+        if let Some(feed) = feed {
+            // Closing the storage ends its tail, and so the feed.
+            match tokio::time::timeout(CLOSE_PATIENCE, feed).await {
+                Ok(Err(error)) => tracing::error!(%error, "the feed task failed"),
+                Ok(Ok(())) => {}
+                Err(_) => tracing::warn!("the storage's tail did not end when it was closed"),
+            }
+        }
+        match closed {
             Ok(()) | Err(broker_storage::StorageError::Closed) => Ok(()),
             Err(error) => Err(error.into()),
         }
     }
+}
+
+/// How long closing waits for the storage's tail, first to deliver what was committed, then to
+/// end once the storage is closed.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The longest idempotency key accepted, in bytes.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+fn validate_idempotency_key(key: &str) -> Result<(), Error> {
+    let invalid = |why: &str| Err(Error::InvalidIdempotencyKey(why.to_owned()));
+    if key.is_empty() {
+        return invalid("it is empty");
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return invalid(&format!("it is longer than {MAX_IDEMPOTENCY_KEY_LEN} bytes"));
+    }
+    if !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return invalid("it may hold only visible ASCII characters, without spaces");
+    }
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use broker_storage::{NewVersion, Storage, StorageError, Uuid, Version};
+use broker_storage::{NewVersion, Storage, StorageError, Tail, Uuid, Version};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Versions = Result<Vec<Version>, StorageError>;
@@ -17,6 +17,7 @@ pub(crate) trait DynStorage: Send + Sync + 'static {
     fn append(&self, batch: Vec<NewVersion>) -> BoxFuture<'_, Versions>;
     fn history<'a>(&'a self, event: &'a str, after: u64, limit: usize) -> BoxFuture<'a, Versions>;
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Versions>;
+    fn tail(&self, after: u64) -> Tail;
     fn writable(&self) -> BoxFuture<'_, Result<(), StorageError>>;
     fn close(&self) -> BoxFuture<'_, Result<(), StorageError>>;
 }
@@ -36,6 +37,10 @@ impl<S: Storage> DynStorage for S {
 
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Versions> {
         Box::pin(Storage::since(self, after, limit))
+    }
+
+    fn tail(&self, after: u64) -> Tail {
+        Storage::tail(self, after)
     }
 
     fn writable(&self) -> BoxFuture<'_, Result<(), StorageError>> {

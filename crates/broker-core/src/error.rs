@@ -14,6 +14,21 @@ pub enum Error {
     /// The data is not valid JSON.
     #[error("invalid JSON data: {0}")]
     InvalidData(String),
+    /// The idempotency key is empty, too long, or holds a character other than visible ASCII.
+    #[error("invalid idempotency key: {0}")]
+    InvalidIdempotencyKey(String),
+    /// The idempotency key was used within its window for another insert, of another event or
+    /// other data: the version it stored is `id`, of `event`. Nothing was stored.
+    #[error(
+        "the idempotency key was already used for version {id} of event {event:?}, with other \
+         data; a retry must send the same event and data, and a new insert a new key"
+    )]
+    IdempotencyKeyReused {
+        /// The version stored under the key.
+        id: u64,
+        /// Its event.
+        event: String,
+    },
     /// The broker was closed with [`Broker::close`](crate::Broker::close); nothing was stored.
     #[error("the broker is closed")]
     Closed,

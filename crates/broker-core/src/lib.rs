@@ -25,6 +25,8 @@
 //! - `window.rs`: the strong references behind the live channel, bounded in entries and bytes.
 //! - `state.rs`: the latest version of every event, the live channel and its window, in memory.
 //! - `storage_health.rs`: whether the storage takes writes, and the watch for its recovery.
+//! - `feed.rs`: the task that feeds what the storage's tail delivers into the state and the live
+//!   channel, and answers each insert once its version is there.
 //! - `writer.rs`: the task that commits inserts in batches (group commit).
 //! - `shared.rs`: the engine's parts that the handle and every subscription hold together.
 //! - `subscription.rs`: [`Subscription`], start, catch-up and slow-consumer policy.
@@ -61,6 +63,7 @@ mod config;
 mod entry;
 mod erased;
 mod error;
+mod feed;
 mod filter;
 mod json;
 pub mod metrics;

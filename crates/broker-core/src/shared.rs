@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use broker_storage::Uuid;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) inserts: Mutex<Option<mpsc::Sender<Insert>>>,
     /// The writer task; taken by the first `close`, which waits for it.
     pub(crate) writer: Mutex<Option<JoinHandle<()>>>,
+    /// The feed task, and the signal that it has answered everything the writer committed;
+    /// taken by the first `close`, which waits for both.
+    pub(crate) feed: Mutex<Option<(JoinHandle<()>, oneshot::Receiver<()>)>>,
     /// Whether the storage takes writes.
     pub(crate) health: Arc<StorageHealth>,
     /// The task that watches a failing storage for its recovery; aborted by `close`.

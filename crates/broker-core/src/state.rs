@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::Entry;
 use crate::filter::Filter;
@@ -20,6 +20,8 @@ pub(crate) struct State {
     /// that freeing the entries the window lets go of never holds up a subscriber's start: only
     /// the writer, once per batch, and a subscription that ends take this one.
     window: Mutex<Window>,
+    /// The id of the last recorded entry, for those who wait until the state reaches an id.
+    position: watch::Sender<u64>,
 }
 
 struct Inner {
@@ -82,7 +84,11 @@ impl State {
         for entry in latest {
             inner.record(Arc::new(entry));
         }
-        State { inner: Mutex::new(inner), window: Mutex::new(Window::new(capacity, bytes)) }
+        State {
+            position: watch::Sender::new(inner.last_id),
+            inner: Mutex::new(inner),
+            window: Mutex::new(Window::new(capacity, bytes)),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -105,7 +111,16 @@ impl State {
         for entry in entries {
             inner.record(entry.clone());
         }
+        self.position.send_replace(inner.last_id);
         inner.live.clone()
+    }
+
+    /// Waits until an entry with `id` or a greater one is recorded; `false` if that did not
+    /// happen within `patience`.
+    pub(crate) async fn reached(&self, id: u64, patience: std::time::Duration) -> bool {
+        let mut position = self.position.subscribe();
+        let reached = position.wait_for(|&position| position >= id);
+        matches!(tokio::time::timeout(patience, reached).await, Ok(Ok(_)))
     }
 
     /// Keeps a batch just sent live in the window, letting go of older entries that no
@@ -138,6 +153,14 @@ impl State {
             last_id: inner.last_id,
             receiver: inner.live.as_ref().map(broadcast::Sender::subscribe),
         }
+    }
+
+    /// The entry with `id`, if it is still in memory: the latest of its event, or in the window.
+    pub(crate) fn find(&self, id: u64) -> Option<Arc<Entry>> {
+        if let Some(entry) = self.lock().by_id.get(&id) {
+            return Some(entry.clone());
+        }
+        self.window().find(id)
     }
 
     /// The id of the last committed entry; 0 before the first.

@@ -344,3 +344,85 @@ async fn allow_predicate_hides_refused_events_everywhere() {
         assert_eq!((entry.event(), entry.data()), ("orders.b", "2"), "secret is never delivered");
     }
 }
+
+/// Two brokers over one shared log, as two nodes over a replicated store.
+async fn two_nodes() -> (Broker, Broker) {
+    let store = Arc::new(MemoryStorage::new());
+    let first = Broker::open(store.clone(), Config::default()).await.expect("open the first");
+    let second = Broker::open(store, Config::default()).await.expect("open the second");
+    (first, second)
+}
+
+#[tokio::test]
+async fn every_node_publishes_every_nodes_inserts_once_in_id_order() {
+    let (first, second) = two_nodes().await;
+    let mut on_first = first.subscribe(SubscribeOptions::new());
+    let mut on_second = second.subscribe(SubscribeOptions::new());
+    let mut inserted = Vec::new();
+    for n in 0..20 {
+        let node = if n % 3 == 0 { &second } else { &first };
+        inserted.push(insert(node, ["a", "b"][n % 2], &n.to_string()).await.id());
+    }
+    for subscription in [&mut on_first, &mut on_second] {
+        let mut received = Vec::new();
+        for _ in 0..20 {
+            received.push(next(subscription).await.id());
+        }
+        assert_eq!(received, inserted, "each node delivers both nodes' versions in id order");
+        assert!(subscription.try_next().is_none(), "and nothing twice");
+    }
+    assert_eq!(first.last_id(), second.last_id());
+}
+
+#[tokio::test]
+async fn an_acknowledged_insert_is_in_the_snapshot_of_the_node_that_took_it() {
+    let (first, second) = two_nodes().await;
+    for n in 0..50 {
+        let (node, other) = if n % 2 == 0 { (&first, &second) } else { (&second, &first) };
+        let entry = insert(node, "counter", &n.to_string()).await;
+        let mut subscription = node.subscribe(SubscribeOptions::new());
+        let snapshot = next(&mut subscription).await;
+        assert_eq!(snapshot.id(), entry.id(), "read-your-writes on the node that acknowledged");
+        // The other node learns of it through the tail, soon.
+        let mut elsewhere = other.subscribe(SubscribeOptions::new().resume_after(entry.id() - 1));
+        assert_eq!(next(&mut elsewhere).await.id(), entry.id(), "and every other node too");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_returns_the_first_version_on_any_node() {
+    let (first, second) = two_nodes().await;
+    let data = || Json::parse(r#"{"n":1}"#).expect("valid JSON");
+    let stored = first.insert_idempotent("order", data(), "key-1").await.expect("insert");
+    let retried = second.insert_idempotent("order", data(), "key-1").await.expect("retry");
+    assert_eq!(retried.id(), stored.id(), "the retry answers the first version");
+    assert_eq!(second.audit("order", 0, 10).await.expect("audit").len(), 1, "stored once");
+
+    let other = Json::parse(r#"{"n":2}"#).expect("valid JSON");
+    let reused = first.insert_idempotent("order", other, "key-1").await;
+    assert!(
+        matches!(reused, Err(Error::IdempotencyKeyReused { id, .. }) if id == stored.id()),
+        "a key reused for other data is refused: {reused:?}"
+    );
+    for key in ["", "with space", "é", &"k".repeat(256)] {
+        let refused = first.insert_idempotent("order", data(), key).await;
+        assert!(matches!(refused, Err(Error::InvalidIdempotencyKey(_))), "{key:?}: {refused:?}");
+    }
+    assert_eq!(first.audit("order", 0, 10).await.expect("audit").len(), 1, "nothing stored");
+}
+
+#[tokio::test]
+async fn waiting_for_an_id_returns_once_it_is_published_and_not_for_an_unknown_one() {
+    let broker = broker().await;
+    let patience = Duration::from_millis(200);
+    assert!(broker.wait_for(0, patience).await, "0 is always reached");
+    let later = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.wait_for(3, Duration::from_secs(5)).await })
+    };
+    for n in 0..3 {
+        insert(&broker, "a", &n.to_string()).await;
+    }
+    assert!(later.await.expect("join"), "id 3 is reached once it is published");
+    assert!(!broker.wait_for(1_000, patience).await, "an id never given out is not reached");
+}

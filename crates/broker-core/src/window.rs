@@ -76,6 +76,13 @@ impl Window {
         }
     }
 
+    /// The entry with `id`, if the window holds it.
+    pub(crate) fn find(&self, id: u64) -> Option<Arc<Entry>> {
+        // Entries arrive in id order.
+        let index = self.entries.binary_search_by_key(&id, |entry| entry.id()).ok()?;
+        Some(self.entries[index].clone())
+    }
+
     /// Lets go of the oldest entries that no slot of the live ring points to any more.
     ///
     /// Called after each batch and when a subscription ends, so that memory that only a

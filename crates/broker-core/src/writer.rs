@@ -4,34 +4,38 @@
 //! at once (group commit). Under light load a batch is one insert and costs one commit, as it
 //! must; under heavy load one fsync serves up to `max_batch` inserts. Nothing waits for a batch
 //! to fill: the batch size follows the load by itself.
+//!
+//! The writer publishes nothing: the storage's tail delivers what it committed to the feed task
+//! (`feed.rs`), which answers each insert once its version is in memory.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{NewVersion, StorageError, Version};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::erased::DynStorage;
+use crate::feed::{Acknowledgement, Reply};
 use crate::metrics::Metrics;
-use crate::state::State;
 use crate::storage_health::StorageHealth;
-use crate::{Entry, Error, Json};
+use crate::{Error, Json};
 
 /// One insert waiting for its commit.
 pub(crate) struct Insert {
     pub(crate) event: String,
     pub(crate) data: Json,
-    pub(crate) reply: oneshot::Sender<Result<Arc<Entry>, Error>>,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) reply: Reply,
 }
 
 /// Commits queued inserts in batches until every sender of `queue` is gone and the queue is
-/// empty, publishing each committed entry and acknowledging its insert, in commit order.
+/// empty, handing each committed batch's answers to the feed.
 pub(crate) async fn run(
     storage: Arc<dyn DynStorage>,
-    state: Arc<State>,
     metrics: Arc<Metrics>,
     health: Arc<StorageHealth>,
     mut queue: mpsc::Receiver<Insert>,
+    feed: mpsc::UnboundedSender<Acknowledgement>,
     max_batch: usize,
 ) {
     let mut inserts = Vec::with_capacity(max_batch);
@@ -42,45 +46,58 @@ pub(crate) async fn run(
         let (batch, replies): (Vec<NewVersion>, Vec<_>) = inserts
             .drain(..)
             .map(|insert| {
-                let new = NewVersion::new(insert.event, last_timestamp, insert.data.into_string());
+                let mut new =
+                    NewVersion::new(insert.event, last_timestamp, insert.data.into_string());
+                new.idempotency_key = insert.idempotency_key;
                 (new, insert.reply)
             })
             .unzip();
         let len = batch.len();
         let started = Instant::now();
+        // What each insert asked for, to tell a reused idempotency key from a retry.
+        let asked: Vec<(String, String)> = batch
+            .iter()
+            .map(|new| match new.idempotency_key {
+                Some(_) => (new.event.clone(), new.data.clone()),
+                None => (String::new(), String::new()),
+            })
+            .collect();
         let result = storage.append(batch).await.map_err(Error::from).and_then(|versions| {
-            check_ids(state.last_id(), len, &versions)?;
-            Ok(versions.into_iter().map(|version| Arc::new(Entry::new(version))).collect())
+            check_len(len, &versions)?;
+            Ok(versions)
         });
         match result {
-            Ok(entries) => {
-                let entries: Vec<Arc<Entry>> = entries;
+            Ok(versions) => {
                 health.succeeded();
                 metrics.commit_seconds.record(started.elapsed());
                 metrics.batch_size.record(len as f64);
                 metrics.inserts.increment(len as u64);
-                // Recorded before the acknowledgements, so that an inserter that subscribes once
-                // acknowledged finds its version in the snapshot; sent to live subscribers after
-                // them, so that an acknowledgement never waits for every subscriber's wake-up.
-                let live = state.record(&entries);
-                tracing::trace!(batch = len, last_id = entries.last().map(|e| e.id()), "committed");
-                for (entry, reply) in entries.iter().zip(replies) {
-                    // The inserter may have gone away; its version is stored all the same.
-                    let _ = reply.send(Ok(entry.clone()));
-                }
-                if let Some(live) = live {
-                    for entry in &entries {
-                        // An error only means that nobody is subscribed right now.
-                        let _ = live.send(Arc::downgrade(entry));
-                    }
-                }
-                // Only now, once every entry was sent while this task held it, may the window
-                // take them over and let older ones go; see `Window::new`.
-                state.keep(entries);
+                let up_to = versions.iter().map(|version| version.id).max().unwrap_or(0);
+                tracing::trace!(batch = len, up_to, "committed");
+                let replies = replies
+                    .into_iter()
+                    .zip(versions)
+                    .zip(asked)
+                    .map(|((reply, version), (event, data))| {
+                        let reused =
+                            !event.is_empty() && (version.event != event || version.data != data);
+                        let result = if reused {
+                            Err(Error::IdempotencyKeyReused {
+                                id: version.id,
+                                event: version.event,
+                            })
+                        } else {
+                            Ok(version)
+                        };
+                        (reply, result)
+                    })
+                    .collect();
+                // The feed answers once the tail has delivered `up_to`; it outlives the writer.
+                let _ = feed.send(Acknowledgement { up_to, replies });
             }
             Err(error) => {
                 // The storage's health logs the first failure of a run; each batch only here.
-                tracing::debug!(%error, batch = len, "commit failed; the batch was not stored");
+                tracing::debug!(%error, batch = len, "commit failed");
                 if let Error::Storage(error) = &error {
                     health.failed(error);
                 }
@@ -93,13 +110,12 @@ pub(crate) async fn run(
     }
 }
 
-/// Guards the engine's ordering against a backend that breaks the id contract: publishing such a
-/// batch would send subscribers versions out of order.
-fn check_ids(last_id: u64, len: usize, versions: &[Version]) -> Result<(), Error> {
-    let increasing = versions.iter().try_fold(last_id, |last, v| (v.id > last).then_some(v.id));
-    if versions.len() != len || increasing.is_none() {
+/// Guards the engine against a backend that breaks the append contract: answering an insert with
+/// another insert's version.
+fn check_len(len: usize, versions: &[Version]) -> Result<(), Error> {
+    if versions.len() != len || versions.iter().any(|version| version.id == 0) {
         let error = StorageError::Corrupt(format!(
-            "the backend answered a batch of {len} with ids {:?}, not {len} ids above {last_id}",
+            "the backend answered a batch of {len} with ids {:?}, not {len} ids from 1 up",
             versions.iter().map(|v| v.id).collect::<Vec<_>>()
         ));
         return Err(error.into());

@@ -1,0 +1,132 @@
+//! The feed task: the one path by which committed versions reach the engine's memory and its
+//! subscribers, whoever wrote them.
+//!
+//! It reads the storage's [`Tail`](broker_storage::Tail), which delivers every committed version
+//! in id order: this broker's own and, on a shared log, those of every other node. Each batch
+//! becomes the latest of its events, then goes out on the live channel. The writer does not
+//! publish what it commits; it hands the feed its acknowledgements instead, and the feed answers
+//! an insert once the tail has delivered its version, so that an inserter that then subscribes
+//! to this broker finds it (read-your-writes), on every backend alike.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_storage::Version;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::erased::DynStorage;
+use crate::state::State;
+use crate::storage_health::StorageHealth;
+use crate::{Entry, Error};
+
+/// How long the feed waits before it starts a new tail after one failed.
+const RETAIL_DELAY: Duration = Duration::from_secs(1);
+
+/// The answer an insert waits for.
+pub(crate) type Reply = oneshot::Sender<Result<Arc<Entry>, Error>>;
+
+/// A committed batch's answers, held until the tail has delivered every version in it.
+pub(crate) struct Acknowledgement {
+    /// The highest id among the batch's versions.
+    pub(crate) up_to: u64,
+    pub(crate) replies: Vec<(Reply, Result<Version, Error>)>,
+}
+
+impl Acknowledgement {
+    /// Answers each insert with the entry its subscribers share, if the engine still holds it,
+    /// or a new one.
+    fn answer(self, state: &State) {
+        for (reply, result) in self.replies {
+            let entry = |version: Version| {
+                state.find(version.id).unwrap_or_else(|| Arc::new(Entry::new(version)))
+            };
+            // The inserter may have gone away; its version is stored all the same.
+            let _ = reply.send(result.map(entry));
+        }
+    }
+}
+
+/// Feeds what the storage's tail delivers after `position` into `state` until the storage is
+/// closed, answering each acknowledgement from `acknowledgements` once the tail has passed it.
+///
+/// `drained` fires once the writer has gone (its sender is dropped) and every acknowledgement it
+/// sent is answered: closing waits for it before it closes the storage, which ends the tail.
+pub(crate) async fn run(
+    storage: Arc<dyn DynStorage>,
+    state: Arc<State>,
+    health: Arc<StorageHealth>,
+    mut position: u64,
+    mut acknowledgements: mpsc::UnboundedReceiver<Acknowledgement>,
+    drained: oneshot::Sender<()>,
+) {
+    let mut tail = storage.tail(position);
+    let mut waiting: VecDeque<Acknowledgement> = VecDeque::new();
+    let mut writer_gone = false;
+    let mut drained = Some(drained);
+    loop {
+        if writer_gone && waiting.is_empty() {
+            if let Some(drained) = drained.take() {
+                let _ = drained.send(());
+            }
+        }
+        tokio::select! {
+            // Acknowledgements first: one that the tail has passed already is answered at once.
+            acknowledgement = acknowledgements.recv(), if !writer_gone => match acknowledgement {
+                Some(acknowledgement) if acknowledgement.up_to <= position => acknowledgement.answer(&state),
+                Some(acknowledgement) => waiting.push_back(acknowledgement),
+                None => writer_gone = true,
+            },
+            batch = tail.next() => match batch {
+                Some(Ok(versions)) => {
+                    let entries: Vec<Arc<Entry>> =
+                        versions.into_iter().map(|version| Arc::new(Entry::new(version))).collect();
+                    let Some(last) = entries.last() else { continue };
+                    position = position.max(last.id());
+                    publish(&state, entries, || {
+                        // Ids of one writer increase, so its acknowledgements wait in id order.
+                        while waiting.front().is_some_and(|a| a.up_to <= position) {
+                            waiting.pop_front().into_iter().for_each(|a| a.answer(&state));
+                        }
+                    });
+                }
+                Some(Err(error)) => {
+                    health.failed(&error);
+                    tracing::warn!(%error, after = position, "the storage's tail failed; starting a new one");
+                    tokio::time::sleep(RETAIL_DELAY).await;
+                    tail = storage.tail(position);
+                }
+                None => break,
+            },
+        }
+    }
+    // The storage is closed. What is still waiting was committed: it is answered as stored.
+    waiting.into_iter().for_each(|acknowledgement| acknowledgement.answer(&state));
+    while let Ok(acknowledgement) = acknowledgements.try_recv() {
+        acknowledgement.answer(&state);
+    }
+    if let Some(drained) = drained.take() {
+        let _ = drained.send(());
+    }
+}
+
+/// Makes `entries` the latest of their events, runs `acknowledge`, then sends them live.
+///
+/// Recorded before the acknowledgements, so that an inserter that subscribes once acknowledged
+/// finds its version in the snapshot; sent to live subscribers after them, so that an
+/// acknowledgement never waits for every subscriber's wake-up.
+fn publish(state: &State, entries: Vec<Arc<Entry>>, acknowledge: impl FnOnce()) {
+    let live = state.record(&entries);
+    tracing::trace!(batch = entries.len(), last_id = entries.last().map(|e| e.id()), "published");
+    acknowledge();
+    if let Some(live) = live {
+        for entry in &entries {
+            // An error only means that nobody is subscribed right now.
+            let _ = live.send(Arc::downgrade(entry));
+        }
+    }
+    // Only now, once every entry was sent while this task held it, may the window take them
+    // over and let older ones go; see `Window::new`.
+    state.keep(entries);
+}
