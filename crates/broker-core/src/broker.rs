@@ -209,16 +209,15 @@ impl Broker {
                 tracing::error!(%error, "the writer task failed");
             }
         }
-        let feed = lock(&self.shared.feed).take().map(|(feed, drained)| async move {
-            // Every committed insert is published and answered before the storage closes.
-            let waited = tokio::time::timeout(CLOSE_PATIENCE, drained).await;
-            if waited.is_err() {
-                tracing::warn!("the storage's tail did not deliver every committed insert in time");
-            }
-            feed
-        });
+        let feed = lock(&self.shared.feed).take();
         let feed = match feed {
-            Some(feed) => Some(feed.await),
+            Some((feed, drained)) => {
+                // Every committed insert is published and answered before the storage closes.
+                if tokio::time::timeout(CLOSE_PATIENCE, drained).await.is_err() {
+                    tracing::warn!("the storage's tail did not deliver every committed insert");
+                }
+                Some(feed)
+            }
             None => None,
         };
         self.shared.state.close();

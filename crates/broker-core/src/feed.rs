@@ -66,10 +66,11 @@ pub(crate) async fn run(
     let mut writer_gone = false;
     let mut drained = Some(drained);
     loop {
-        if writer_gone && waiting.is_empty() {
-            if let Some(drained) = drained.take() {
-                let _ = drained.send(());
-            }
+        if writer_gone
+            && waiting.is_empty()
+            && let Some(drained) = drained.take()
+        {
+            let _ = drained.send(());
         }
         tokio::select! {
             // Acknowledgements first: one that the tail has passed already is answered at once.
