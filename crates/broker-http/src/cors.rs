@@ -8,10 +8,14 @@ use std::time::Duration;
 use crate::AllowOrigin;
 use crate::body::{Body, empty_response};
 
-/// Headers a page may send: the body type of inserts, bearer tokens, and the resume position of
-/// event streams.
-const ALLOWED_HEADERS: [HeaderName; 3] =
-    [header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("last-event-id")];
+/// Headers a page may send: the body type of inserts, bearer tokens, the resume position of
+/// event streams, and the key that makes an insert safe to retry.
+const ALLOWED_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::AUTHORIZATION,
+    HeaderName::from_static("last-event-id"),
+    HeaderName::from_static("idempotency-key"),
+];
 
 impl AllowOrigin {
     /// Adds the CORS headers for a request from `origin` to `response`.

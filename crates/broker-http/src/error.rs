@@ -70,9 +70,26 @@ pub enum ApiError {
     /// The request body did not arrive within the body timeout.
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(Duration),
+    /// The `Idempotency-Key` header is malformed; the message says how.
+    #[error("invalid Idempotency-Key: {0}")]
+    InvalidIdempotencyKey(String),
+    /// The `Idempotency-Key` was used within its window for another insert; the message names
+    /// the version stored under it.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// The database failed.
     #[error("the database failed; an insert answered so stored nothing; retry later")]
     Storage,
+    /// The database cannot take requests now (a replicated log without a leader or a quorum);
+    /// nothing was stored.
+    #[error("the database is unavailable: {0}; nothing was stored; retry later")]
+    StorageUnavailable(String),
+    /// The database did not say whether the insert was stored.
+    #[error(
+        "the database did not confirm the insert in time, and it may or may not have been \
+         stored; retry with the same Idempotency-Key to store it exactly once"
+    )]
+    UnknownOutcome,
     /// The database has no space left (or less than the configured minimum).
     #[error("the database has no space left; nothing was stored; retry later")]
     StorageFull,
@@ -94,16 +111,20 @@ impl ApiError {
             | ApiError::InvalidEventName(_)
             | ApiError::InvalidQuery(_)
             | ApiError::MissingHost
+            | ApiError::InvalidIdempotencyKey(_)
             | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MissingToken | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable | ApiError::TooManyConnections | ApiError::TooManySubscribers => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable
+            | ApiError::TooManyConnections
+            | ApiError::TooManySubscribers
+            | ApiError::StorageUnavailable(_)
+            | ApiError::UnknownOutcome => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Storage | ApiError::StorageCorrupt | ApiError::BackupFailed(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -132,7 +153,11 @@ impl ApiError {
                 "unavailable"
             }
             ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             ApiError::Storage => "storage_error",
+            ApiError::StorageUnavailable(_) => "storage_unavailable",
+            ApiError::UnknownOutcome => "unknown_outcome",
             ApiError::StorageFull => "storage_full",
             ApiError::StorageCorrupt => "storage_corrupt",
             ApiError::BackupFailed(_) => "backup_failed",
@@ -148,7 +173,12 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow, .. } => {
                 headers.typed_insert(allow.iter().cloned().collect::<headers::Allow>());
             }
-            ApiError::Unavailable | ApiError::TooManyConnections | ApiError::TooManySubscribers => {
+            ApiError::Unavailable
+            | ApiError::TooManyConnections
+            | ApiError::TooManySubscribers
+            | ApiError::UnknownOutcome
+            | ApiError::StorageUnavailable(_) => {
+                // A replicated log elects a new leader within seconds; a retry soon is right.
                 headers.typed_insert(RetryAfter::delay(Duration::from_secs(1)));
             }
             ApiError::StorageFull | ApiError::Storage => {
@@ -192,12 +222,18 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidEventName(reason) => ApiError::InvalidEventName(reason),
             CoreError::InvalidData(reason) => ApiError::MalformedJson(reason),
             CoreError::Closed => ApiError::Unavailable,
+            CoreError::InvalidIdempotencyKey(reason) => ApiError::InvalidIdempotencyKey(reason),
+            error @ CoreError::IdempotencyKeyReused { .. } => {
+                ApiError::IdempotencyKeyReused(error.to_string())
+            }
             // The engine logs the first failure of a failing storage: one line, not one per
             // request.
             CoreError::Storage(error) => match &*error {
                 StorageError::Full(_) => ApiError::StorageFull,
                 StorageError::Corrupt(_) => ApiError::StorageCorrupt,
                 StorageError::Closed => ApiError::Unavailable,
+                StorageError::Unavailable(reason) => ApiError::StorageUnavailable(reason.clone()),
+                StorageError::OutcomeUnknown(_) => ApiError::UnknownOutcome,
                 _ => {
                     tracing::debug!(%error, "request failed in the storage");
                     ApiError::Storage
@@ -255,6 +291,8 @@ mod tests {
         check(StorageError::Corrupt("bad page".into()), 500, "storage_corrupt");
         check(StorageError::backend("i/o error"), 500, "storage_error");
         check(StorageError::Closed, 503, "unavailable");
+        check(StorageError::Unavailable("no leader".into()), 503, "storage_unavailable");
+        check(StorageError::OutcomeUnknown("timed out".into()), 503, "unknown_outcome");
         let damaged = ApiError::StorageCorrupt.to_string();
         assert!(!damaged.contains("nothing was stored"), "reads fail this way too: {damaged}");
     }

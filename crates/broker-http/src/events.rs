@@ -1,7 +1,7 @@
 //! `GET /events`: the Server-Sent Events stream of one subscriber.
 
 use std::convert::Infallible;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use broker_auth::Access;
 use broker_core::{Entry, SubscribeOptions, Subscription, validate_event_name};
@@ -22,7 +22,12 @@ use crate::sse::{self, Start};
 /// system calls, and the frames themselves stay shared until this point.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
-pub(crate) fn events<B>(
+/// How long a client that resumes from an id this node has not published yet waits for it: on
+/// a shared log, an id read on another node arrives here a moment later. An id no node gave
+/// out is then taken for unknown, and the client gets a snapshot.
+const RESUME_PATIENCE: Duration = Duration::from_secs(2);
+
+pub(crate) async fn events<B>(
     app: &App,
     access: &Access,
     request: &Request<B>,
@@ -55,6 +60,9 @@ pub(crate) fn events<B>(
     let resume_from = last_event_id(request.headers()).or(resume_from);
     let database = app.broker().database_id();
     if let Some(id) = resume_from.as_deref().and_then(|id| sse::parse_id(id, &database)) {
+        if id > app.broker().last_id() {
+            app.broker().wait_for(id, RESUME_PATIENCE).await;
+        }
         options = options.resume_after(id);
     }
     let permit = app.subscriber_permit().ok_or(ApiError::TooManySubscribers)?;

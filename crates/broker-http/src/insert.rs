@@ -37,6 +37,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     check_content_type(request.headers())?;
+    let idempotency_key = idempotency_key(request.headers())?;
     let config = app.config();
     let body = tokio::time::timeout(config.body_timeout, read_body(request, config.max_body))
         .await
@@ -44,10 +45,30 @@ where
     let parsed = parse(&body)?;
     access.may_insert(&parsed.event)?;
     let data = Json::from_raw(parsed.data)?;
-    let entry = app.broker().insert(parsed.event, data).await?;
+    let broker = app.broker();
+    let entry = match idempotency_key {
+        Some(key) => broker.insert_idempotent(parsed.event, data, key).await?,
+        None => broker.insert(parsed.event, data).await?,
+    };
     let mut out = Vec::with_capacity(64 + entry.data().len() + entry.event().len());
     write_version(&mut out, entry.version());
     Ok(json_response(StatusCode::CREATED, out))
+}
+
+/// The `Idempotency-Key` header, if the request has one; more than one is an error, since which
+/// one the client meant cannot be known.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidIdempotencyKey("send one Idempotency-Key header".into()));
+    }
+    let key = value.to_str().map_err(|_| {
+        ApiError::InvalidIdempotencyKey("the Idempotency-Key must be visible ASCII".into())
+    })?;
+    // RFC 9110 allows a quoted string; the key is what is inside the quotes.
+    let key = key.strip_prefix('"').and_then(|k| k.strip_suffix('"')).unwrap_or(key);
+    Ok(Some(key.to_owned()))
 }
 
 /// Accepts `application/json` in UTF-8 (with or without `charset=utf-8`), sent as it is: another

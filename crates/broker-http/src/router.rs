@@ -147,7 +147,7 @@ where
         Route::Health => Ok(health(app)),
         Route::Ready => Ok(ready(app)),
         // Only event streams serve anonymous clients: the public events.
-        Route::Events => events::events(app, &authorize(app, &request, true)?, &request),
+        Route::Events => events::events(app, &authorize(app, &request, true)?, &request).await,
         Route::Insert => {
             let access = authorize(app, &request, false)?;
             insert::insert(app, &access, request).await
