@@ -12,6 +12,7 @@ mod cors;
 mod durability;
 mod errors;
 mod events;
+mod idempotency;
 mod insert;
 mod lifecycle;
 mod limits;
