@@ -26,6 +26,9 @@ pub(crate) const TOOLS: &[Tool] = &[
             sha256: "8595a93c4e85df893ce394f6570781730775d3c793e199da8f5131ca97147b79",
         },
     },
+    // The end-to-end tests put nginx in front of two broker nodes. The proxy is built into nginx
+    // itself; the light flavour adds the fewest modules on top.
+    Tool { program: "/usr/sbin/nginx", recipe: Recipe::Apt("nginx-light") },
 ];
 
 /// Where a [`Recipe::Pip`] puts its virtual environments, one per tool.
