@@ -3,10 +3,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use broker_storage::{NewVersion, Storage, StorageError, Uuid, Version};
+use broker_storage::{LocalTails, NewVersion, Storage, StorageError, Tail, Uuid, Version};
 use redb::Database;
 use tokio::sync::RwLock;
 use tokio::task;
@@ -24,9 +24,12 @@ use crate::{RedbOptions, open, ops};
 /// with [`tokio::task::spawn_blocking`]; the methods must be called inside a tokio runtime.
 ///
 /// Appends commit with immediate durability: when [`append`](Storage::append) returns `Ok`, the
-/// batch is on disk. [`close`](Storage::close) waits for the operations in flight, then releases
-/// the file, which can then be opened again right away. Dropping an open store also releases it,
-/// but blocks the dropping thread while redb closes the file.
+/// batch is on disk. Appends may run from many tasks at once; they commit one at a time, and each
+/// committed batch reaches the [`tail`](Storage::tail)s before the next one commits. Only this
+/// store writes to its file (redb locks it), so its tails see every version.
+/// [`close`](Storage::close) waits for the operations in flight, then ends the tails and releases
+/// the file, which can then be opened again right away. Dropping an open store also releases it
+/// and ends its tails, but blocks the dropping thread while redb closes the file.
 ///
 /// # Failures
 ///
@@ -55,8 +58,15 @@ struct Shared {
     options: RedbOptions,
     /// Read from the file when it was opened; it never changes.
     database_id: Uuid,
-    /// The highest id a commit has acknowledged: a reopened file must still hold it.
+    /// The highest id committed and handed to the tails: a reopened file must still hold it.
     acknowledged: AtomicU64,
+    /// Taken around each commit and its delivery to the tails, so that the tails receive batches
+    /// in commit order. redb orders the commits themselves, but not what each committing thread
+    /// does after its own. Held on a blocking thread only, never across an await.
+    commits: Mutex<()>,
+    /// The tails of this store. They live as long as the store, across reopens, and end when it
+    /// is closed or dropped.
+    tails: LocalTails,
     space: Space,
     health: Health,
     /// The open database.
@@ -130,6 +140,8 @@ impl RedbStorage {
                 options,
                 database_id: identity.database_id,
                 acknowledged: AtomicU64::new(identity.last_id),
+                commits: Mutex::new(()),
+                tails: LocalTails::new(identity.last_id),
                 slot: Arc::new(RwLock::new(Slot::Open(database))),
             }),
         })
@@ -270,7 +282,15 @@ impl Shared {
                         last_id = identity.last_id,
                         "a commit that reported a failure reached the disk; its versions are kept"
                     );
-                    self.acknowledged.fetch_max(identity.last_id, Ordering::AcqRel);
+                    if let Err(error) = self.deliver_recovered(&database, acknowledged) {
+                        tracing::warn!(
+                            path = %self.path.display(),
+                            %error,
+                            "cannot read the versions of a commit that reported a failure"
+                        );
+                        self.health.reopen_failed(&error);
+                        return Err(error);
+                    }
                 }
                 *slot = Slot::Open(database);
                 self.health.recovered();
@@ -282,6 +302,30 @@ impl Shared {
                 self.health.reopen_failed(&error);
                 Err(error)
             }
+        }
+    }
+
+    /// Hands the tails the versions after `acknowledged` found in a reopened file: a commit
+    /// that reported a failure, yet reached the disk, which no tail has seen.
+    ///
+    /// Runs with the write guard held, so no append commits meanwhile and the tails still
+    /// receive ids in order.
+    fn deliver_recovered(
+        &self,
+        database: &Database,
+        acknowledged: u64,
+    ) -> Result<(), StorageError> {
+        /// Versions read at a time.
+        const PAGE: usize = 512;
+        let mut after = acknowledged;
+        loop {
+            let page = catching(false, || ops::since(database, after, PAGE))
+                .map_err(|fault| in_file(&self.path, fault.error))?;
+            let Some(last) = page.last() else { return Ok(()) };
+            after = last.id;
+            self.tails.publish(&page);
+            // A reopen that fails later starts after what was delivered.
+            self.acknowledged.fetch_max(after, Ordering::AcqRel);
         }
     }
 }
@@ -310,9 +354,12 @@ impl Storage for RedbStorage {
             };
         }
         self.run(Access::Write, move |shared, database| {
+            // A panic under the lock leaves nothing half done that it guards.
+            let _turn = shared.commits.lock().unwrap_or_else(PoisonError::into_inner);
             let stored = ops::append(database, &shared.space, batch)?;
             if let Some(last) = stored.last() {
                 shared.acknowledged.fetch_max(last.id, Ordering::AcqRel);
+                shared.tails.publish(&stored);
             }
             Ok(stored)
         })
@@ -338,6 +385,24 @@ impl Storage for RedbStorage {
         self.run(Access::Read, move |_, database| ops::since(database, after, limit)).await
     }
 
+    fn tail(&self, after: u64) -> Tail {
+        // Weak, so that a tail does not keep the store, and with it the file and the tails
+        // themselves, alive: a store dropped without `close` still ends its tails.
+        let shared = Arc::downgrade(&self.shared);
+        self.shared.tails.tail(after, move |after, limit| {
+            let store = shared.upgrade().map(|shared| RedbStorage { shared });
+            async move {
+                let Some(store) = store else { return Ok(Vec::new()) };
+                match store.since(after, limit).await {
+                    // An empty page stops the catch-up; the closed tails then end the tail, as
+                    // the trait says, rather than with an error.
+                    Err(StorageError::Closed) => Ok(Vec::new()),
+                    page => page,
+                }
+            }
+        })
+    }
+
     async fn writable(&self) -> Result<(), StorageError> {
         match self.shared.health.admit(Access::Write) {
             Admission::Go => {}
@@ -358,6 +423,8 @@ impl Storage for RedbStorage {
     async fn close(&self) -> Result<(), StorageError> {
         // Waits for every operation in flight: each holds a read guard until its work is done.
         let previous = std::mem::replace(&mut *self.shared.slot.write().await, Slot::Closed);
+        // Every append has handed its batch to the tails by now: they end after delivering it.
+        self.shared.tails.close();
         let Slot::Open(database) = previous else { return Ok(()) };
         task::spawn_blocking(move || database.close())
             .await

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use broker_storage::{NewVersion, Storage, StorageError, Version};
 
-use super::assert_holds;
 use super::tmpfs::Tmpfs;
+use super::{assert_ends, assert_holds, read_tail};
 use crate::{RedbOptions, RedbStorage};
 
 const EVENTS: [&str; 3] = ["a", "b", "c"];
@@ -43,6 +43,22 @@ async fn append_until_failure(
     }
 }
 
+/// Appends the batch numbered from `first` once appends succeed again after space was freed;
+/// until then they may fail only as full.
+async fn append_once_resumed(store: &RedbStorage, first: usize) -> Vec<Version> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.append(batch(first)).await {
+            Ok(stored) => return stored,
+            Err(error) => {
+                assert!(matches!(error, StorageError::Full(_)), "only Full until then: {error:?}");
+                assert!(Instant::now() < deadline, "appends never resumed after space was freed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Writes a file of `size` bytes, which takes that much space on a tmpfs.
 fn write_file(path: &Path, size: usize) -> std::io::Result<()> {
     std::fs::write(path, vec![1_u8; size])
@@ -75,17 +91,7 @@ async fn a_full_disk_fails_appends_as_full_until_space_is_freed_without_reopenin
     assert_holds(&store, &acknowledged).await;
 
     std::fs::remove_file(&filler).expect("free space");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let resumed = loop {
-        match store.append(batch(acknowledged.len())).await {
-            Ok(stored) => break stored,
-            Err(error) => {
-                assert!(matches!(error, StorageError::Full(_)), "only Full until then: {error:?}");
-                assert!(Instant::now() < deadline, "appends never resumed after space was freed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let resumed = append_once_resumed(&store, acknowledged.len()).await;
     let last = acknowledged.last().expect("versions were acknowledged").id;
     assert!(resumed[0].id > last, "ids continue: {} after {last}", resumed[0].id);
     acknowledged.extend(resumed);
@@ -136,4 +142,31 @@ async fn the_free_space_guard_refuses_appends_before_the_disk_is_full() {
     acknowledged.extend(store.append(batch(acknowledged.len())).await.expect("append resumes"));
     assert_holds(&store, &acknowledged).await;
     store.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tail_started_before_the_disk_filled_delivers_every_version_across_the_reopen() {
+    let tmpfs = Tmpfs::mount("8m");
+    let filler = tmpfs.path().join("filler");
+    write_file(&filler, 2 * 1024 * 1024).expect("write the filler file");
+    let path = tmpfs.path().join("broker.redb");
+    let store = RedbStorage::open_with(&path, options(0)).await.expect("open");
+    let mut tail = store.tail(0);
+
+    let mut acknowledged = Vec::new();
+    let error = append_until_failure(&store, &mut acknowledged).await;
+    assert!(matches!(error, StorageError::Full(_)), "the disk filled up: {error:?}");
+    // Past the reopen interval, the next call reopens the file, which is still full.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_holds(&store, &acknowledged).await;
+    std::fs::remove_file(&filler).expect("free space");
+    acknowledged.extend(append_once_resumed(&store, acknowledged.len()).await);
+    acknowledged.extend(store.append(batch(acknowledged.len())).await.expect("append"));
+
+    let delivered = read_tail(&mut tail, acknowledged.len()).await;
+    assert!(delivered == acknowledged, "the tail delivers every version once, in id order");
+    let mut late = store.tail(0);
+    assert!(read_tail(&mut late, acknowledged.len()).await == acknowledged, "so does a new one");
+    store.close().await.expect("close");
+    assert_ends(tail).await;
 }

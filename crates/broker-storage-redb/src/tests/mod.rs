@@ -8,8 +8,9 @@ mod full_disk;
 mod tmpfs;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use broker_storage::{NewVersion, Storage, StorageError, Version, conformance};
+use broker_storage::{NewVersion, Storage, StorageError, Tail, Version, conformance};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tempfile::TempDir;
@@ -78,6 +79,54 @@ async fn redb_storage_passes_the_conformance_suite() {
         async move { open(&path).await }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_handles_on_one_store_share_its_log() {
+    let dir = temp_dir();
+    let mut count = 0;
+    conformance::run_shared(|| {
+        count += 1;
+        let path = dir.path().join(format!("shared-{count}.redb"));
+        async move {
+            let store = std::sync::Arc::new(open(&path).await);
+            (std::sync::Arc::clone(&store), store)
+        }
+    })
+    .await;
+}
+
+/// Reads `tail` until it has delivered `count` versions, or fails after a while.
+async fn read_tail(tail: &mut Tail, count: usize) -> Vec<Version> {
+    let mut delivered = Vec::new();
+    while delivered.len() < count {
+        match tokio::time::timeout(Duration::from_secs(20), tail.next()).await {
+            Ok(Some(batch)) => delivered.extend(batch.expect("the tail goes on")),
+            Ok(None) => panic!("the tail ended after {} of {count} versions", delivered.len()),
+            Err(_) => panic!("the tail delivered {} of {count} versions", delivered.len()),
+        }
+    }
+    delivered
+}
+
+/// Asserts that `tail` ends soon.
+async fn assert_ends(mut tail: Tail) {
+    let next = tokio::time::timeout(Duration::from_secs(20), tail.next()).await;
+    assert!(matches!(next, Ok(None)), "the tail ends: {next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_dropped_without_close_ends_its_tails_and_releases_the_file() {
+    let dir = temp_dir();
+    let path = dir.path().join("broker.redb");
+    let store = open(&path).await;
+    let stored = fill(&store, &["a"], 3, 3).await;
+    let (mut caught_up, behind) = (store.tail(0), store.tail(0));
+    assert_eq!(read_tail(&mut caught_up, 3).await, stored);
+    drop(store);
+    assert_ends(caught_up).await;
+    assert_ends(behind).await;
+    open(&path).await.close().await.expect("the file was released");
 }
 
 #[tokio::test(flavor = "multi_thread")]
