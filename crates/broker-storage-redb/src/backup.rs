@@ -11,7 +11,7 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTabl
 
 use crate::RedbOptions;
 use crate::error::{Fault, from_redb, in_file};
-use crate::schema::{self, BY_EVENT, LATEST, META, VERSIONS};
+use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
 
 /// What [`RedbStorage::backup`](crate::RedbStorage::backup) wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +101,31 @@ fn copy(
                 latest.insert(event, id).map_err(|error| target(to, error))?;
                 report.versions += 1;
                 report.last_id = id;
+            }
+        }
+        write.commit().map_err(|error| target(to, error))?;
+    }
+
+    // The idempotency keys too, so that a retry against a store restored from the copy, within
+    // the window, still returns the version the first try stored.
+    let keys = txn.open_table(KEYS).map_err(source)?;
+    let mut rows = keys.iter().map_err(source)?;
+    let mut done = false;
+    while !done {
+        let mut write = copy.begin_write().map_err(|error| target(to, error))?;
+        write.set_durability(Durability::None).map_err(|error| target(to, error))?;
+        {
+            let mut copy_keys = write.open_table(KEYS).map_err(|error| target(to, error))?;
+            let mut key_times = write.open_table(KEY_TIMES).map_err(|error| target(to, error))?;
+            for _ in 0..ROWS_PER_COMMIT {
+                let Some(entry) = rows.next() else {
+                    done = true;
+                    break;
+                };
+                let (key, row) = entry.map_err(source)?;
+                let (key, (id, stored_at)) = (key.value(), row.value());
+                copy_keys.insert(key, (id, stored_at)).map_err(|error| target(to, error))?;
+                key_times.insert((stored_at, key), ()).map_err(|error| target(to, error))?;
             }
         }
         write.commit().map_err(|error| target(to, error))?;

@@ -6,11 +6,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use broker_storage::{StorageError, Uuid};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{
+    Database, Key, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableError, Value,
+};
 
 use crate::RedbOptions;
 use crate::error::{Fault, catching, from_open, from_redb};
-use crate::schema::{self, BY_EVENT, LATEST, META, VERSIONS};
+use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
 
 /// What [`RedbStorage::check`](crate::RedbStorage::check) found in a database file.
 ///
@@ -29,6 +32,8 @@ pub struct CheckReport {
     pub events: u64,
     /// The id of the last version read, 0 when none was.
     pub last_id: u64,
+    /// The number of idempotency keys read, each naming the version stored under it.
+    pub keys: u64,
     /// The first problem found, or `None` when the file is clean.
     pub problem: Option<String>,
 }
@@ -50,8 +55,8 @@ impl fmt::Display for CheckReport {
         }
         write!(
             f,
-            " {} versions of {} events, last id {}",
-            self.versions, self.events, self.last_id
+            " {} versions of {} events, last id {}, {} idempotency keys",
+            self.versions, self.events, self.last_id, self.keys
         )?;
         match self.database_id {
             Some(database_id) => write!(f, ", database {}", database_id.simple()),
@@ -75,6 +80,7 @@ pub(crate) fn run(path: &Path) -> Result<CheckReport, StorageError> {
         versions: 0,
         events: 0,
         last_id: 0,
+        keys: 0,
         problem: None,
     };
     // redb's open would report a missing file too, but not in these words.
@@ -125,8 +131,9 @@ fn found(mut report: CheckReport, what: &str, fault: Fault) -> Result<CheckRepor
 }
 
 /// Reads every table in one read transaction, decoding every row, and checks that the indexes
-/// match the log: `by_event` holds every version once under its own event, and `latest` holds
-/// the newest version of every event.
+/// match the log: `by_event` holds every version once under its own event, `latest` holds the
+/// newest version of every event, and each idempotency key names a stored version, at that
+/// version's timestamp, once in `keys` and once in `key_times`.
 fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<(), Fault> {
     let txn = database.begin_read().map_err(from_redb)?;
     let meta = txn.open_table(META).map_err(from_redb)?;
@@ -201,7 +208,51 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
             newest.len()
         )));
     }
+
+    // A file written before the idempotency tables has neither: it holds no keys.
+    let (Some(keys), Some(key_times)) = (optional(&txn, KEYS)?, optional(&txn, KEY_TIMES)?) else {
+        return Ok(());
+    };
+    for entry in keys.iter().map_err(from_redb)? {
+        let (key, row) = entry.map_err(from_redb)?;
+        let (key, (id, stored_at)) = (key.value(), row.value());
+        match versions.get(id).map_err(from_redb)? {
+            Some(row) if row.value().1 == stored_at => {}
+            Some(row) => {
+                return Err(corrupt(format!(
+                    "keys gives key {key:?} the time {stored_at}, but its version {id} has the \
+                     timestamp {}",
+                    row.value().1
+                )));
+            }
+            None => {
+                return Err(corrupt(format!(
+                    "keys names version {id} for key {key:?}, which is missing"
+                )));
+            }
+        }
+        if key_times.get((stored_at, key)).map_err(from_redb)?.is_none() {
+            return Err(corrupt(format!("key_times lacks key {key:?} at {stored_at}")));
+        }
+        report.keys += 1;
+    }
+    let timed = key_times.len().map_err(from_redb)?;
+    if timed != report.keys {
+        return Err(corrupt(format!("key_times holds {timed} keys, and keys {}", report.keys)));
+    }
     Ok(())
+}
+
+/// The table `definition`, or `None` when the file does not have it.
+fn optional<K: Key + 'static, V: Value + 'static>(
+    txn: &ReadTransaction,
+    definition: TableDefinition<'_, K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, Fault> {
+    match txn.open_table(definition) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(error) => Err(from_redb(error)),
+    }
 }
 
 fn corrupt(message: String) -> Fault {

@@ -7,7 +7,8 @@
 //! - `store.rs`: [`RedbStorage`], the trait's implementation, which moves every redb call off the
 //!   async threads, guards the open database until [`close`](broker_storage::Storage::close),
 //!   reopens it after a failure, and hands each commit to the tails.
-//! - `options.rs`: [`RedbOptions`], the free-space minimum, cache size and reopen interval.
+//! - `options.rs`: [`RedbOptions`], the free-space minimum, cache size, reopen interval and
+//!   idempotency window.
 //! - `health.rs`: whether the database failed, and when it may be reopened.
 //! - `open.rs`: opening the file, first and after a failure.
 //! - `ops.rs`: the blocking work of each operation, one redb transaction each.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use broker_storage::DEFAULT_IDEMPOTENCY_WINDOW;
+
 /// How [`RedbStorage::open_with`](crate::RedbStorage::open_with) opens and runs a store.
 ///
 /// Start from [`RedbOptions::default`] and change the fields you need:
@@ -35,6 +37,14 @@ pub struct RedbOptions {
     /// reopens it on a later call; this bounds what a failure that persists (a disk still full)
     /// costs: one attempt per interval, not one per call.
     pub reopen_interval: Duration,
+    /// How long an idempotency key names the version stored under it, measured from that
+    /// version's timestamp. Default: [`DEFAULT_IDEMPOTENCY_WINDOW`].
+    ///
+    /// A retry with the same key within the window returns that version and stores nothing
+    /// (see [`Storage::append`](broker_storage::Storage::append)); after it, the key stores a
+    /// new version. Expired keys are deleted a few at a time by later appends, so the file keeps
+    /// about one row per key used within the window, however many were used before.
+    pub idempotency_window: Duration,
 }
 
 impl RedbOptions {
@@ -64,6 +74,7 @@ impl Default for RedbOptions {
             min_free_space: RedbOptions::DEFAULT_MIN_FREE_SPACE,
             cache_size: RedbOptions::DEFAULT_CACHE_SIZE,
             reopen_interval: RedbOptions::DEFAULT_REOPEN_INTERVAL,
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
         }
     }
 }

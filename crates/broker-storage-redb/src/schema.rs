@@ -1,6 +1,6 @@
 //! The tables of a store's redb file, and the identity written into it when it is created.
 //!
-//! A store is one redb file holding four tables:
+//! A store is one redb file holding six tables:
 //!
 //! - `versions`: id (`u64`) → `(event, timestamp, data)` as `(&str, u64, &str)`. The log itself,
 //!   in id order; `since` is a range scan over it, and its last key is the last id handed out.
@@ -9,11 +9,25 @@
 //!   holds exactly the versions of `event`: `"username"` sorts after every `("user", _)`.
 //! - `latest`: event (`&str`) → id (`u64`) of its newest version. `latest()` reads this table and
 //!   one `versions` row per event, never the whole log.
+//! - `keys`: idempotency key (`&str`) → `(id, timestamp)` as `(u64, u64)`: the version stored
+//!   under the key, and its timestamp, from which the idempotency window is measured.
+//! - `key_times`: `(timestamp, key)` as `(u64, &str)` → `()`. The keys of `keys` by the timestamp
+//!   they were stored at, oldest first, so that an append finds the expired ones without reading
+//!   the rest, and prunes a few of them.
 //! - `meta`: name (`&str`) → bytes. `database_id` holds the 16 bytes of the database's UUID,
 //!   `format_version` the little-endian `u64` [`FORMAT_VERSION`] of this layout.
 //!
 //! Every append writes one row into each of `versions` and `by_event` and overwrites one in
-//! `latest`, all in the batch's single transaction, so the three always agree.
+//! `latest`, all in the batch's single transaction, so the three always agree. A version stored
+//! under an idempotency key also writes its row of `keys` and `key_times` in that transaction
+//! (replacing the rows of an expired use of the key), so those two always agree as well, and
+//! every id in `keys` names a version in `versions`.
+//!
+//! `keys` and `key_times` came after the first files of format 1 were written, and did not change
+//! the format version: a file without them is whole (no version in it was stored under a key), and
+//! opening it creates them empty; a build that predates them ignores them, and what it appends
+//! without keys leaves them consistent. The format version changes only when a build could
+//! misread a file.
 
 use std::path::Path;
 
@@ -35,6 +49,13 @@ pub(crate) const BY_EVENT: TableDefinition<'static, (&str, u64), ()> =
 
 /// The id of the newest version of each event.
 pub(crate) const LATEST: TableDefinition<'static, &str, u64> = TableDefinition::new("latest");
+
+/// The version stored under each idempotency key, and its timestamp.
+pub(crate) const KEYS: TableDefinition<'static, &str, (u64, u64)> = TableDefinition::new("keys");
+
+/// The idempotency keys by the timestamp of their version, to find the expired ones.
+pub(crate) const KEY_TIMES: TableDefinition<'static, (u64, &str), ()> =
+    TableDefinition::new("key_times");
 
 /// The database's identity and the version of this layout.
 pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
@@ -71,6 +92,9 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
         let versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
         txn.open_table(BY_EVENT).map_err(from_redb_write)?;
         txn.open_table(LATEST).map_err(from_redb_write)?;
+        // A file written before the idempotency tables gets them here, empty.
+        txn.open_table(KEYS).map_err(from_redb_write)?;
+        txn.open_table(KEY_TIMES).map_err(from_redb_write)?;
         let last_id = versions.last().map_err(from_redb_write)?.map_or(0, |(id, _)| id.value());
         let database_id = match read_identity(&meta, path)? {
             Some(database_id) => database_id,

@@ -173,7 +173,8 @@ impl RedbStorage {
     ///
     /// The copy is read in one read transaction: an append that commits during the backup is
     /// either wholly in it or not at all. It keeps this store's database identity, so the ids
-    /// clients resume from stay valid on a store restored from it; it opens with
+    /// clients resume from stay valid on a store restored from it, and its idempotency keys, so
+    /// that a retry against the restored store is still recognized; it opens with
     /// [`open`](RedbStorage::open) and passes [`check`](RedbStorage::check). Appends go on
     /// meanwhile, but [`close`](Storage::close) waits for the backup to finish, and redb cannot
     /// reuse the pages the backup still reads, so the file may grow while it runs.
@@ -356,12 +357,15 @@ impl Storage for RedbStorage {
         self.run(Access::Write, move |shared, database| {
             // A panic under the lock leaves nothing half done that it guards.
             let _turn = shared.commits.lock().unwrap_or_else(PoisonError::into_inner);
-            let stored = ops::append(database, &shared.space, batch)?;
+            let window = shared.options.idempotency_window;
+            let appended = ops::append(database, &shared.space, window, batch)?;
+            let stored = appended.stored();
             if let Some(last) = stored.last() {
                 shared.acknowledged.fetch_max(last.id, Ordering::AcqRel);
                 shared.tails.publish(&stored);
             }
-            Ok(stored)
+            drop(stored);
+            Ok(appended.versions)
         })
         .await
     }

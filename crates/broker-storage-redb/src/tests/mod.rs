@@ -1,10 +1,12 @@
 //! Tests of [`RedbStorage`] against real redb files: the conformance suite, and what a single
 //! process cannot show through the trait alone (restarts, identities, locking, bad files), then,
-//! in submodules, faults: a full disk, damaged files, and backups.
+//! in submodules, idempotency keys in the file, and faults: a full disk, damaged files, and
+//! backups.
 
 mod backup;
 mod damage;
 mod full_disk;
+mod keys;
 mod tmpfs;
 
 use std::path::{Path, PathBuf};
