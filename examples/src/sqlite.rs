@@ -2,14 +2,20 @@
 //!
 //! Schema: one `versions` table whose integer primary key is the version id (SQLite's rowid,
 //! which `AUTOINCREMENT` keeps from ever being reused), an index on `(event, id)` for exact-name
-//! history pages, a `latest` table for the snapshot, and a `meta` row holding the database's
-//! identity.
+//! history pages, a `latest` table for the snapshot, an `idempotency_keys` table (indexed by
+//! time, to prune the expired ones) and a `meta` row holding the database's identity.
+//!
+//! Its tails come from [`LocalTails`]: one `SqliteStorage` is the only writer of its file, and
+//! hands each committed batch to them.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use broker_storage::{NewVersion, Storage, StorageError, Uuid, Version};
-use rusqlite::{Connection, OptionalExtension, params};
+use broker_storage::{
+    DEFAULT_IDEMPOTENCY_WINDOW, LocalTails, NewVersion, Storage, StorageError, Tail, Uuid, Version,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -23,14 +29,35 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS versions_by_event ON versions (event, id);
     CREATE TABLE IF NOT EXISTS latest (event TEXT PRIMARY KEY, id INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS idempotency_keys (
+        key TEXT PRIMARY KEY,
+        id INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS idempotency_keys_by_time ON idempotency_keys (timestamp);
 ";
 
+/// Expired idempotency keys deleted per append, beyond twice the keys it stores: more go than
+/// come, so the table holds about one window's keys.
+const PRUNE_EXTRA: usize = 32;
+
+/// The connection, shared with the blocking tasks; `None` once closed.
+type Shared = Arc<Mutex<Option<Connection>>>;
+
 /// A [`Storage`] in one SQLite file, with every SQLite call on Tokio's blocking pool.
+///
+/// Open one per file and share it (in an `Arc`) rather than opening the file twice: its tails
+/// see only the versions appended through it.
 pub struct SqliteStorage {
     database_id: Uuid,
+    /// How long an idempotency key is remembered, from its version's timestamp.
+    idempotency_window: Duration,
     /// `None` once closed. SQLite connections are not shared between threads, so calls take
     /// turns; a real deployment could keep a pool of readers beside the one writer.
-    connection: Arc<Mutex<Option<Connection>>>,
+    connection: Shared,
+    /// Fed by `append` under the connection's lock, which orders commits, so that tails receive
+    /// batches in id order.
+    tails: Arc<LocalTails>,
 }
 
 impl SqliteStorage {
@@ -58,10 +85,23 @@ impl SqliteStorage {
                     id
                 }
             };
-            Ok(SqliteStorage { database_id, connection: Arc::new(Mutex::new(Some(connection))) })
+            let last_id: i64 = connection
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM versions", [], |row| row.get(0))
+                .map_err(backend)?;
+            Ok(SqliteStorage {
+                database_id,
+                idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+                connection: Arc::new(Mutex::new(Some(connection))),
+                tails: Arc::new(LocalTails::new(last_id as u64)),
+            })
         })
         .await
         .map_err(backend)?
+    }
+
+    /// This store, remembering idempotency keys for `window` rather than the default.
+    pub fn with_idempotency_window(self, window: Duration) -> SqliteStorage {
+        SqliteStorage { idempotency_window: window, ..self }
     }
 
     /// Runs `work` with the connection on the blocking pool.
@@ -70,15 +110,71 @@ impl SqliteStorage {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = connection.lock().unwrap_or_else(|poison| poison.into_inner());
-            let connection = guard.as_mut().ok_or(StorageError::Closed)?;
-            work(connection).map_err(backend)
-        })
-        .await
-        .map_err(backend)?
+        with(Arc::clone(&self.connection), work).await
     }
+}
+
+/// Runs `work` with `connection` on the blocking pool.
+async fn with<T, F>(connection: Shared, work: F) -> Result<T, StorageError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut guard = connection.lock().unwrap_or_else(|poison| poison.into_inner());
+        let connection = guard.as_mut().ok_or(StorageError::Closed)?;
+        work(connection).map_err(backend)
+    })
+    .await
+    .map_err(backend)?
+}
+
+/// Up to `limit` versions after `after`, in id order.
+fn since(connection: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<Version>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, event, timestamp, data FROM versions WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    statement.query_map(params![sql_int(after), sql_int(limit)], version)?.collect()
+}
+
+/// The version stored under `new`'s idempotency key less than `window` before its timestamp.
+fn stored_under_key(
+    transaction: &Transaction<'_>,
+    new: &NewVersion,
+    window: Duration,
+) -> rusqlite::Result<Option<Version>> {
+    let Some(key) = &new.idempotency_key else { return Ok(None) };
+    let stored = transaction
+        .query_row(
+            "SELECT v.id, v.event, v.timestamp, v.data FROM idempotency_keys k
+             JOIN versions v ON v.id = k.id WHERE k.key = ?1",
+            params![key],
+            version,
+        )
+        .optional()?;
+    Ok(stored.filter(|stored| {
+        u128::from(new.timestamp.saturating_sub(stored.timestamp)) < window.as_millis()
+    }))
+}
+
+/// Deletes up to `limit` keys that expired by the newest timestamp of the batch, but never past
+/// the clock, so that one version stamped far ahead does not expire every key at once.
+fn prune(
+    transaction: &Transaction<'_>,
+    newest: u64,
+    window: Duration,
+    limit: usize,
+) -> rusqlite::Result<()> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |now| now.as_millis());
+    let horizon = u128::from(newest).min(now);
+    // Expired: stored at or before `horizon - window`.
+    let Some(expired_by) = horizon.checked_sub(window.as_millis()) else { return Ok(()) };
+    transaction.execute(
+        "DELETE FROM idempotency_keys WHERE key IN
+         (SELECT key FROM idempotency_keys WHERE timestamp <= ?1 ORDER BY timestamp LIMIT ?2)",
+        params![sql_int(expired_by), sql_int(limit)],
+    )?;
+    Ok(())
 }
 
 fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StorageError {
@@ -108,11 +204,20 @@ impl Storage for SqliteStorage {
     }
 
     async fn append(&self, batch: Vec<NewVersion>) -> Result<Vec<Version>, StorageError> {
+        let (tails, window) = (Arc::clone(&self.tails), self.idempotency_window);
         self.with(move |connection| {
             // One transaction per batch: committed whole with `synchronous = FULL`, or not at all.
             let transaction = connection.transaction()?;
+            let newest = batch.iter().map(|new| new.timestamp).max();
+            let mut returned = Vec::with_capacity(batch.len());
+            // What the tails have not seen: the versions this batch stores.
             let mut stored = Vec::with_capacity(batch.len());
+            let mut keyed = 0;
             for new in batch {
+                if let Some(original) = stored_under_key(&transaction, &new, window)? {
+                    returned.push(original);
+                    continue;
+                }
                 transaction.execute(
                     "INSERT INTO versions (event, timestamp, data) VALUES (?1, ?2, ?3)",
                     params![new.event, new.timestamp as i64, new.data],
@@ -123,10 +228,28 @@ impl Storage for SqliteStorage {
                      ON CONFLICT (event) DO UPDATE SET id = excluded.id",
                     params![new.event, sql_int(id)],
                 )?;
-                stored.push(new.with_id(id));
+                if let Some(key) = &new.idempotency_key {
+                    // Replaces an expired use of the key.
+                    transaction.execute(
+                        "INSERT INTO idempotency_keys (key, id, timestamp) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (key) DO UPDATE SET id = excluded.id,
+                         timestamp = excluded.timestamp",
+                        params![key, sql_int(id), new.timestamp as i64],
+                    )?;
+                    keyed += 1;
+                }
+                let version = new.with_id(id);
+                stored.push(version.clone());
+                returned.push(version);
+            }
+            if let Some(newest) = newest {
+                prune(&transaction, newest, window, 2 * keyed + PRUNE_EXTRA)?;
             }
             transaction.commit()?;
-            Ok(stored)
+            // Still under the connection's lock: no other batch commits before the tails have
+            // this one.
+            tails.publish(&stored);
+            Ok(returned)
         })
         .await
     }
@@ -162,19 +285,31 @@ impl Storage for SqliteStorage {
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Version>, StorageError> {
-        self.with(move |connection| {
-            let mut statement = connection.prepare(
-                "SELECT id, event, timestamp, data FROM versions WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
-            statement.query_map(params![sql_int(after), sql_int(limit)], version)?.collect()
+        self.with(move |connection| since(connection, after, limit)).await
+    }
+
+    fn tail(&self, after: u64) -> Tail {
+        // Weak, so that a tail does not keep the file open after the store is dropped.
+        let connection: Weak<_> = Arc::downgrade(&self.connection);
+        self.tails.tail(after, move |after, limit| {
+            let connection = connection.upgrade();
+            async move {
+                let Some(connection) = connection else { return Ok(Vec::new()) };
+                match with(connection, move |connection| since(connection, after, limit)).await {
+                    // An empty page ends the catch-up; the closed tails then end the tail.
+                    Err(StorageError::Closed) => Ok(Vec::new()),
+                    page => page,
+                }
+            }
         })
-        .await
     }
 
     async fn close(&self) -> Result<(), StorageError> {
-        let connection = self.connection.clone();
+        let (connection, tails) = (Arc::clone(&self.connection), Arc::clone(&self.tails));
         tokio::task::spawn_blocking(move || {
             let taken = connection.lock().unwrap_or_else(|poison| poison.into_inner()).take();
+            // Every append has handed its batch to the tails by now: they end after it.
+            tails.close();
             match taken {
                 Some(connection) => connection.close().map_err(|(_, error)| backend(error)),
                 None => Ok(()),
@@ -200,5 +335,43 @@ mod tests {
             async move { SqliteStorage::open(path).await.expect("open") }
         })
         .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_handles_on_one_store_share_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let count = AtomicUsize::new(0);
+        broker_storage::conformance::run_shared(|| {
+            let path = dir.path().join(format!("{}.sqlite", count.fetch_add(1, Ordering::Relaxed)));
+            async move {
+                let store = std::sync::Arc::new(SqliteStorage::open(path).await.expect("open"));
+                (std::sync::Arc::clone(&store), store)
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn keys_survive_a_reopen_and_expire_after_the_window() {
+        use std::time::Duration;
+
+        use broker_storage::{NewVersion, Storage};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys.sqlite");
+        let keyed = |timestamp| NewVersion::new("a", timestamp, "1").with_idempotency_key("k");
+        let open = || async {
+            let store = SqliteStorage::open(&path).await.expect("open");
+            store.with_idempotency_window(Duration::from_secs(60))
+        };
+        let store = open().await;
+        let first = store.append(vec![keyed(1_000)]).await.expect("append");
+        store.close().await.expect("close");
+        let store = open().await;
+        let retry = store.append(vec![keyed(60_999)]).await.expect("append");
+        assert_eq!(retry, first, "the key survives a reopen, within the window");
+        let after = store.append(vec![keyed(61_000)]).await.expect("append");
+        assert!(after[0].id > first[0].id, "after the window the key stores a new version");
+        store.close().await.expect("close");
     }
 }
