@@ -1,7 +1,7 @@
 //! Checking, backing up and restoring a database, and what the server says when it cannot start:
-//! `broker-server check` on clean, damaged and busy files, the server on a damaged file,
-//! `broker-server backup` from a running server under load, and the server restored from the
-//! copy.
+//! `broker-server check` on clean, damaged and busy files, the server on a damaged file or on one
+//! another server serves, `broker-server backup` from a running server under load, and the server
+//! restored from the copy.
 
 mod backup;
 
@@ -98,6 +98,23 @@ async fn check_on_a_file_a_running_server_holds_says_so_and_suggests_a_backup() 
     }
     // The server goes on serving.
     server.insert("a", json!(2)).await;
+}
+
+#[tokio::test]
+async fn a_second_server_on_a_served_file_refuses_to_start_and_the_first_keeps_serving() {
+    let server = Server::start().await;
+    let first = server.insert("a", json!(1)).await;
+    let output = start_failing(server.data_path()).await;
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = lines(&output.stderr);
+    assert_eq!(stderr.len(), 1, "one line: {}", describe(&output));
+    for expected in [utf8(server.data_path()), "another process serves"] {
+        assert!(stderr[0].contains(expected), "{expected:?} in {:?}", stderr[0]);
+    }
+    // The first server goes on serving, its file whole.
+    let second = server.insert("a", json!(2)).await;
+    let ids: Vec<u64> = server.audit("a").await.iter().map(|version| version.id).collect();
+    assert_eq!(ids, [first.id, second.id], "{}", server.log());
 }
 
 /// Copies of a database, each with 32-byte ranges overwritten at a few page boundaries.

@@ -40,8 +40,8 @@ impl CheckArgs {
 }
 
 /// Whether `error` says the file is open elsewhere: the backend reports it as an I/O error of
-/// kind `ResourceBusy` (see [`RedbStorage::check`]).
-fn in_use(error: &StorageError) -> bool {
+/// kind `ResourceBusy` (see [`RedbStorage::check`] and [`RedbStorage::open_with`]).
+pub(crate) fn in_use(error: &StorageError) -> bool {
     match error {
         StorageError::Backend(error) => error
             .downcast_ref::<std::io::Error>()

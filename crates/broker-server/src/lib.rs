@@ -114,6 +114,14 @@ pub enum Error {
         #[source]
         source: broker_storage::StorageError,
     },
+    /// The database file is open in another process: another broker serves it. redb locks the
+    /// file, so a database is served by one process at a time. (A program that embeds [`Server`]
+    /// gets this too for a file another `Server` of its own holds.)
+    #[error(
+        "another process serves {}; a database file is served by one broker at a time",
+        .0.display()
+    )]
+    InUse(PathBuf),
     /// The engine failed to open or close.
     #[error(transparent)]
     Engine(#[from] broker_core::Error),

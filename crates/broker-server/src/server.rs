@@ -11,6 +11,7 @@ use broker_storage_redb::RedbStorage;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::check::in_use;
 use crate::{Config, Error};
 
 /// A server with its database open and its address bound, ready to [`run`](Server::run).
@@ -25,9 +26,15 @@ pub struct Server {
 impl Server {
     /// Opens the database and the engine, and binds the listening address.
     pub async fn bind(config: Config) -> Result<Server, Error> {
-        let storage = RedbStorage::open_with(&config.data, config.storage.clone())
-            .await
-            .map_err(|source| Error::Storage { path: config.data.clone(), source })?;
+        let storage = RedbStorage::open_with(&config.data, config.storage.clone()).await.map_err(
+            |source| {
+                if in_use(&source) {
+                    Error::InUse(config.data.clone())
+                } else {
+                    Error::Storage { path: config.data.clone(), source }
+                }
+            },
+        )?;
         // Shared: the engine owns the store, and `GET /backup` calls its own `backup` method.
         let storage = Arc::new(storage);
         // The recorder must exist before the engine and the transport register their metrics.
