@@ -209,9 +209,11 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
         )));
     }
 
-    // A file written before the idempotency tables has neither: it holds no keys.
-    let (Some(keys), Some(key_times)) = (optional(&txn, KEYS)?, optional(&txn, KEY_TIMES)?) else {
-        return Ok(());
+    let (keys, key_times) = match (optional(&txn, KEYS)?, optional(&txn, KEY_TIMES)?) {
+        (Some(keys), Some(key_times)) => (keys, key_times),
+        // A file written before the idempotency tables has neither: it holds no keys.
+        (None, None) => return Ok(()),
+        _ => return Err(corrupt("it has only one of keys and key_times".to_owned())),
     };
     for entry in keys.iter().map_err(from_redb)? {
         let (key, row) = entry.map_err(from_redb)?;
