@@ -1,0 +1,232 @@
+//! [`NatsStorage`]: the trait's implementation over one JetStream stream.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_nats::{ConnectOptions, ServerAddr};
+use broker_storage::{NewVersion, Storage, StorageError, Tail, Uuid, Version};
+use tokio_util::sync::CancellationToken;
+
+use crate::options::{Credentials, NatsOptions};
+use crate::{append, reads, stream, tail};
+
+/// A store whose versions live in a NATS JetStream stream, shared by every broker that connects
+/// to it.
+///
+/// Open it with [`NatsStorage::connect`]; see the crate documentation for how versions are laid
+/// out and read.
+pub struct NatsStorage {
+    shared: Arc<Shared>,
+    database_id: Uuid,
+}
+
+/// What the store's operations and tails share.
+pub(crate) struct Shared {
+    pub(crate) client: async_nats::Client,
+    pub(crate) options: NatsOptions,
+    /// The highest sequence this store has seen: acknowledged by an append, delivered by a
+    /// tail, returned by a read, or the stream's last when the store connected. Reads cover it
+    /// (see `reads.rs`).
+    seen: AtomicU64,
+    /// Cancelled by `close`: ends the tails and refuses every later call.
+    pub(crate) closed: CancellationToken,
+}
+
+impl Shared {
+    /// The highest sequence this store has seen.
+    pub(crate) fn seen(&self) -> u64 {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// Records that this store has seen `sequence`.
+    pub(crate) fn saw(&self, sequence: u64) {
+        self.seen.fetch_max(sequence, Ordering::AcqRel);
+    }
+}
+
+impl NatsStorage {
+    /// The most versions [`append`](Storage::append) stores atomically: the server's limit on an
+    /// atomic batch. A longer batch is stored in parts; see the crate documentation.
+    pub const MAX_ATOMIC_BATCH: usize = append::MAX_BATCH;
+
+    /// Connects to the servers of `options`, creates the stream if it is missing, and checks its
+    /// settings.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Unavailable`] when no server can be reached or JetStream does not answer;
+    /// [`StorageError::Backend`] for options that are not valid, credentials that cannot be
+    /// read, and a stream whose settings could lose versions (the message says what to change).
+    pub async fn connect(options: NatsOptions) -> Result<NatsStorage, StorageError> {
+        validate(&options)?;
+        let servers = options
+            .servers
+            .iter()
+            .map(|server| {
+                ServerAddr::from_str(server.trim()).map_err(|error| {
+                    StorageError::backend(format!("invalid NATS server {server:?}: {error}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let connect = connect_options(&options).await?;
+        let client = tokio::time::timeout(options.request_timeout * 2, connect.connect(servers))
+            .await
+            .map_err(|_| unreachable(&options, &"no answer in time"))?
+            .map_err(|error| unreachable(&options, &error))?;
+        let (database_id, last) = stream::open(&client, &options).await?;
+        tracing::info!(
+            servers = ?options.servers,
+            stream = options.stream,
+            %database_id,
+            last_id = last,
+            "connected to the NATS stream"
+        );
+        let shared = Shared {
+            client,
+            options,
+            seen: AtomicU64::new(last),
+            closed: CancellationToken::new(),
+        };
+        Ok(NatsStorage { shared: Arc::new(shared), database_id })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &NatsOptions {
+        &self.shared.options
+    }
+
+    fn open(&self) -> Result<&Shared, StorageError> {
+        if self.shared.closed.is_cancelled() { Err(StorageError::Closed) } else { Ok(&self.shared) }
+    }
+}
+
+impl std::fmt::Debug for NatsStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsStorage")
+            .field("stream", &self.shared.options.stream)
+            .field("database_id", &self.database_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unreachable(options: &NatsOptions, error: &dyn std::fmt::Display) -> StorageError {
+    StorageError::Unavailable(format!(
+        "cannot connect to the NATS servers {}: {error}",
+        options.servers.join(",")
+    ))
+}
+
+/// Checks what the servers would otherwise refuse with a less helpful message.
+fn validate(options: &NatsOptions) -> Result<(), StorageError> {
+    let invalid = |message: String| Err(StorageError::backend(message));
+    if options.servers.is_empty() {
+        return invalid("no NATS server given".into());
+    }
+    let stream = &options.stream;
+    if stream.is_empty()
+        || stream.len() > 255
+        || stream.chars().any(|c| c.is_whitespace() || c.is_control() || ".*>/\\".contains(c))
+    {
+        return invalid(format!(
+            "invalid NATS stream name {stream:?}: use letters, digits, `-` and `_`"
+        ));
+    }
+    if !(1..=5).contains(&options.replicas) {
+        return invalid(format!("a NATS stream has 1 to 5 replicas, not {}", options.replicas));
+    }
+    if options.request_timeout.is_zero() || options.retry_timeout.is_zero() {
+        return invalid("the NATS request and retry timeouts must be longer than 0".into());
+    }
+    Ok(())
+}
+
+/// The client's options: credentials, TLS, timeouts.
+async fn connect_options(options: &NatsOptions) -> Result<ConnectOptions, StorageError> {
+    let mut connect = ConnectOptions::new()
+        .name("broker")
+        .connection_timeout(options.request_timeout)
+        .request_timeout(Some(options.request_timeout));
+    connect = match &options.credentials {
+        Credentials::None => connect,
+        Credentials::CredsFile(path) => connect.credentials_file(path).await.map_err(|error| {
+            StorageError::backend(format!(
+                "cannot read the NATS credentials file {}: {error}",
+                path.display()
+            ))
+        })?,
+        Credentials::UserPassword { user, password } => {
+            connect.user_and_password(user.clone(), password.clone())
+        }
+        Credentials::Token(token) => connect.token(token.clone()),
+    };
+    if let Some(ca) = &options.tls_ca {
+        if !ca.is_file() {
+            return Err(StorageError::backend(format!(
+                "the TLS root certificate file {} does not exist",
+                ca.display()
+            )));
+        }
+        connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    Ok(connect)
+}
+
+impl Storage for NatsStorage {
+    fn database_id(&self) -> Uuid {
+        self.database_id
+    }
+
+    async fn append(&self, batch: Vec<NewVersion>) -> Result<Vec<Version>, StorageError> {
+        append::append(self.open()?, batch).await
+    }
+
+    fn tail(&self, after: u64) -> Tail {
+        match self.open() {
+            Ok(_) => tail::tail(Arc::clone(&self.shared), after),
+            Err(_) => Tail::ended(),
+        }
+    }
+
+    async fn latest(&self) -> Result<Vec<Version>, StorageError> {
+        reads::latest(self.open()?).await
+    }
+
+    async fn history(
+        &self,
+        event: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Version>, StorageError> {
+        reads::history(self.open()?, event, after, limit).await
+    }
+
+    async fn since(&self, after: u64, limit: usize) -> Result<Vec<Version>, StorageError> {
+        reads::since(self.open()?, after, limit).await
+    }
+
+    async fn writable(&self) -> Result<(), StorageError> {
+        let shared = self.open()?;
+        if shared.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(StorageError::Unavailable("not connected to any NATS server".into()));
+        }
+        stream::writable(&shared.client, &shared.options).await
+    }
+
+    async fn close(&self) -> Result<(), StorageError> {
+        if self.shared.closed.is_cancelled() {
+            return Ok(());
+        }
+        self.shared.closed.cancel();
+        // Sends what is buffered and closes the connection, for the tails' handles too.
+        match tokio::time::timeout(self.shared.options.request_timeout, self.shared.client.drain())
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                Err(StorageError::backend(format!("closing the connection: {error}")))
+            }
+            Err(_) => Err(StorageError::backend("closing the connection: no answer in time")),
+        }
+    }
+}
