@@ -55,18 +55,54 @@ pub(crate) async fn info(
     api::request_json(client, format!("$JS.API.STREAM.INFO.{stream}"), &json!({}), timeout).await
 }
 
-/// Whether the stream can take writes now: it answers its info and has a leader.
+/// Whether the stream can take writes now: it answers its info, has a leader, and the leader
+/// hears from a quorum of its replicas.
+///
+/// A leader that lost its quorum goes on naming itself leader for a while (about 20 seconds
+/// with nats-server 2.15) while every publish to it times out, and it marks its followers not
+/// current only after about 10; so a follower counts only while the leader heard from it within
+/// [`QUORUM_SILENCE`].
 pub(crate) async fn writable(client: &Client, options: &NatsOptions) -> Result<(), StorageError> {
     let stream = &options.stream;
     let info = info(client, stream, options.request_timeout)
         .await
         .map_err(|error| error.into_storage(&format!("stream info of {stream}")))?;
-    match info["cluster"]["leader"].as_str() {
-        Some(leader) if !leader.is_empty() => Ok(()),
-        // A stream on a single server that is not clustered has no cluster section.
-        None if info["cluster"].is_null() || info["cluster"]["replicas"].is_null() => Ok(()),
-        _ => Err(StorageError::Unavailable(format!("stream {stream} has no leader"))),
+    quorum(&info["cluster"], stream)
+}
+
+/// How long a leader may not have heard from a follower before the follower no longer counts
+/// toward the quorum: a few of the leader's heartbeats, which it sends every second.
+const QUORUM_SILENCE: Duration = Duration::from_secs(4);
+
+/// Whether the `cluster` section of a stream's info shows a leader with a quorum.
+fn quorum(cluster: &Value, stream: &str) -> Result<(), StorageError> {
+    // A stream of a server that is not clustered has no cluster section, or no replicas.
+    if cluster.is_null() {
+        return Ok(());
     }
+    if cluster["leader"].as_str().is_none_or(str::is_empty) {
+        return Err(StorageError::Unavailable(format!("stream {stream} has no leader")));
+    }
+    let replicas = cluster["replicas"].as_array().map_or(&[][..], Vec::as_slice);
+    let heard = replicas
+        .iter()
+        .filter(|replica| {
+            replica["current"].as_bool() == Some(true)
+                && replica["offline"].as_bool() != Some(true)
+                && replica["active"]
+                    .as_u64()
+                    .is_some_and(|active| Duration::from_nanos(active) < QUORUM_SILENCE)
+        })
+        .count();
+    let size = replicas.len() + 1;
+    // The leader and the followers it hears from must be a majority.
+    if heard < size / 2 {
+        return Err(StorageError::Unavailable(format!(
+            "stream {stream}'s leader hears from {heard} of its {} followers, short of a quorum",
+            replicas.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Creates the stream, or finds the one another broker created at the same moment, and returns
@@ -237,6 +273,22 @@ mod tests {
         check_refused(|c| c["allow_atomic"] = json!(false), "allow_atomic");
         check_refused(|c| c["subjects"] = json!(["broker.>", "other"]), "subjects");
         check_refused(|c| c["metadata"] = json!({}), "not created by a broker");
+    }
+
+    #[test]
+    fn a_leader_needs_to_hear_from_a_quorum() {
+        let follower = |current: bool, active_ms: u64| json!({ "name": "n", "current": current, "active": active_ms * 1_000_000 });
+        let check = |replicas: Vec<Value>, writable: bool| {
+            let cluster = json!({ "leader": "n0", "replicas": replicas });
+            assert_eq!(quorum(&cluster, "s").is_ok(), writable, "{cluster}");
+        };
+        check(vec![follower(true, 5), follower(true, 7)], true);
+        check(vec![follower(true, 5), follower(false, 7)], true);
+        check(vec![follower(true, 9_000), follower(true, 9_000)], false);
+        check(vec![follower(false, 5), follower(false, 7)], false);
+        check(vec![], true);
+        assert!(quorum(&json!({ "replicas": [] }), "s").is_err(), "no leader");
+        assert!(quorum(&Value::Null, "s").is_ok(), "a single server");
     }
 
     #[test]
