@@ -15,7 +15,6 @@ use broker_storage::{StorageError, Version};
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use crate::api::no_responders;
 use crate::record;
 
 /// What a batched direct get answered.
@@ -27,8 +26,9 @@ pub(crate) enum Answer {
     NotFound,
     /// A multi-subject get matched more subjects than the server answers for at once (`413`).
     TooManyResults,
-    /// No answer in time from the replica the request went to.
-    Timeout,
+    /// No answer in time from the replica the request went to, or no replica listening: right
+    /// after the stream is created, or while its replicas restart. Worth asking again.
+    Unanswered,
 }
 
 /// The closing status of a batch.
@@ -62,18 +62,18 @@ pub(crate) async fn get(
     loop {
         let message = match tokio::time::timeout(timeout, answers.next()).await {
             Ok(Some(message)) => message,
-            Ok(None) | Err(_) => return Ok(Answer::Timeout),
+            Ok(None) | Err(_) => return Ok(Answer::Unanswered),
         };
         match message.status {
             None | Some(StatusCode::OK) => versions.push(record::from_direct(prefix, &message)?),
-            Some(StatusCode::NO_RESPONDERS) => return Err(no_responders(&subject)),
+            Some(StatusCode::NO_RESPONDERS) => return Ok(Answer::Unanswered),
             Some(status) => {
                 return match status.as_u16() {
                     204 => Ok(Answer::Batch(versions, end_of_batch(&message)?)),
                     // A 404 after some messages is a batch cut short: the replica lost what it
                     // was reading. Asking again is the answer.
                     404 if versions.is_empty() => Ok(Answer::NotFound),
-                    404 => Ok(Answer::Timeout),
+                    404 => Ok(Answer::Unanswered),
                     413 => Ok(Answer::TooManyResults),
                     code => Err(StorageError::backend(format!(
                         "a direct get of stream {stream} answered {code} {}",

@@ -14,7 +14,8 @@
 //!   with the stream leader: the leader's next version of the event after the page must be
 //!   newer than the mark, or missing.
 //!
-//! An answer that does not cover the mark is asked for again, until
+//! An answer that does not cover the mark, and a request that no replica answered, are asked
+//! for again, until
 //! [`NatsOptions::retry_timeout`](crate::NatsOptions::retry_timeout); a replica that stays behind
 //! that long makes the read fail as [`StorageError::Unavailable`].
 
@@ -125,7 +126,7 @@ async fn latest_once(shared: &Shared, known: u64) -> Result<Option<Vec<Version>>
                 // Nothing stored under these subjects, or nothing at all yet; an empty stream
                 // is only an answer for a store that has seen nothing.
                 Answer::NotFound if up_to.is_some() || known == 0 => break,
-                Answer::NotFound | Answer::Timeout => return Ok(None),
+                Answer::NotFound | Answer::Unanswered => return Ok(None),
                 Answer::TooManyResults => {
                     let (start, end) = group.unwrap_or((0, subject::BUCKETS));
                     if end - start == 1 {
@@ -148,7 +149,7 @@ async fn latest_once(shared: &Shared, known: u64) -> Result<Option<Vec<Version>>
 
 /// Up to `limit` messages matching `filter` after `after`, in as many direct gets as it takes
 /// (a replica may cut a batch short), with the last sequence of the last batch and the
-/// matching messages it left out; `None` when a replica did not answer in time.
+/// matching messages it left out; `None` when no replica answered.
 #[allow(clippy::type_complexity)]
 async fn pages(
     shared: &Shared,
@@ -173,7 +174,7 @@ async fn pages(
                 }
             }
             Answer::NotFound => break,
-            Answer::Timeout => return Ok(None),
+            Answer::Unanswered => return Ok(None),
             Answer::TooManyResults => {
                 return Err(StorageError::backend("a direct get by subject answered 413"));
             }
@@ -239,11 +240,11 @@ where
             }
             return Ok(versions);
         }
-        tracing::debug!(what, known, "a replica answered from behind this store; reading again");
+        tracing::debug!(what, known, "no replica answered, or one from behind; reading again");
         if Instant::now() + backoff >= deadline {
             return Err(StorageError::Unavailable(format!(
-                "{what}: the replicas that answered stayed behind sequence {known}, which this \
-                 store has seen, for {:?}",
+                "{what}: for {:?}, no replica of the stream answered, or only replicas behind \
+                 sequence {known}, which this store has seen",
                 shared.options.retry_timeout
             )));
         }

@@ -30,17 +30,32 @@ pub(crate) const DATABASE_ID: &str = "broker_database_id";
 
 /// Finds or creates the stream of `options`, checks its settings, and returns its identity and
 /// its last sequence.
+///
+/// A stream that was just created, by this broker or another, answers its info only once its
+/// replicas have elected a leader; until then, and until the retry timeout, the info is asked
+/// for again.
 pub(crate) async fn open(
     client: &Client,
     options: &NatsOptions,
 ) -> Result<(Uuid, u64), StorageError> {
     let stream = &options.stream;
-    let info = match info(client, stream, options.request_timeout).await {
-        Ok(info) => info,
-        Err(ApiError::Api(error)) if error.err_code == codes::STREAM_NOT_FOUND => {
-            create(client, options).await?
+    let deadline = tokio::time::Instant::now() + options.retry_timeout;
+    let info = loop {
+        match info(client, stream, options.request_timeout).await {
+            Ok(info) => break info,
+            Err(ApiError::Api(error)) if error.err_code == codes::STREAM_NOT_FOUND => {
+                break create(client, options).await?;
+            }
+            Err(error) => {
+                let error = error.into_storage(&format!("stream info of {stream}"));
+                if !matches!(error, StorageError::Unavailable(_))
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    return Err(error);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-        Err(error) => return Err(error.into_storage(&format!("stream info of {stream}"))),
     };
     let id = check(&info["config"], options)?;
     Ok((id, info["state"]["last_seq"].as_u64().unwrap_or(0)))
@@ -135,9 +150,23 @@ async fn create(client: &Client, options: &NatsOptions) -> Result<Value, Storage
             Ok(created)
         }
         Err(ApiError::Api(error)) if error.err_code == codes::STREAM_NAME_IN_USE => {
-            info(client, stream, options.request_timeout)
-                .await
-                .map_err(|error| error.into_storage(&format!("stream info of {stream}")))
+            // Another broker created it a moment ago; its info may take a moment to appear.
+            let deadline = tokio::time::Instant::now() + options.retry_timeout;
+            loop {
+                match info(client, stream, options.request_timeout).await {
+                    Err(ApiError::Api(error))
+                        if error.err_code == codes::STREAM_NOT_FOUND
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    answer => {
+                        break answer.map_err(|error| {
+                            error.into_storage(&format!("stream info of {stream}"))
+                        });
+                    }
+                }
+            }
         }
         Err(error) => Err(error.into_storage(&format!("creating stream {stream}"))),
     }
