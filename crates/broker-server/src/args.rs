@@ -55,7 +55,7 @@ pub struct Args {
     pub port: u16,
 
     /// The redb database file, created if missing; to restore a backup, point it at the
-    /// backup. [default: $XDG_DATA_HOME/broker/broker.redb, or ~/.local/share/broker/broker.redb]
+    /// backup. Unused with --nats. [default: $XDG_DATA_HOME/broker/broker.redb, or ~/.local/share/broker/broker.redb]
     #[arg(long, env = "BROKER_DATA")]
     pub data: Option<PathBuf>,
 
@@ -245,12 +245,7 @@ impl Args {
         }
         let nats = nats.into_options()?;
         let data = match (data, &nats) {
-            (Some(_), Some(_)) => {
-                return invalid(
-                    "--data names a redb file and --nats a NATS stream: give one of them".into(),
-                );
-            }
-            (Some(data), None) => data,
+            (Some(data), _) => data,
             // No file is opened: the database is the stream.
             (None, Some(_)) => PathBuf::new(),
             (None, None) => crate::default_data_path()?,
