@@ -22,8 +22,9 @@
 //!
 //! An answer that says nothing was done (no responders, no leader, a refusal) is final and
 //! mapped at once. A request with no answer in time may have been stored, so it is sent again
-//! with the same message ids, and a new batch id, until [`NatsOptions::retry_timeout`]
-//! (crate::NatsOptions::retry_timeout) runs out; then the append answers
+//! with the same message ids, and a new batch id, until
+//! [`NatsOptions::retry_timeout`](crate::NatsOptions::retry_timeout) runs out; then the append
+//! answers
 //! [`StorageError::OutcomeUnknown`]. After such a timeout, a refusal no longer proves that
 //! nothing was stored, so it is retried the same way.
 
@@ -163,7 +164,8 @@ async fn publish(
         } else {
             publish_atomic(shared, batch, ids, &pending).await
         };
-        let failure = match attempt {
+        // What refused the attempt, or `None` when it went unanswered.
+        let refused = match attempt {
             Ok(Stored::New(first)) => {
                 outcome.extend(pending.iter().zip(first..).map(|(&i, seq)| (i, Stored::New(seq))));
                 return Ok(outcome);
@@ -184,23 +186,23 @@ async fn publish(
                 pending = remaining;
                 continue;
             }
-            Err(Failure::Duplicates) => Failure::Refused(StorageError::backend(
+            Err(Failure::Duplicates) => Some(StorageError::backend(
                 "the batch kept meeting duplicate message ids stored by other writers",
             )),
-            Err(failure) => failure,
+            Err(Failure::Timeout) => None,
+            Err(Failure::Refused(error)) => Some(error),
         };
-        match failure {
-            Failure::Timeout => uncertain = true,
-            Failure::Refused(error) if !uncertain => return Err(error),
-            Failure::Refused(StorageError::Unavailable(reason)) => {
+        match refused {
+            None => uncertain = true,
+            Some(error) if !uncertain => return Err(error),
+            Some(StorageError::Unavailable(reason)) => {
                 tracing::debug!(reason, "retrying an append whose first attempt went unanswered");
             }
-            Failure::Refused(error) => {
+            Some(error) => {
                 return Err(StorageError::OutcomeUnknown(format!(
                     "an attempt went unanswered, and the retry failed: {error}"
                 )));
             }
-            Failure::Duplicates => unreachable!("handled above"),
         }
         if Instant::now() + backoff >= deadline {
             return Err(StorageError::OutcomeUnknown(format!(

@@ -8,6 +8,11 @@
 //! deployments set `jetstream { sync_interval: always }`, since JetStream otherwise syncs only
 //! every two minutes, and a version acknowledged in between could be lost with a machine.
 //!
+//! The idempotency window is the stream's `duplicate_window`: the servers remember each
+//! message id for that long after they stored it, which for the engine's versions is within
+//! moments of their timestamp. Every version is published with a message id, its idempotency
+//! key or a fresh one, so that the store's own retries of a lost answer are never stored twice.
+//!
 //! # Layout
 //!
 //! - `store.rs`: [`NatsStorage`], the trait's implementation: connecting, and the high mark of

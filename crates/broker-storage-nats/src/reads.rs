@@ -147,16 +147,18 @@ async fn latest_once(shared: &Shared, known: u64) -> Result<Option<Vec<Version>>
     Ok(Some(versions))
 }
 
+/// What [`pages`] read: the versions, and the end of the last batch, if a batch came, as its
+/// last sequence and the matching messages it left out.
+type Pages = (Vec<Version>, Option<(u64, u64)>);
+
 /// Up to `limit` messages matching `filter` after `after`, in as many direct gets as it takes
-/// (a replica may cut a batch short), with the last sequence of the last batch and the
-/// matching messages it left out; `None` when no replica answered.
-#[allow(clippy::type_complexity)]
+/// (a replica may cut a batch short); `None` when no replica answered.
 async fn pages(
     shared: &Shared,
     filter: &str,
     after: u64,
     limit: usize,
-) -> Result<Option<(Vec<Version>, Option<(u64, u64)>)>, StorageError> {
+) -> Result<Option<Pages>, StorageError> {
     let mut page: Vec<Version> = Vec::new();
     let mut end = None;
     let mut position = after;

@@ -1,8 +1,10 @@
 //! [`NatsStorage`]: the trait's implementation over one JetStream stream.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_nats::{ConnectOptions, ServerAddr};
 use broker_storage::{NewVersion, Storage, StorageError, Tail, Uuid, Version};
@@ -74,7 +76,9 @@ impl NatsStorage {
             .await
             .map_err(|_| unreachable(&options, &"no answer in time"))?
             .map_err(|error| unreachable(&options, &error))?;
-        let (database_id, last) = stream::open(&client, &options).await?;
+        let (database_id, last) = bounded(&options, stream::open(&client, &options))
+            .await
+            .unwrap_or_else(|| Err(unreachable(&options, &"no answer in time")))?;
         tracing::info!(
             servers = ?options.servers,
             stream = options.stream,
@@ -110,6 +114,33 @@ impl std::fmt::Debug for NatsStorage {
     }
 }
 
+/// The longest any operation may take: its retries, and the requests of a last attempt.
+///
+/// Each request already has its own timeout; this bound also covers the waits that have none,
+/// such as handing a message to a client whose connection is down and whose buffer is full.
+fn limit(options: &NatsOptions) -> Duration {
+    options.retry_timeout + options.request_timeout * 2
+}
+
+/// Runs `operation` for at most [`limit`]; `None` when it took longer.
+async fn bounded<T>(options: &NatsOptions, operation: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(limit(options), operation).await.ok()
+}
+
+/// [`bounded`] for a read, which changes nothing and may fail as unavailable.
+async fn read_bounded(
+    shared: &Shared,
+    what: &str,
+    read: impl Future<Output = Result<Vec<Version>, StorageError>>,
+) -> Result<Vec<Version>, StorageError> {
+    bounded(&shared.options, read).await.unwrap_or_else(|| {
+        Err(StorageError::Unavailable(format!(
+            "{what} did not finish within {:?}",
+            limit(&shared.options)
+        )))
+    })
+}
+
 fn unreachable(options: &NatsOptions, error: &dyn std::fmt::Display) -> StorageError {
     StorageError::Unavailable(format!(
         "cannot connect to the NATS servers {}: {error}",
@@ -137,6 +168,15 @@ fn validate(options: &NatsOptions) -> Result<(), StorageError> {
     }
     if options.request_timeout.is_zero() || options.retry_timeout.is_zero() {
         return invalid("the NATS request and retry timeouts must be longer than 0".into());
+    }
+    // An append retries with the same message ids for up to the retry timeout: the servers must
+    // remember them at least that long, or a retry could store a version twice.
+    if options.duplicate_window < limit(options) {
+        return invalid(format!(
+            "the idempotency window ({:?}) must be longer than an append's retries ({:?})",
+            options.duplicate_window,
+            limit(options)
+        ));
     }
     Ok(())
 }
@@ -178,7 +218,13 @@ impl Storage for NatsStorage {
     }
 
     async fn append(&self, batch: Vec<NewVersion>) -> Result<Vec<Version>, StorageError> {
-        append::append(self.open()?, batch).await
+        let shared = self.open()?;
+        bounded(&shared.options, append::append(shared, batch)).await.unwrap_or_else(|| {
+            Err(StorageError::OutcomeUnknown(format!(
+                "the append did not finish within {:?}",
+                limit(&shared.options)
+            )))
+        })
     }
 
     fn tail(&self, after: u64) -> Tail {
@@ -189,7 +235,8 @@ impl Storage for NatsStorage {
     }
 
     async fn latest(&self) -> Result<Vec<Version>, StorageError> {
-        reads::latest(self.open()?).await
+        let shared = self.open()?;
+        read_bounded(shared, "latest", reads::latest(shared)).await
     }
 
     async fn history(
@@ -198,11 +245,13 @@ impl Storage for NatsStorage {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Version>, StorageError> {
-        reads::history(self.open()?, event, after, limit).await
+        let shared = self.open()?;
+        read_bounded(shared, "history", reads::history(shared, event, after, limit)).await
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Version>, StorageError> {
-        reads::since(self.open()?, after, limit).await
+        let shared = self.open()?;
+        read_bounded(shared, "since", reads::since(shared, after, limit)).await
     }
 
     async fn writable(&self) -> Result<(), StorageError> {
@@ -210,7 +259,9 @@ impl Storage for NatsStorage {
         if shared.client.connection_state() != async_nats::connection::State::Connected {
             return Err(StorageError::Unavailable("not connected to any NATS server".into()));
         }
-        stream::writable(&shared.client, &shared.options).await
+        bounded(&shared.options, stream::writable(&shared.client, &shared.options))
+            .await
+            .unwrap_or_else(|| Err(StorageError::Unavailable("no answer in time".into())))
     }
 
     async fn close(&self) -> Result<(), StorageError> {

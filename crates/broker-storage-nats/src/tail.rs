@@ -51,6 +51,7 @@ pub(crate) fn tail(shared: Arc<Shared>, after: u64) -> Tail {
                     continue;
                 }
                 Err(_) => {
+                    // The attempt itself took its time: no wait before the next.
                     tracing::warn!(position, "no answer creating a consumer of the NATS stream");
                     continue;
                 }
