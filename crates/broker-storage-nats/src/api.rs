@@ -48,6 +48,9 @@ pub(crate) mod codes {
     pub(crate) const BATCH_DUPLICATE_MSG_ID: u16 = 10201;
     /// Stream limits reached with the discard policy `new`, or the servers' storage is full.
     pub(crate) const FULL: [u16; 4] = [10077, 10078, 10047, 10023];
+    /// Refusals that stored nothing and pass: an atomic batch cut short by a change of stream
+    /// leader (its state lives on the leader), and too many atomic batches open at once.
+    pub(crate) const TRANSIENT: [u16; 2] = [10176, 10210];
 }
 
 impl JsError {
@@ -56,7 +59,7 @@ impl JsError {
         let message = format!("{} (error {})", self.description, self.err_code);
         if codes::FULL.contains(&self.err_code) {
             StorageError::Full(message)
-        } else if self.code == 503 {
+        } else if self.code == 503 || codes::TRANSIENT.contains(&self.err_code) {
             StorageError::Unavailable(message)
         } else {
             StorageError::backend(message)
@@ -160,6 +163,8 @@ mod tests {
         let error = |code, err_code| JsError { code, err_code, description: "d".into() };
         assert!(matches!(error(503, 10008).into_storage(), StorageError::Unavailable(_)));
         assert!(matches!(error(400, 10078).into_storage(), StorageError::Full(_)));
+        assert!(matches!(error(400, 10176).into_storage(), StorageError::Unavailable(_)));
+        assert!(matches!(error(429, 10210).into_storage(), StorageError::Unavailable(_)));
         assert!(matches!(error(400, 10003).into_storage(), StorageError::Backend(_)));
         let answer = br#"{"error":{"code":400,"err_code":10201,"description":"dup"},"seq":0}"#;
         match parse(answer) {

@@ -90,61 +90,108 @@ pub(crate) async fn latest(shared: &Shared) -> Result<Vec<Version>, StorageError
 
 /// One try at `latest`: `None` when an answer did not cover `known`.
 ///
-/// The whole stream is asked for first. The server answers a multi-subject get for at most
-/// 1,024 subjects and refuses more (`413`); the request is then split into halves of the
-/// buckets of `subject.rs`, down to single buckets, each answered as of the sequence the first
-/// answer reflected, so that together they are one consistent snapshot.
+/// The whole stream is asked for at once first. The server answers a multi-subject get for at
+/// most 1,024 subjects and refuses more (`413`); the snapshot is then read in groups of the
+/// buckets of `subject.rs`, halved until each group is answered, every group as of one
+/// sequence: the stream's last when the read began, as the leader tells it. A replica whose log
+/// does not reach that sequence answers "no results" to such a request rather than a stale
+/// snapshot, but so would a replica that is up to date for a group that holds no event; so
+/// every group also names the subject of the message at that sequence, whose last version
+/// there is that message, and "no results" then only means a replica behind.
 async fn latest_once(shared: &Shared, known: u64) -> Result<Option<Vec<Version>>, StorageError> {
     let prefix = &shared.options.stream;
-    let mut groups: Vec<Option<(usize, usize)>> = vec![None];
-    let mut up_to: Option<u64> = None;
+    match multi_last(shared, &[subject::all(prefix)], None).await? {
+        Multi::Versions(versions, reflects) => return Ok((reflects >= known).then_some(versions)),
+        // An empty stream is only an answer for a store that has seen nothing.
+        Multi::NotFound => return Ok((known == 0).then(Vec::new)),
+        Multi::Unanswered => return Ok(None),
+        Multi::TooManyResults => {}
+    }
+    let Some(last) = leader_get(shared, json!({ "last_by_subj": subject::all(prefix) })).await?
+    else {
+        return Ok(None);
+    };
+    let (up_to, anchor) = (last.seq, last.subject);
+    if up_to < known {
+        return Ok(None);
+    }
+    let half = subject::BUCKETS / 2;
+    let mut groups = vec![(0, half), (half, subject::BUCKETS)];
     let mut versions = Vec::new();
-    while let Some(group) = groups.pop() {
-        let filters: Vec<String> = match group {
-            None => vec![subject::all(prefix)],
-            Some((start, end)) => (start..end).map(|b| subject::bucket_filter(prefix, b)).collect(),
-        };
-        let mut from = 1;
-        loop {
-            let mut request = json!({ "multi_last": filters, "seq": from });
-            if let Some(up_to) = up_to {
-                request["up_to_seq"] = json!(up_to);
+    while let Some((start, end)) = groups.pop() {
+        let mut filters: Vec<String> =
+            (start..end).map(|bucket| subject::bucket_filter(prefix, bucket)).collect();
+        filters.push(anchor.clone());
+        match multi_last(shared, &filters, Some(up_to)).await? {
+            Multi::Versions(group, reflects) if reflects == up_to => versions.extend(group),
+            Multi::Versions(..) | Multi::NotFound | Multi::Unanswered => return Ok(None),
+            Multi::TooManyResults if end - start == 1 => {
+                return Err(StorageError::backend(format!(
+                    "more than 1,024 events fall into bucket {start:02x} of stream {prefix}, \
+                     more than a multi-subject get answers for"
+                )));
             }
-            match direct_get(shared, &request).await? {
-                Answer::Batch(batch, end) => {
-                    let reflects = end.up_to_sequence.unwrap_or(end.last_sequence);
-                    if reflects < known || up_to.is_some_and(|up_to| reflects < up_to) {
-                        return Ok(None);
-                    }
-                    up_to.get_or_insert(reflects);
-                    versions.extend(batch);
-                    if end.num_pending == 0 {
-                        break;
-                    }
-                    from = end.last_sequence + 1;
-                }
-                // Nothing stored under these subjects, or nothing at all yet; an empty stream
-                // is only an answer for a store that has seen nothing.
-                Answer::NotFound if up_to.is_some() || known == 0 => break,
-                Answer::NotFound | Answer::Unanswered => return Ok(None),
-                Answer::TooManyResults => {
-                    let (start, end) = group.unwrap_or((0, subject::BUCKETS));
-                    if end - start == 1 {
-                        return Err(StorageError::backend(format!(
-                            "more than 1,024 events fall into bucket {start:02x} of stream \
-                             {prefix}, more than a multi-subject get answers for"
-                        )));
-                    }
-                    let middle = start + (end - start) / 2;
-                    groups.push(Some((start, middle)));
-                    groups.push(Some((middle, end)));
-                    break;
-                }
+            Multi::TooManyResults => {
+                let middle = start + (end - start) / 2;
+                groups.push((start, middle));
+                groups.push((middle, end));
             }
         }
     }
+    // The anchor's version came with every group.
     versions.sort_by_key(|version| version.id);
+    versions.dedup_by_key(|version| version.id);
     Ok(Some(versions))
+}
+
+/// What a multi-subject get answered.
+enum Multi {
+    /// The latest version of each matching subject, and the sequence the answer reflects.
+    Versions(Vec<Version>, u64),
+    /// No subject matches, or the replica's log does not reach `up_to_seq`.
+    NotFound,
+    /// More than 1,024 subjects match.
+    TooManyResults,
+    /// No replica answered.
+    Unanswered,
+}
+
+/// A multi-subject get of `filters`, as of `up_to` when given, in as many batches as the replica
+/// cuts it into, each later batch pinned to the sequence the first reflected.
+async fn multi_last(
+    shared: &Shared,
+    filters: &[String],
+    up_to: Option<u64>,
+) -> Result<Multi, StorageError> {
+    let mut versions = Vec::new();
+    let mut pinned = up_to;
+    let mut from = 0;
+    loop {
+        let mut request = json!({ "multi_last": filters });
+        if let Some(pinned) = pinned {
+            request["up_to_seq"] = json!(pinned);
+        }
+        if from > 0 {
+            request["seq"] = json!(from);
+        }
+        match direct_get(shared, &request).await? {
+            Answer::Batch(batch, end) => {
+                let reflects = end.up_to_sequence.unwrap_or(end.last_sequence);
+                if pinned.is_some_and(|pinned| reflects != pinned) {
+                    return Ok(Multi::Unanswered);
+                }
+                pinned = Some(reflects);
+                versions.extend(batch);
+                if end.num_pending == 0 {
+                    return Ok(Multi::Versions(versions, reflects));
+                }
+                from = end.last_sequence + 1;
+            }
+            Answer::NotFound if from == 0 => return Ok(Multi::NotFound),
+            Answer::NotFound | Answer::Unanswered => return Ok(Multi::Unanswered),
+            Answer::TooManyResults => return Ok(Multi::TooManyResults),
+        }
+    }
 }
 
 /// What [`pages`] read: the versions, and the end of the last batch, if a batch came, as its
