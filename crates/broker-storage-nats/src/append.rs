@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use crate::api::{self, ApiError, JsError, codes};
 use crate::reads;
 use crate::record;
-use crate::store::Shared;
+use crate::shared::Shared;
 use crate::subject;
 
 /// The most messages in one atomic batch: the server refuses more.

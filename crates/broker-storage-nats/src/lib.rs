@@ -15,8 +15,9 @@
 //!
 //! # Layout
 //!
-//! - `store.rs`: [`NatsStorage`], the trait's implementation: connecting, and the high mark of
-//!   what the store has seen, which reads must cover.
+//! - `store.rs`: [`NatsStorage`], the trait's implementation: connecting, and each operation
+//!   bounded in time; `shared.rs`: what the operations share, the high mark of what the store
+//!   has seen (which reads must cover) among it.
 //! - `options.rs`: [`NatsOptions`] and [`Credentials`].
 //! - `stream.rs`: creating the stream, and the start-up checks of its settings.
 //! - `append.rs`: atomic batch publishes with message ids, their retries, and telling retries
@@ -55,6 +56,7 @@ mod direct;
 mod options;
 mod reads;
 mod record;
+mod shared;
 mod store;
 mod stream;
 mod subject;

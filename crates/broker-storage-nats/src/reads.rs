@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::api::{self, ApiError, codes};
 use crate::direct::{self, Answer};
 use crate::record::RawMessage;
-use crate::store::Shared;
+use crate::shared::Shared;
 use crate::subject;
 
 /// The most messages asked for in one direct get.

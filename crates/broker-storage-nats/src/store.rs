@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use async_nats::{ConnectOptions, ServerAddr};
@@ -11,6 +11,7 @@ use broker_storage::{NewVersion, Storage, StorageError, Tail, Uuid, Version};
 use tokio_util::sync::CancellationToken;
 
 use crate::options::{Credentials, NatsOptions};
+use crate::shared::Shared;
 use crate::{append, reads, stream, tail};
 
 /// A store whose versions live in a NATS JetStream stream, shared by every broker that connects
@@ -21,30 +22,6 @@ use crate::{append, reads, stream, tail};
 pub struct NatsStorage {
     shared: Arc<Shared>,
     database_id: Uuid,
-}
-
-/// What the store's operations and tails share.
-pub(crate) struct Shared {
-    pub(crate) client: async_nats::Client,
-    pub(crate) options: NatsOptions,
-    /// The highest sequence this store has seen: acknowledged by an append, delivered by a
-    /// tail, returned by a read, or the stream's last when the store connected. Reads cover it
-    /// (see `reads.rs`).
-    seen: AtomicU64,
-    /// Cancelled by `close`: ends the tails and refuses every later call.
-    pub(crate) closed: CancellationToken,
-}
-
-impl Shared {
-    /// The highest sequence this store has seen.
-    pub(crate) fn seen(&self) -> u64 {
-        self.seen.load(Ordering::Acquire)
-    }
-
-    /// Records that this store has seen `sequence`.
-    pub(crate) fn saw(&self, sequence: u64) {
-        self.seen.fetch_max(sequence, Ordering::AcqRel);
-    }
 }
 
 impl NatsStorage {

@@ -20,7 +20,7 @@ use broker_storage::{StorageError, Tail, Version};
 use futures_util::{FutureExt as _, StreamExt as _};
 
 use crate::record;
-use crate::store::Shared;
+use crate::shared::Shared;
 use crate::subject;
 
 /// The most versions in one batch of a tail: what the consumer has at hand, up to this many.
