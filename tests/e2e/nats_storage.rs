@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use broker_storage::{NewVersion, Storage, StorageError, Version, conformance};
-use broker_storage_nats::{NatsOptions, NatsStorage};
+use broker_storage_nats::{Credentials, NatsOptions, NatsStorage};
 
 use crate::support::{NODES, NatsCluster, Server, Sse, ids};
 
@@ -359,5 +359,110 @@ async fn an_append_without_a_quorum_fails_within_a_bound_and_a_retry_settles_it(
     let retried = store.append(vec![new]).await.expect("the retry once the quorum is back");
     let all = store.since(0, 100).await.expect("since");
     assert_eq!(all, [before[0].clone(), retried[0].clone()], "the version is stored once");
+    store.close().await.expect("close");
+}
+
+/// A tail whose connection goes with a killed stream leader resumes by itself, on another node,
+/// after the last version it delivered: every acknowledged version once, in id order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_resumes_by_itself_when_its_server_is_killed() {
+    let mut cluster = NatsCluster::start().await;
+    let stream = fresh_stream("tail");
+    connect(&cluster.urls(), &stream).await.close().await.expect("close");
+    let leader = cluster.stream_leader(&stream).await;
+    let follower = connect(&cluster.url((leader + 1) % NODES), &stream).await;
+    let tailing = connect(&cluster.url(leader), &stream).await;
+    let mut tail = tailing.tail(0);
+
+    let mut acknowledged = Vec::new();
+    for n in 0..10 {
+        acknowledged
+            .extend(follower.append(vec![NewVersion::new("t", n, "0")]).await.expect("append"));
+    }
+    cluster.kill(leader).await;
+    let started = Instant::now();
+    let mut n = 10;
+    while acknowledged.len() < 20 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no new leader to append to");
+        if let Ok(stored) = follower.append(vec![NewVersion::new("t", n, "1")]).await {
+            acknowledged.extend(stored);
+            n += 1;
+        }
+    }
+
+    let mut delivered: Vec<Version> = Vec::new();
+    while delivered.len() < acknowledged.len() {
+        match tokio::time::timeout(Duration::from_secs(30), tail.next()).await {
+            Ok(Some(Ok(batch))) => delivered.extend(batch),
+            other => panic!("the tail stopped after {} versions: {other:?}", delivered.len()),
+        }
+    }
+    assert_eq!(delivered, acknowledged, "every acknowledged version, once, in id order");
+    tailing.close().await.expect("close");
+    assert!(
+        matches!(tokio::time::timeout(Duration::from_secs(10), tail.next()).await, Ok(None)),
+        "the tail ends once its store is closed"
+    );
+    follower.close().await.expect("close");
+}
+
+/// One `nats-server` with JetStream that asks for credentials (`args`, its own flags): the
+/// cluster of the other tests asks for none.
+struct Secured {
+    /// Killed when dropped.
+    _child: tokio::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Secured {
+    async fn start(args: &[&str]) -> Secured {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = tokio::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run nats-server");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "nats-server did not listen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Secured { _child: child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
+    }
+
+    /// Connects to a stream of one replica with `credentials`.
+    async fn connect(&self, credentials: Credentials) -> Result<NatsStorage, StorageError> {
+        let mut options = options(&self.url, "secured");
+        options.replicas = 1;
+        options.credentials = credentials;
+        NatsStorage::connect(options).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_what_a_server_that_asks_for_them_gets() {
+    let token = Secured::start(&["--auth", "s3cret-token"]).await;
+    let refused = token.connect(Credentials::None).await.expect_err("no token");
+    assert!(refused.to_string().to_lowercase().contains("authorization"), "{refused}");
+    let store = token.connect(Credentials::Token("s3cret-token".into())).await.expect("token");
+    let stored = store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
+    assert_eq!(store.since(0, 10).await.expect("since"), stored);
+    store.close().await.expect("close");
+
+    let password = Secured::start(&["--user", "broker", "--pass", "pw"]).await;
+    let wrong = Credentials::UserPassword { user: "broker".into(), password: "no".into() };
+    password.connect(wrong).await.expect_err("a wrong password");
+    let right = Credentials::UserPassword { user: "broker".into(), password: "pw".into() };
+    let store = password.connect(right).await.expect("user and password");
+    store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
     store.close().await.expect("close");
 }
