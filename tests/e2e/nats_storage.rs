@@ -466,3 +466,71 @@ async fn credentials_are_what_a_server_that_asks_for_them_gets() {
     store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
     store.close().await.expect("close");
 }
+
+/// Makes a certificate authority and a certificate for 127.0.0.1 signed by it, in `dir`, with
+/// openssl: `ca.pem`, `server.pem`, `server.key`.
+fn certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl (cargo xtask setup installs it)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    run(&["genrsa", "-out", "ca.key", "2048"]);
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("write san.cnf");
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test ca",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&["genrsa", "-out", "server.key", "2048"]);
+    run(&["req", "-new", "-key", "server.key", "-subj", "/CN=127.0.0.1", "-out", "server.csr"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_tls_is_reached_through_the_given_certificate_authority() {
+    let certs = tempfile::tempdir().expect("a temporary directory");
+    certificates(certs.path());
+    let path = |name: &str| certs.path().join(name).display().to_string();
+    let (cert, key) = (path("server.pem"), path("server.key"));
+    let server = Secured::start(&["--tls", "--tlscert", &cert, "--tlskey", &key]).await;
+
+    let mut options = options(&server.url, "tls");
+    options.replicas = 1;
+    let untrusted = NatsStorage::connect(options.clone()).await;
+    assert!(untrusted.is_err(), "a certificate no trusted authority signed is refused");
+    options.tls_ca = Some(certs.path().join("ca.pem"));
+    let store = NatsStorage::connect(options).await.expect("connect with the authority");
+    let stored = store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
+    assert_eq!(store.since(0, 10).await.expect("since"), stored);
+    store.close().await.expect("close");
+}
