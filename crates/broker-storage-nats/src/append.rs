@@ -105,9 +105,22 @@ pub(crate) async fn append(
             Err(error) => return Err(error),
         }
     }
+    // From here on, a failure comes after this append stored what it did: it is no longer a
+    // failure that stored nothing.
+    let stored_some = stored.values().any(|outcome| matches!(outcome, Stored::New(_)));
+    let after_storing = |error: StorageError| {
+        if stored_some {
+            StorageError::OutcomeUnknown(format!(
+                "the batch was stored, but an original version it repeats cannot be read: {error}"
+            ))
+        } else {
+            error
+        }
+    };
     let mut versions: Vec<Version> = Vec::with_capacity(batch.len());
     let mut originals: HashMap<u64, Version> = HashMap::new();
     for (index, new) in batch.into_iter().enumerate() {
+        // Every id of the batch was entered above.
         let owner = first[ids[index].as_str()];
         let version = if owner < index {
             versions[owner].clone()
@@ -117,15 +130,16 @@ pub(crate) async fn append(
                 Some(Stored::Original(sequence)) => match originals.get(sequence) {
                     Some(version) => version.clone(),
                     None => {
-                        let version = reads::by_sequence(shared, *sequence).await?;
+                        let version =
+                            reads::by_sequence(shared, *sequence).await.map_err(after_storing)?;
                         originals.insert(*sequence, version.clone());
                         version
                     }
                 },
                 None => {
-                    return Err(StorageError::backend(
+                    return Err(after_storing(StorageError::backend(
                         "an acknowledged batch left a version without a sequence",
-                    ));
+                    )));
                 }
             }
         };

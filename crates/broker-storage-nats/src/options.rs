@@ -21,7 +21,8 @@ use std::time::Duration;
 #[non_exhaustive]
 pub struct NatsOptions {
     /// The servers to connect to, such as `nats://h1:4222`; the client reconnects to any of
-    /// them, and to the other servers of the cluster it learns of. Default: `nats://127.0.0.1:4222`.
+    /// them, and to the other servers of the cluster it learns of. Default:
+    /// `nats://127.0.0.1:4222`.
     pub servers: Vec<String>,
     /// The JetStream stream that holds the database, created on first use. Its name is also the
     /// prefix of its subjects. Default: `broker`.

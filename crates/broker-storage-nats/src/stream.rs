@@ -306,7 +306,10 @@ mod tests {
 
     #[test]
     fn a_leader_needs_to_hear_from_a_quorum() {
-        let follower = |current: bool, active_ms: u64| json!({ "name": "n", "current": current, "active": active_ms * 1_000_000 });
+        let follower = |current: bool, active_ms: u64| {
+            let active = active_ms * 1_000_000;
+            json!({ "name": "n", "current": current, "active": active })
+        };
         let check = |replicas: Vec<Value>, writable: bool| {
             let cluster = json!({ "leader": "n0", "replicas": replicas });
             assert_eq!(quorum(&cluster, "s").is_ok(), writable, "{cluster}");

@@ -35,9 +35,10 @@ pub(crate) fn tail(shared: Arc<Shared>, after: u64) -> Tail {
         let mut position = after;
         let mut backoff = Duration::from_millis(100);
         loop {
+            let patience = shared.options.request_timeout * 2;
             let opened = tokio::select! {
                 () = shared.closed.cancelled() => return,
-                opened = tokio::time::timeout(shared.options.request_timeout * 2, open(&shared, position)) => opened,
+                opened = tokio::time::timeout(patience, open(&shared, position)) => opened,
             };
             let mut messages = match opened {
                 Ok(Ok(messages)) => messages,
@@ -75,7 +76,7 @@ pub(crate) fn tail(shared: Arc<Shared>, after: u64) -> Tail {
                         }
                     },
                     Some(Err(error)) => {
-                        tracing::warn!(%error, position, "lost the NATS stream's consumer; resuming");
+                        tracing::warn!(%error, position, "lost the stream's consumer; resuming");
                         true
                     }
                     None => true,
@@ -91,7 +92,7 @@ pub(crate) fn tail(shared: Arc<Shared>, after: u64) -> Tail {
                             }
                         },
                         Some(Some(Err(error))) => {
-                            tracing::warn!(%error, position, "lost the NATS stream's consumer; resuming");
+                            tracing::warn!(%error, position, "lost the consumer; resuming");
                             failed = true;
                         }
                         Some(None) => failed = true,
