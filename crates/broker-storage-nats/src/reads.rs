@@ -45,12 +45,21 @@ pub(crate) async fn since(
         let Some((page, end)) = pages(shared, filter, after, limit).await? else {
             return Ok(None);
         };
-        // Every message matches the filter, so the replica's log ends at the batch's last
-        // sequence plus what is pending after it.
-        let reach = end.map_or(after, |(last, pending)| last.saturating_add(pending));
-        Ok((page.len() == limit || reach >= known).then_some(page))
+        Ok(since_covers(page.len(), limit, after, end, known).then_some(page))
     })
     .await
+}
+
+/// Whether a page of `since(after, limit)` of `len` versions, whose last batch ended as `end`,
+/// holds every version up to the mark `known` that it should.
+///
+/// A full page is a true prefix of what follows `after`, whatever the replica missed after it.
+/// A short one must come from a replica whose log reaches the mark: every message matches the
+/// filter of `since`, so the log ends at the last sequence of the batch plus the messages
+/// pending after it; and an empty answer reaches only `after`.
+fn since_covers(len: usize, limit: usize, after: u64, end: Option<(u64, u64)>, known: u64) -> bool {
+    let reach = end.map_or(after, |(last, pending)| last.saturating_add(pending));
+    len == limit || reach >= known
 }
 
 /// Versions of `event` after `after`, at most `limit`.
@@ -299,5 +308,30 @@ where
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_pages_cover_the_mark_only_from_a_replica_that_reaches_it() {
+        let check = |len, limit, after, end, known, expected: bool| {
+            let covers = since_covers(len, limit, after, end, known);
+            assert_eq!(covers, expected, "{len} of {limit} after {after}, {end:?}, mark {known}");
+        };
+        // Up to date: the last batch ends at 20 with nothing after it, the mark is 20.
+        check(10, 100, 10, Some((20, 0)), 20, true);
+        // The replica's log ends at 15: versions 16 to 20 are missing.
+        check(5, 100, 10, Some((15, 0)), 20, false);
+        // Cut short by the replica, which has more after it: its log reaches 25.
+        check(5, 100, 10, Some((15, 10)), 20, true);
+        // A full page is right even from a replica that is behind.
+        check(100, 100, 0, Some((100, 0)), 500, true);
+        // Nothing after 10 on the replica, but the store has seen 12.
+        check(0, 100, 10, None, 12, false);
+        check(0, 100, 12, None, 12, true);
+        check(0, 0, 0, None, 12, true);
     }
 }
