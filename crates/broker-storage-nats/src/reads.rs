@@ -34,6 +34,11 @@ use crate::subject;
 /// The most messages asked for in one direct get.
 const MAX_DIRECT_BATCH: usize = 1000;
 
+/// About the most bytes of messages asked for in one direct get: the replica stops after the
+/// message that reaches it, and the read asks for the rest in another. Versions of up to a
+/// megabyte would otherwise make a batch of a thousand a gigabyte in memory at once.
+const MAX_DIRECT_BYTES: usize = 4 * 1024 * 1024;
+
 /// Versions of every event after `after`, at most `limit`.
 pub(crate) async fn since(
     shared: &Shared,
@@ -176,7 +181,7 @@ async fn multi_last(
     let mut pinned = up_to;
     let mut from = 0;
     loop {
-        let mut request = json!({ "multi_last": filters });
+        let mut request = json!({ "multi_last": filters, "max_bytes": MAX_DIRECT_BYTES });
         if let Some(pinned) = pinned {
             request["up_to_seq"] = json!(pinned);
         }
@@ -220,7 +225,12 @@ async fn pages(
     let mut position = after;
     while page.len() < limit && position < u64::MAX {
         let batch = (limit - page.len()).min(MAX_DIRECT_BATCH);
-        let request = json!({ "next_by_subj": filter, "seq": position + 1, "batch": batch });
+        let request = json!({
+            "next_by_subj": filter,
+            "seq": position + 1,
+            "batch": batch,
+            "max_bytes": MAX_DIRECT_BYTES,
+        });
         match direct_get(shared, &request).await? {
             Answer::Batch(versions, eob) => {
                 end = Some((eob.last_sequence, eob.num_pending));
