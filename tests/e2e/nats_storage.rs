@@ -203,3 +203,23 @@ async fn latest_covers_more_events_than_one_multi_subject_get() {
     );
     store.close().await.expect("close");
 }
+
+/// Reads of large versions come in several batches, each a few megabytes: every version is
+/// still read once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_large_versions_come_whole() {
+    let cluster = NatsCluster::start().await;
+    let store = connect(&cluster.urls(), &fresh_stream("large")).await;
+    let data = |n: usize| format!("\"{}\"", n.to_string().repeat(500_000 / n.to_string().len()));
+    let mut stored = Vec::new();
+    for batch in 0..3 {
+        let versions = (0..10)
+            .map(|i| NewVersion::new(format!("e{i}"), batch, data(batch as usize * 10 + i + 1)));
+        stored.extend(store.append(versions.collect()).await.expect("append"));
+    }
+    assert_eq!(store.since(0, 100).await.expect("since"), stored, "since reads every version");
+    let history: Vec<Version> = stored.iter().filter(|v| v.event == "e1").cloned().collect();
+    assert_eq!(store.history("e1", 0, 100).await.expect("history"), history);
+    assert_eq!(store.latest().await.expect("latest"), stored[20..], "the last of each event");
+    store.close().await.expect("close");
+}
