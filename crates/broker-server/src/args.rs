@@ -16,6 +16,7 @@ use crate::auth::{AccessArgs, AuthArgs, TokenArgs};
 use crate::backup::BackupArgs;
 use crate::check::CheckArgs;
 use crate::limits;
+use crate::nats::NatsArgs;
 use crate::{Config, Error};
 
 /// The transport's defaults, the one source of every default below that the transport owns.
@@ -54,7 +55,7 @@ pub struct Args {
     pub port: u16,
 
     /// The redb database file, created if missing; to restore a backup, point it at the
-    /// backup. [default: $XDG_DATA_HOME/broker/broker.redb, or ~/.local/share/broker/broker.redb]
+    /// backup. Unused with --nats. [default: $XDG_DATA_HOME/broker/broker.redb, or ~/.local/share/broker/broker.redb]
     #[arg(long, env = "BROKER_DATA")]
     pub data: Option<PathBuf>,
 
@@ -129,6 +130,10 @@ pub struct Args {
     /// RUST_LOG (default `info`).
     #[arg(long, env = "BROKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// The NATS JetStream database, instead of the --data file.
+    #[command(flatten)]
+    pub nats: NatsArgs,
 
     /// Token verification.
     #[command(flatten)]
@@ -212,6 +217,7 @@ impl Args {
             write_timeout,
             demo,
             log_format: _,
+            nats,
             auth,
             access,
             command: _,
@@ -237,11 +243,15 @@ impl Args {
         if body_timeout.is_zero() {
             return invalid("--body-timeout must be longer than 0, such as `10s`".into());
         }
-        let data = match data {
-            Some(data) => data,
-            None => crate::default_data_path()?,
+        let nats = nats.into_options()?;
+        let data = match (data, &nats) {
+            (Some(data), _) => data,
+            // No file is opened: the database is the stream.
+            (None, Some(_)) => PathBuf::new(),
+            (None, None) => crate::default_data_path()?,
         };
         let mut config = Config::new(data);
+        config.nats = nats;
         config.listen = SocketAddr::new(bind, port);
         config.engine.max_event_name_len = max_event_name;
         config.engine.live_bytes = usize::try_from(live_bytes.as_u64()).unwrap_or(usize::MAX);

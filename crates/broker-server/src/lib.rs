@@ -1,4 +1,5 @@
-//! The broker server: the redb backend, the engine and the HTTP transport, wired together.
+//! The broker server: the storage (a redb file, or a NATS JetStream stream shared with other
+//! brokers), the engine and the HTTP transport, wired together.
 //!
 //! The `broker-server` binary is a thin `main` over this library. Programs that start the server
 //! from their own `main` use [`broker_run`] (the one-line start) or [`Server`] (full control over
@@ -12,6 +13,7 @@
 //!   gives a [`Verdict`].
 //! - `backup.rs`: the `backup` subcommand ([`BackupArgs`]), which downloads a running server's
 //!   copy of its database.
+//! - `nats.rs`: the `--nats` flags ([`NatsArgs`]), for a database in a NATS JetStream stream.
 //! - `server.rs`: [`Server`]: open the database, bind, serve (`GET /backup` included), shut
 //!   down.
 //!
@@ -30,6 +32,7 @@ mod auth;
 mod backup;
 mod check;
 mod limits;
+mod nats;
 mod server;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +43,7 @@ pub use args::{Args, Command, LogFormat};
 pub use auth::{AccessArgs, AuthArgs, TokenArgs};
 pub use backup::{BackupArgs, Saved};
 pub use check::{CheckArgs, Verdict};
+pub use nats::NatsArgs;
 pub use server::{Server, shutdown_signal};
 
 /// Where the server listens unless told otherwise: loopback only, port 8080.
@@ -67,10 +71,13 @@ pub(crate) fn default_data_path() -> Result<PathBuf, Error> {
 pub struct Config {
     /// The address to listen on. Default: [`DEFAULT_LISTEN`].
     pub listen: SocketAddr,
-    /// The redb database file.
+    /// The redb database file; unused when `nats` is set.
     pub data: PathBuf,
     /// Settings of the redb database.
     pub storage: broker_storage_redb::RedbOptions,
+    /// The NATS JetStream stream that holds the database instead of the file, when set.
+    /// Default: `None`.
+    pub nats: Option<broker_storage_nats::NatsOptions>,
     /// Settings of the engine.
     pub engine: broker_core::Config,
     /// Settings of the HTTP transport.
@@ -87,6 +94,7 @@ impl Config {
             listen: DEFAULT_LISTEN,
             data: data.into(),
             storage: broker_storage_redb::RedbOptions::default(),
+            nats: None,
             engine: broker_core::Config::default(),
             http: broker_http::HttpConfig::default(),
             open_files: None,
@@ -122,6 +130,15 @@ pub enum Error {
         .0.display()
     )]
     InUse(PathBuf),
+    /// The NATS stream could not be reached, created or used; the message says what to change.
+    #[error("the NATS stream {stream}")]
+    Nats {
+        /// The stream's name.
+        stream: String,
+        /// What went wrong.
+        #[source]
+        source: broker_storage::StorageError,
+    },
     /// The engine failed to open or close.
     #[error(transparent)]
     Engine(#[from] broker_core::Error),
@@ -153,7 +170,7 @@ impl Error {
     /// closing the file, or the engine's reading or writing it.
     pub fn storage(&self) -> Option<&broker_storage::StorageError> {
         match self {
-            Error::Storage { source, .. } => Some(source),
+            Error::Storage { source, .. } | Error::Nats { source, .. } => Some(source),
             Error::Engine(broker_core::Error::Storage(source)) => Some(source),
             _ => None,
         }

@@ -38,6 +38,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.nats.is_set() && matches!(args.command, Some(Command::Check(_) | Command::Backup(_))) {
+        anyhow::bail!(
+            "check and backup work on a redb database file, and --nats keeps the database in a \
+             NATS stream: check and back up the stream with the NATS tools (nats stream info, \
+             nats stream backup)"
+        );
+    }
     match &args.command {
         Some(Command::Token(token)) => {
             println!("{}", token.mint()?);

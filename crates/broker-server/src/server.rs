@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use broker_core::Broker;
 use broker_http::{App, Backup};
+use broker_storage_nats::{NatsOptions, NatsStorage};
 use broker_storage_redb::RedbStorage;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
@@ -26,20 +27,12 @@ pub struct Server {
 impl Server {
     /// Opens the database and the engine, and binds the listening address.
     pub async fn bind(config: Config) -> Result<Server, Error> {
-        let storage = RedbStorage::open_with(&config.data, config.storage.clone()).await.map_err(
-            |source| {
-                if in_use(&source) {
-                    Error::InUse(config.data.clone())
-                } else {
-                    Error::Storage { path: config.data.clone(), source }
-                }
-            },
-        )?;
-        // Shared: the engine owns the store, and `GET /backup` calls its own `backup` method.
-        let storage = Arc::new(storage);
-        // The recorder must exist before the engine and the transport register their metrics.
+        let (broker, backup) = match &config.nats {
+            Some(options) => open_nats(&config, options).await?,
+            None => open_redb(&config).await?,
+        };
+        // Installed by `open_*` before the engine registered its metrics; the same handle.
         let prometheus = prometheus();
-        let broker = Broker::open(Arc::clone(&storage), config.engine.clone()).await?;
         let listener = match listen(config.listen) {
             Ok(listener) => listener,
             Err(source) => {
@@ -52,7 +45,7 @@ impl Server {
             Some(handle) => App::with_metrics(broker, config.http.clone(), move || handle.render()),
             None => App::new(broker, config.http.clone()),
         };
-        let app = app.with_backup(backup(storage, &config.data));
+        let app = app.with_backup(backup);
         Ok(Server { listener, app, config, prometheus })
     }
 
@@ -74,7 +67,10 @@ impl Server {
     /// the same again to commit what was queued.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let Server { listener, app, config, prometheus } = self;
-        tracing::info!(addr = %config.listen, data = %config.data.display(), "serving");
+        match &config.nats {
+            Some(nats) => tracing::info!(addr = %config.listen, stream = nats.stream, "serving"),
+            None => tracing::info!(addr = %config.listen, data = %config.data.display(), "serving"),
+        }
         warn_over_open_files(&config);
         if config.http.auth.is_none() {
             tracing::warn!(
@@ -95,6 +91,48 @@ impl Server {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// Opens the redb file and the engine over it, and the `GET /backup` that copies the file.
+async fn open_redb(config: &Config) -> Result<(Broker, Backup), Error> {
+    let storage =
+        RedbStorage::open_with(&config.data, config.storage.clone()).await.map_err(|source| {
+            if in_use(&source) {
+                Error::InUse(config.data.clone())
+            } else {
+                Error::Storage { path: config.data.clone(), source }
+            }
+        })?;
+    // Shared: the engine owns the store, and `GET /backup` calls its own `backup` method.
+    let storage = Arc::new(storage);
+    // The recorder must exist before the engine and the transport register their metrics.
+    prometheus();
+    let broker = Broker::open(Arc::clone(&storage), config.engine.clone()).await?;
+    Ok((broker, backup(storage, &config.data)))
+}
+
+/// Connects to the NATS stream and opens the engine over it.
+///
+/// The engine's commit batches are kept within what the stream stores atomically, so that a
+/// batch is never split; `GET /backup` answers that the copy is for the NATS tools to make.
+async fn open_nats(config: &Config, options: &NatsOptions) -> Result<(Broker, Backup), Error> {
+    let stream = options.stream.clone();
+    let storage = NatsStorage::connect(options.clone())
+        .await
+        .map_err(|source| Error::Nats { stream: stream.clone(), source })?;
+    let mut engine = config.engine.clone();
+    engine.max_batch = engine.max_batch.min(NatsStorage::MAX_ATOMIC_BATCH);
+    prometheus();
+    let broker = Broker::open(storage, engine).await?;
+    let backup = Backup::new(std::env::temp_dir(), move |_| {
+        let reason = format!(
+            "this broker keeps its database in the NATS stream {stream}, which GET /backup does \
+             not copy: back the stream up with the NATS tools, such as \
+             `nats stream backup {stream} DIR`"
+        );
+        async move { Err(reason) }
+    });
+    Ok((broker, backup))
 }
 
 /// How `GET /backup` copies `storage`: into scratch files beside the database at `data`, on the
