@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use std::time::Duration;
+
 use crate::support::{Reply, Server, Sse};
 
 async fn keyed(server: &Server, key: &str, body: &str) -> Reply {
@@ -84,4 +86,17 @@ async fn concurrent_retries_store_one_version() {
         replies.iter().map(|reply| version(reply)["id"].as_u64().expect("id")).collect();
     assert_eq!(ids.len(), 1, "16 concurrent tries with one key share one version: {ids:?}");
     assert_eq!(server.audit("payment").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_key_is_forgotten_after_the_idempotency_window() {
+    let server = Server::start_with(&["--idempotency-window", "1s"], &[]).await;
+    let body = r#"{"event":"tick","data":1}"#;
+    let first = version(&keyed(&server, "tick-1", body).await);
+    let within = version(&keyed(&server, "tick-1", body).await);
+    assert_eq!(within, first, "within the window the key names the first version");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let after = version(&keyed(&server, "tick-1", body).await);
+    assert!(after["id"].as_u64() > first["id"].as_u64(), "after it, the key stores anew");
+    assert_eq!(server.audit("tick").await.len(), 2);
 }

@@ -65,6 +65,12 @@ pub struct Args {
     #[arg(long, env = "BROKER_MIN_FREE_SPACE", default_value_t = ByteSize(storage().min_free_space))]
     pub min_free_space: ByteSize,
 
+    /// How long a version's `Idempotency-Key` is remembered, such as `2m` or `1h`: a retry with
+    /// the same key within it returns that version instead of storing another. With --nats, the
+    /// stream's duplicate window, at least 14 s.
+    #[arg(long, env = "BROKER_IDEMPOTENCY_WINDOW", default_value_t = storage().idempotency_window.into())]
+    pub idempotency_window: humantime::Duration,
+
     /// The most memory the versions not yet read by every live subscriber may hold, such as
     /// `64MiB`; a subscriber further behind catches up from the latest version of each event.
     #[arg(long, env = "BROKER_LIVE_BYTES", default_value_t = ByteSize(engine().live_bytes as u64))]
@@ -203,6 +209,7 @@ impl Args {
             port,
             data,
             min_free_space,
+            idempotency_window,
             live_bytes,
             cache_size,
             allow_origin,
@@ -243,7 +250,14 @@ impl Args {
         if body_timeout.is_zero() {
             return invalid("--body-timeout must be longer than 0, such as `10s`".into());
         }
-        let nats = nats.into_options()?;
+        let idempotency_window = idempotency_window.into();
+        if idempotency_window == std::time::Duration::ZERO {
+            return invalid("--idempotency-window must be longer than 0, such as `2m`".into());
+        }
+        let mut nats = nats.into_options()?;
+        if let Some(nats) = &mut nats {
+            nats.duplicate_window = idempotency_window;
+        }
         let data = match (data, &nats) {
             (Some(data), _) => data,
             // No file is opened: the database is the stream.
@@ -257,6 +271,7 @@ impl Args {
         config.engine.live_bytes = usize::try_from(live_bytes.as_u64()).unwrap_or(usize::MAX);
         config.storage.min_free_space = min_free_space.as_u64();
         config.storage.cache_size = usize::try_from(cache_size.as_u64()).unwrap_or(usize::MAX);
+        config.storage.idempotency_window = idempotency_window;
         config.open_files = limits::raise_open_files();
         let open_files = config.open_files;
         let http = &mut config.http;
