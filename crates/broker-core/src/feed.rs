@@ -73,7 +73,9 @@ pub(crate) async fn run(
             let _ = drained.send(());
         }
         tokio::select! {
-            // Acknowledgements first: one that the tail has passed already is answered at once.
+            // Acknowledgements first: one that the tail has passed already is answered at once,
+            // while its entries are still in the window, before a later batch may push them out.
+            biased;
             acknowledgement = acknowledgements.recv(), if !writer_gone => match acknowledgement {
                 Some(acknowledgement) if acknowledgement.up_to <= position => acknowledgement.answer(&state),
                 Some(acknowledgement) => waiting.push_back(acknowledgement),
