@@ -18,3 +18,19 @@ pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
         Err(format!("`cargo {}` failed: {status}", args.join(" ")))
     }
 }
+
+/// Runs `cargo ARGS` and returns what it prints on standard output, failing if it fails.
+pub(crate) fn output(args: &[&str]) -> Result<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("$ cargo {}", args.join(" "));
+    let output = Command::new(&cargo)
+        .args(args)
+        .output()
+        .map_err(|error| format!("cannot run cargo: {error}"))?;
+    if output.status.success() {
+        String::from_utf8(output.stdout).map_err(|_| "cargo printed non-UTF-8".to_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(format!("`cargo {}` failed: {}: {stderr}", args.join(" "), output.status))
+    }
+}

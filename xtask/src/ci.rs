@@ -6,11 +6,17 @@ use crate::{cargo, setup};
 /// The examples CI runs, so that they keep working as the crates change.
 const EXAMPLES: &[&str] = &["embed", "sqlite_backend", "custom_main"];
 
+/// Crates the engine must never depend on, even indirectly: it does no I/O but through the
+/// storage trait, so a program that embeds it builds no transport and no backend it does not
+/// choose (docs/ARCHITECTURE.md).
+const NOT_IN_THE_ENGINE: &[&str] = &["hyper", "redb", "async-nats", "broker-storage-redb"];
+
 pub(crate) fn ci() -> Result<(), String> {
     // First, so that a fresh machine fails (or installs) before minutes of building, not in the
     // middle of the tests.
     setup::setup()?;
     cargo::run(&["fmt", "--all", "--check"], &[])?;
+    engine_layering()?;
     cargo::run(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
     // The end-to-end tests start the real binary, so build it before they run.
     cargo::run(&["build", "--package", "broker-server"], &[])?;
@@ -28,4 +34,35 @@ pub(crate) fn ci() -> Result<(), String> {
         cargo::run(&["run", "--package", "broker-examples", "--example", example], &[])?;
     }
     Ok(())
+}
+
+/// Fails if `broker-core` depends on a crate of [`NOT_IN_THE_ENGINE`].
+fn engine_layering() -> Result<(), String> {
+    let tree = cargo::output(&[
+        "tree",
+        "--package",
+        "broker-core",
+        "--edges",
+        "normal",
+        "--prefix",
+        "none",
+    ])?;
+    let found: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| NOT_IN_THE_ENGINE.contains(name))
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("broker-core depends on {}, which only the server may", found.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_engine_builds_no_transport_and_no_backend() {
+        super::engine_layering().expect("broker-core's dependencies");
+    }
 }
