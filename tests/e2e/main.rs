@@ -18,6 +18,7 @@ mod lifecycle;
 mod limits;
 mod memory;
 mod nats_cluster;
+mod nats_durability;
 mod nats_storage;
 mod observability;
 mod openapi;

