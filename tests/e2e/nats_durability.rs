@@ -32,7 +32,7 @@ async fn every_acknowledged_insert_is_synced_to_disk_by_the_streams_leader() {
     let leader = cluster.stream_leader("durability").await;
 
     let trace = tempfile::NamedTempFile::new().expect("a file for the trace");
-    let mut strace = Command::new("strace")
+    let strace = Command::new("strace")
         .args(["-f", "-e", "trace=fsync,fdatasync", "-o"])
         .arg(trace.path())
         .args(["-p", &cluster.pid(leader).to_string()])
