@@ -2,6 +2,8 @@
 //! JetStream on every node and one meta leader, elects another when the leader dies, and a
 //! stream on three replicas outlives the loss of its leader.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::support::{NODES, NatsCluster};
@@ -59,7 +61,22 @@ async fn a_stream_on_three_replicas_keeps_its_messages_when_its_leader_is_killed
     cluster.kill(leader).await;
     let successor = cluster.stream_leader("S").await;
     assert_ne!(successor, leader, "the killed node cannot lead");
-    let ack = cluster.request(successor, "s.two", b"second").await;
+    // Until the new leader has taken over, a publish may go unanswered: retry, but only while
+    // the stream still ends at the first message, so that nothing is stored twice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let ack = loop {
+        let patience = Duration::from_secs(2);
+        if let Some(ack) = cluster.try_request(successor, "s.two", b"second", patience).await
+            && ack.get("seq").is_some()
+        {
+            break ack;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new leader took the publish in 30 s");
+        let info = cluster.try_request(successor, "$JS.API.STREAM.INFO.S", b"", patience).await;
+        if let Some(last) = info.as_ref().and_then(|info| info["state"]["last_seq"].as_u64()) {
+            assert_eq!(last, 1, "an unanswered publish was stored: {info:?}");
+        }
+    };
     assert_eq!(ack["seq"], 2, "the new leader appends after what the old one acknowledged: {ack}");
 
     // Back from its store, the killed node catches up on what it missed.

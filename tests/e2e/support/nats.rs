@@ -194,6 +194,19 @@ impl NatsCluster {
         request::request(addr, subject, payload).await
     }
 
+    /// As [`request`](NatsCluster::request), but `None` if no reply comes within `timeout`.
+    pub async fn try_request(
+        &self,
+        i: usize,
+        subject: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Option<Value> {
+        let url = self.url(i);
+        let addr = url.strip_prefix("nats://").expect("a nats:// URL");
+        request::try_request(addr, subject, payload, timeout).await
+    }
+
     /// Node `i`'s own replica of `stream`, as its `/jsz?streams=true` describes it: `state`
     /// (`last_seq`, `messages`) is what this node holds, which a follower that is behind shows
     /// and `$JS.API.STREAM.INFO` (answered by the leader) does not; `cluster.leader` is the

@@ -19,6 +19,19 @@ const INBOX: &str = "_INBOX.broker-tests";
 /// reply comes within [`REQUEST_TIMEOUT`] (a subject that nothing answers comes to this) or the
 /// server reports a protocol error.
 pub async fn request(addr: &str, subject: &str, payload: &[u8]) -> Value {
+    try_request(addr, subject, payload, REQUEST_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no reply to {subject} from {addr} within {REQUEST_TIMEOUT:?}"))
+}
+
+/// As [`request`], but `None` if no reply comes within `timeout`: while a stream elects a
+/// leader, a request may go unanswered.
+pub async fn try_request(
+    addr: &str,
+    subject: &str,
+    payload: &[u8],
+    timeout: Duration,
+) -> Option<Value> {
     let exchange = async {
         let stream = TcpStream::connect(addr).await.expect("connect to nats-server");
         let (reader, mut writer) = stream.into_split();
@@ -56,7 +69,5 @@ pub async fn request(addr: &str, subject: &str, payload: &[u8]) -> Value {
             }
         }
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("no reply to {subject} from {addr} within {REQUEST_TIMEOUT:?}"))
+    tokio::time::timeout(timeout, exchange).await.ok()
 }
