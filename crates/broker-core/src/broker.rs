@@ -63,6 +63,7 @@ impl Broker {
             queue,
             acknowledge,
             config.max_batch,
+            config.queue_timeout,
         ));
         let watch = tokio::spawn(storage_health::watch(storage.clone(), health.clone()));
         tracing::info!(
@@ -124,7 +125,8 @@ impl Broker {
         validate_event_name(&event, self.shared.config.max_event_name_len)?;
         let queue = lock(&self.shared.inserts).clone().ok_or(Error::Closed)?;
         let (reply, committed) = oneshot::channel();
-        let insert = Insert { event, data, idempotency_key, reply };
+        let queued = std::time::Instant::now();
+        let insert = Insert { event, data, idempotency_key, reply, queued };
         queue.send(insert).await.map_err(|_| Error::Closed)?;
         drop(queue);
         // The writer answers every insert it takes before it exits.

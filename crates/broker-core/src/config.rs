@@ -32,6 +32,12 @@ pub struct Config {
     pub max_batch: usize,
     /// How many inserts may wait for a commit before `insert` itself waits for room.
     pub queue_capacity: usize,
+    /// How long an insert may wait for its commit to start. One that waited longer, behind a
+    /// commit the storage is slow to answer (a replicated log electing a leader, a stalled
+    /// disk), is refused with [`StorageError::Unavailable`](broker_storage::StorageError) without
+    /// being sent, so that an inserter gets an answer in bounded time: this, plus the time the
+    /// backend takes to answer one append.
+    pub queue_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -42,6 +48,7 @@ impl Default for Config {
             live_bytes: 64 * 1024 * 1024,
             max_batch: 1024,
             queue_capacity: 16 * 1024,
+            queue_timeout: std::time::Duration::from_secs(5),
         }
     }
 }

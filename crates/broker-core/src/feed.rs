@@ -15,6 +15,7 @@ use std::time::Duration;
 use broker_storage::Version;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::erased::DynStorage;
 use crate::state::State;
@@ -24,6 +25,12 @@ use crate::{Entry, Error};
 /// How long the feed waits before it starts a new tail after one failed.
 const RETAIL_DELAY: Duration = Duration::from_secs(1);
 
+/// How long an acknowledgement waits for the tail before it is answered all the same. Its
+/// versions are durably stored, so the inserter is told so, rather than kept waiting on a tail
+/// that lags (a backend that lost and regained its quorum, say); only the guarantee that this
+/// node already publishes them is lost, and the tail delivers them when it catches up.
+const ACK_PATIENCE: Duration = Duration::from_secs(5);
+
 /// The answer an insert waits for.
 pub(crate) type Reply = oneshot::Sender<Result<Arc<Entry>, Error>>;
 
@@ -32,6 +39,8 @@ pub(crate) struct Acknowledgement {
     /// The highest id among the batch's versions.
     pub(crate) up_to: u64,
     pub(crate) replies: Vec<(Reply, Result<Version, Error>)>,
+    /// When the commit returned.
+    pub(crate) committed: Instant,
 }
 
 impl Acknowledgement {
@@ -81,6 +90,16 @@ pub(crate) async fn run(
                 Some(acknowledgement) => waiting.push_back(acknowledgement),
                 None => writer_gone = true,
             },
+            () = overdue(waiting.front()) => {
+                if let Some(late) = waiting.pop_front() {
+                    tracing::warn!(
+                        up_to = late.up_to,
+                        tail_at = position,
+                        "the storage's tail is behind; answering a committed insert without it"
+                    );
+                    late.answer(&state);
+                }
+            }
             batch = tail.next() => match batch {
                 Some(Ok(versions)) => {
                     let entries: Vec<Arc<Entry>> =
@@ -111,6 +130,14 @@ pub(crate) async fn run(
     }
     if let Some(drained) = drained.take() {
         let _ = drained.send(());
+    }
+}
+
+/// Returns once `oldest` has waited for the tail for [`ACK_PATIENCE`]; never without one.
+async fn overdue(oldest: Option<&Acknowledgement>) {
+    match oldest {
+        Some(oldest) => tokio::time::sleep_until(oldest.committed + ACK_PATIENCE).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -3,10 +3,10 @@
 //!
 //! A failing backend (a full disk, a lost connection) fails every commit. The engine records the
 //! first failure and logs it once, not once per insert; a gauge says so to metrics, and the
-//! transport's readiness check reads it. While failing, a watch asks the backend every
-//! [`PROBE_INTERVAL`] whether it would take a write again ([`Storage::writable`]), so that the
-//! broker learns of a recovery even when no insert arrives to try, which is what happens once a
-//! load balancer stops sending traffic to a node that says it is not ready.
+//! transport's readiness check reads it. A watch asks the backend every [`PROBE_INTERVAL`]
+//! whether it would take a write ([`Storage::writable`]), so that the broker learns of a failure
+//! before an insert runs into it, and of a recovery even when no insert arrives to try, which is
+//! what happens once a load balancer stops sending traffic to a node that says it is not ready.
 //!
 //! [`Storage::writable`]: broker_storage::Storage::writable
 
@@ -105,18 +105,18 @@ impl StorageHealth {
     }
 }
 
-/// Asks a failing `storage` every [`PROBE_INTERVAL`] whether it takes writes again, for as long
-/// as the task runs (the broker aborts it on close).
+/// Asks `storage` every [`PROBE_INTERVAL`] whether it takes writes, for as long as the task runs
+/// (the broker aborts it on close): a failing one, to learn when it recovers; a sound one too,
+/// so that a node that takes no inserts still learns that its storage fails (a lost quorum, a
+/// disk below its reserve) and says so on its readiness check before a client finds out.
 pub(crate) async fn watch(storage: Arc<dyn DynStorage>, health: Arc<StorageHealth>) {
     let mut ticks = tokio::time::interval(PROBE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if !health.is_failing() {
-            continue;
-        }
         match storage.writable().await {
-            Ok(()) => health.succeeded(),
+            Ok(()) if health.is_failing() => health.succeeded(),
+            Ok(()) => {}
             Err(error) => health.failed(&error),
         }
     }

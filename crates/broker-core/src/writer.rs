@@ -9,7 +9,7 @@
 //! (`feed.rs`), which answers each insert once its version is in memory.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{NewVersion, StorageError, Version};
 use tokio::sync::mpsc;
@@ -26,6 +26,8 @@ pub(crate) struct Insert {
     pub(crate) data: Json,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) reply: Reply,
+    /// When it was queued.
+    pub(crate) queued: Instant,
 }
 
 /// Commits queued inserts in batches until every sender of `queue` is gone and the queue is
@@ -37,10 +39,15 @@ pub(crate) async fn run(
     mut queue: mpsc::Receiver<Insert>,
     feed: mpsc::UnboundedSender<Acknowledgement>,
     max_batch: usize,
+    queue_timeout: Duration,
 ) {
     let mut inserts = Vec::with_capacity(max_batch);
     let mut last_timestamp = 0;
     while queue.recv_many(&mut inserts, max_batch).await > 0 {
+        refuse_stale(&mut inserts, queue_timeout, &metrics);
+        if inserts.is_empty() {
+            continue;
+        }
         // Timestamps never go backwards in commit order, even if the wall clock does.
         last_timestamp = now_millis().max(last_timestamp);
         let (batch, replies): (Vec<NewVersion>, Vec<_>) = inserts
@@ -93,7 +100,8 @@ pub(crate) async fn run(
                     })
                     .collect();
                 // The feed answers once the tail has delivered `up_to`; it outlives the writer.
-                let _ = feed.send(Acknowledgement { up_to, replies });
+                let committed = tokio::time::Instant::now();
+                let _ = feed.send(Acknowledgement { up_to, replies, committed });
             }
             Err(error) => {
                 // The storage's health logs the first failure of a run; each batch only here.
@@ -107,6 +115,25 @@ pub(crate) async fn run(
                 }
             }
         }
+    }
+}
+
+/// Answers the inserts that waited longer than `timeout` for their commit to start with
+/// [`StorageError::Unavailable`], and keeps the others: nothing of theirs was sent.
+fn refuse_stale(inserts: &mut Vec<Insert>, timeout: Duration, metrics: &Metrics) {
+    if inserts.iter().all(|insert| insert.queued.elapsed() <= timeout) {
+        return;
+    }
+    let (stale, fresh): (Vec<Insert>, Vec<Insert>) =
+        inserts.drain(..).partition(|insert| insert.queued.elapsed() > timeout);
+    *inserts = fresh;
+    let error = Error::from(StorageError::Unavailable(format!(
+        "the database did not take the insert within {timeout:?}; nothing was stored"
+    )));
+    tracing::debug!(refused = stale.len(), "inserts waited too long for a commit");
+    metrics.insert_failures.increment(stale.len() as u64);
+    for insert in stale {
+        let _ = insert.reply.send(Err(error.clone()));
     }
 }
 

@@ -67,7 +67,7 @@ pub struct Args {
 
     /// How long a version's `Idempotency-Key` is remembered, such as `2m` or `1h`: a retry with
     /// the same key within it returns that version instead of storing another. With --nats, the
-    /// stream's duplicate window, at least 14 s.
+    /// stream's duplicate window, at least 12 s.
     #[arg(long, env = "BROKER_IDEMPOTENCY_WINDOW", default_value_t = storage().idempotency_window.into())]
     pub idempotency_window: humantime::Duration,
 

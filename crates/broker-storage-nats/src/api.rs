@@ -59,7 +59,8 @@ impl JsError {
         let message = format!("{} (error {})", self.description, self.err_code);
         if codes::FULL.contains(&self.err_code) {
             StorageError::Full(message)
-        } else if self.code == 503 || codes::TRANSIENT.contains(&self.err_code) {
+        } else if self.code >= 500 || codes::TRANSIENT.contains(&self.err_code) {
+            // A server-side refusal (no leader, no quorum, JetStream not ready) is temporary.
             StorageError::Unavailable(message)
         } else {
             StorageError::backend(message)

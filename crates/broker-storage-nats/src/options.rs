@@ -56,10 +56,10 @@ impl NatsOptions {
     /// Two seconds: a loaded cluster answers in milliseconds, and a request that has no answer
     /// after two seconds has usually lost its server.
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-    /// Ten seconds: long enough for a cluster to elect a new stream leader (a few seconds), so
+    /// Eight seconds: long enough for a cluster to elect a new stream leader (5 to 7 s here), so
     /// that an append in flight when a leader dies mostly succeeds, and short enough that a
     /// publisher hears of a failure while it still waits.
-    pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(8);
 }
 
 impl Default for NatsOptions {

@@ -29,6 +29,12 @@ const TAIL_BATCH: usize = 512;
 /// The longest wait between two attempts to create a consumer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long a consumer may deliver nothing while the store knows of a later version (one it
+/// appended, or read) before it is taken for stuck and replaced. A consumer whose server lost
+/// its quorum, or went away, can sit silent for tens of seconds before the client notices; the
+/// versions behind it would reach nobody meanwhile, and the inserts waiting for them would wait.
+const STALL: Duration = Duration::from_secs(2);
+
 /// The tail of the store behind `shared` after `after`.
 pub(crate) fn tail(shared: Arc<Shared>, after: u64) -> Tail {
     Tail::new(async_stream::stream! {
@@ -62,6 +68,15 @@ pub(crate) fn tail(shared: Arc<Shared>, after: u64) -> Tail {
                 let first = tokio::select! {
                     () = shared.closed.cancelled() => return,
                     next = messages.next() => next,
+                    () = stuck(&shared, position) => {
+                        tracing::warn!(
+                            position,
+                            seen = shared.seen(),
+                            "the stream's consumer delivers nothing while later versions exist; \
+                             replacing it"
+                        );
+                        break;
+                    }
                 };
                 let mut batch = Vec::new();
                 let mut failed = match first {
@@ -109,6 +124,20 @@ pub(crate) fn tail(shared: Arc<Shared>, after: u64) -> Tail {
             }
         }
     })
+}
+
+/// Returns once the store has known of a version after `position` for [`STALL`] without the
+/// consumer delivering it; never while the tail is up to date.
+async fn stuck(shared: &Shared, position: u64) {
+    let mut behind_since = None;
+    loop {
+        tokio::time::sleep(STALL / 4).await;
+        if shared.seen() <= position {
+            behind_since = None;
+        } else if behind_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= STALL {
+            return;
+        }
+    }
 }
 
 /// An ordered consumer of every subject of the stream from `position + 1`.
