@@ -25,5 +25,6 @@ mod openapi;
 mod recovery;
 mod regressions;
 mod resume;
+mod scaling;
 mod storage_faults;
 mod support;

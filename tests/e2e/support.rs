@@ -7,9 +7,11 @@
 //! instead of hanging.
 
 mod command;
+mod feed;
 mod frame;
 mod http;
 mod nats;
+mod node;
 mod raw;
 mod server;
 mod sse;
@@ -17,6 +19,7 @@ mod sse;
 use std::time::Duration;
 
 pub use command::run;
+pub use feed::Feed;
 pub use frame::{Event, Frame};
 pub use http::{Reply, Version, audit_path, encode};
 pub use nats::{NODES, NatsCluster};
