@@ -1,6 +1,10 @@
 //! Two broker nodes over one NATS JetStream stream on a real three-node cluster, checked against
 //! what `docs/SCALING.md` promises: one database and one order on every node, resume and
-//! read-your-writes across nodes, and retries that store once whichever node they reach.
+//! read-your-writes across nodes, retries that store once whichever node they reach, and, in
+//! `faults`, what clients see when a NATS server, a quorum or a broker node is lost; in `proxy`,
+//! the same through nginx configured as documented.
+
+mod faults;
 
 use std::time::Duration;
 
@@ -17,6 +21,7 @@ struct Deployment {
     cluster: NatsCluster,
     a: Server,
     b: Server,
+    stream: String,
 }
 
 impl Deployment {
@@ -25,7 +30,7 @@ impl Deployment {
         let cluster = NatsCluster::start().await;
         let a = Server::node(&cluster, stream).await;
         let b = Server::node(&cluster, stream).await;
-        Deployment { cluster, a, b }
+        Deployment { cluster, a, b, stream: stream.to_owned() }
     }
 }
 
@@ -45,7 +50,7 @@ fn assert_increasing(ids: &[u64], what: &str) {
 /// audit the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_serve_one_database_in_one_order() {
-    let Deployment { cluster: _cluster, a, b } = Deployment::start("one_database").await;
+    let Deployment { cluster: _cluster, a, b, .. } = Deployment::start("one_database").await;
     assert_eq!(a.health().await.database_id, b.health().await.database_id, "one database");
 
     let mut earlier = Vec::new();
@@ -76,7 +81,7 @@ async fn two_nodes_serve_one_database_in_one_order() {
 /// had that id or has only just been told of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_read_on_one_node_resumes_exactly_on_the_other() {
-    let Deployment { cluster: _cluster, a, b } = Deployment::start("resume_elsewhere").await;
+    let Deployment { cluster: _cluster, a, b, .. } = Deployment::start("resume_elsewhere").await;
     let mut on_a = Feed::open(a.addr(), None).await;
     let mut inserted = Vec::new();
     for n in 0..10 {
@@ -117,7 +122,7 @@ async fn an_id_read_on_one_node_resumes_exactly_on_the_other() {
 /// that node, on either node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_acknowledged_an_insert_has_it_in_the_next_snapshot() {
-    let Deployment { cluster: _cluster, a, b } = Deployment::start("read_your_writes").await;
+    let Deployment { cluster: _cluster, a, b, .. } = Deployment::start("read_your_writes").await;
     for n in 0..50 {
         let (name, node) = if n % 2 == 0 { ("A", &a) } else { ("B", &b) };
         let inserted = node.insert("mine", json!(n)).await;
@@ -136,7 +141,7 @@ async fn a_thousand_subscribers_on_two_nodes_receive_every_version_once_in_one_o
     const WRITERS_PER_NODE: usize = 2;
     const INSERTS_PER_WRITER: usize = 50;
     let total = 2 * WRITERS_PER_NODE * INSERTS_PER_WRITER;
-    let Deployment { cluster: _cluster, a, b } = Deployment::start("many_subscribers").await;
+    let Deployment { cluster: _cluster, a, b, .. } = Deployment::start("many_subscribers").await;
 
     let mut feeds = Vec::new();
     for node in [&a, &b] {
@@ -178,7 +183,7 @@ async fn a_thousand_subscribers_on_two_nodes_receive_every_version_once_in_one_o
 /// with the version A stored, and stores nothing; other data under that key is refused on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_holds_across_nodes() {
-    let Deployment { cluster: _cluster, a, b } = Deployment::start("idempotency").await;
+    let Deployment { cluster: _cluster, a, b, .. } = Deployment::start("idempotency").await;
     let data = json!({ "order": 1842 });
     let (stored, _) = a.insert_once("order", &data, "order-1842").await;
     let (retried, _) = b.insert_once("order", &data, "order-1842").await;

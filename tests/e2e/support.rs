@@ -23,6 +23,7 @@ pub use feed::Feed;
 pub use frame::{Event, Frame};
 pub use http::{Reply, Version, audit_path, encode};
 pub use nats::{NODES, NatsCluster};
+pub use node::INSERT_BOUND;
 pub use raw::exchange;
 pub use server::{Server, binary};
 pub use sse::{Sse, Start};
