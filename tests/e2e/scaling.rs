@@ -1,10 +1,11 @@
 //! Two broker nodes over one NATS JetStream stream on a real three-node cluster, checked against
 //! what `docs/SCALING.md` promises: one database and one order on every node, resume and
 //! read-your-writes across nodes, retries that store once whichever node they reach, and, in
-//! `faults`, what clients see when a NATS server, a quorum or a broker node is lost; in `proxy`,
-//! the same through nginx configured as documented.
+//! `faults`, what clients see when a NATS server, the NATS quorum or a broker node is lost; in
+//! `proxy`, a client that knows only nginx, configured as documented, moved to a live node.
 
 mod faults;
+mod proxy;
 
 use std::time::Duration;
 

@@ -99,6 +99,28 @@ impl Feed {
         events
     }
 
+    /// Every event until the stream ends, which it must within `timeout`.
+    pub async fn until_end(&mut self, timeout: Duration) -> Vec<Event> {
+        let deadline = Instant::now() + timeout;
+        let mut events = Vec::new();
+        while let Some(event) = self.next_event(deadline - Instant::now()).await {
+            events.push(event);
+        }
+        events
+    }
+
+    /// Checks that no event arrives for `duration` and the stream stays open; heartbeats may.
+    pub async fn expect_quiet(&mut self, duration: Duration) {
+        let deadline = Instant::now() + duration;
+        loop {
+            match self.poll_frame(deadline).await {
+                Ok(Some(Frame::Comment(comment))) if comment.is_empty() => {}
+                Ok(other) => panic!("expected nothing for {duration:?}, got {other:?}"),
+                Err(Elapsed) => return,
+            }
+        }
+    }
+
     /// The next frame, `None` at the end of the stream; panics at `deadline`.
     async fn next_frame(&mut self, deadline: Instant) -> Option<Frame> {
         self.poll_frame(deadline).await.unwrap_or_else(|Elapsed| panic!("no frame in time"))
