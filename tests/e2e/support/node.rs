@@ -25,15 +25,18 @@ impl Server {
         let headers = [("content-type", "application/json"), ("idempotency-key", key)];
         let (started, sent) = (Instant::now(), super::now_ms());
         let request = self.request("POST", "/insert", &headers, Some(body.into_bytes()));
-        let reply = tokio::time::timeout(INSERT_BOUND, request).await.unwrap_or_else(|_| {
+        let Ok(reply) = tokio::time::timeout(INSERT_BOUND, request).await else {
+            // Whether the node has published versions since says whether it is stuck.
+            let health = tokio::time::timeout(Duration::from_secs(2), self.get("/healthz")).await;
+            let health = health.map_or_else(|_| "no answer".to_owned(), |reply| reply.body);
             panic!(
                 "the insert under key {key} sent to {} at {} UTC hung past {INSERT_BOUND:?}; \
-                 log:\n{}",
+                 /healthz now: {health}; log:\n{}",
                 self.addr(),
                 time_of_day(sent),
                 self.log()
             )
-        });
+        };
         (reply, started.elapsed())
     }
 }
