@@ -317,3 +317,16 @@ async fn losing_the_nats_quorum_answers_503_and_recovers_by_itself() {
     }
     eprintln!("quorum lost: answers {refused:?}; the first insert after took {recovered:?}");
 }
+
+/// A node that takes no insert while the NATS quorum is lost must still say so on `/readyz`, so
+/// that a load balancer's health check stops sending it clients that would insert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_node_reports_a_lost_quorum_on_readyz() {
+    let Deployment { mut cluster, a, b, .. } = Deployment::start("idle_readyz").await;
+    insert_retrying(&a, "q", "before", RETRY_WINDOW).await;
+    cluster.stop(1).await;
+    cluster.stop(2).await;
+    for node in [&a, &b] {
+        readyz_until(node, "storage_failing", 503).await;
+    }
+}
