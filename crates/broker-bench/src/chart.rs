@@ -83,6 +83,7 @@ const ROW: f64 = 24.0;
 fn color(target: &str) -> &'static str {
     match target {
         "ours" => "#2f6fde",
+        "ours-nats" => "#8fb0ec",
         "nchan" => "#e07b28",
         _ => "#5f8f2f",
     }

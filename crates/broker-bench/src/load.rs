@@ -1,7 +1,8 @@
 //! The load runs behind the insert, fan-out and idle scenarios: a fresh server, S subscribers
-//! over several worker processes, P publishers, and the figures they give.
+//! over several worker processes, P publishers, and the figures they give. A server of several
+//! nodes gets its subscribers and publishers in turn, node after node.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -73,7 +74,7 @@ async fn measure(
     let rss_idle = processes.rss_kib();
     outcome.set("rss_idle_mib", rss_idle as f64 / 1024.0);
 
-    let configs = worker_configs(server, load);
+    let configs = worker_configs(server.target, &server.addrs, load);
     let mut fleet = Fleet::spawn(&ctx.exe, &configs)?;
     let mut monitor = Monitor::new(label, processes.clone(), &fleet);
 
@@ -251,7 +252,7 @@ async fn publish_warmup(server: &Server) -> anyhow::Result<()> {
     payload::build(&mut payload, Stamp { publisher: WARMUP, seq: 0, sent_ns: now_ns() }, 100);
     let mut request = Vec::new();
     server.target.publish_request(EVENT, &payload, &mut request);
-    let mut client = crate::client::Client::new(server.addr, Ipv4Addr::UNSPECIFIED);
+    let mut client = crate::client::Client::new(server.addr(), Ipv4Addr::UNSPECIFIED);
     let status = client.request(&request).await.context("warm-up publish")?;
     anyhow::ensure!(server.target.published(status), "warm-up publish answered {status}");
     Ok(())
@@ -259,33 +260,36 @@ async fn publish_warmup(server: &Server) -> anyhow::Result<()> {
 
 /// Subscribers spread over as many workers as the file limit needs (and at least two, one per
 /// core), publishers in workers of their own.
-fn worker_configs(server: &Server, load: &Load) -> Vec<WorkerConfig> {
+fn worker_configs(target: Target, addrs: &[SocketAddr], load: &Load) -> Vec<WorkerConfig> {
     let subscriber_workers = if load.subscribers == 0 {
         0
     } else {
         load.subscribers.div_ceil(PER_WORKER).max(2.min(load.subscribers))
     };
     let base = WorkerConfig {
-        addr: server.addr,
-        target: server.target,
+        addrs: addrs.to_vec(),
+        target,
         // Binding a source address before connecting makes the kernel search for a free port
         // among every socket bound to it, which grows costly past a few thousand: let
         // connect() pick the port.
         source: Ipv4Addr::UNSPECIFIED,
         subscribers: 0,
-        subscribe_path: server.target.subscribe_path(Some(EVENT)),
+        first_subscriber: 0,
+        subscribe_path: target.subscribe_path(Some(EVENT)),
         // Our server listens with a backlog of 128 (tokio's default); more connections in flight
         // than that overflow its accept queue and cost SYN retries of a second or more.
         connect_parallel: 32,
-        ready_on_head: server.target == Target::Nchan,
+        ready_on_head: target == Target::Nchan,
         publisher_ids: load.publishers,
         publishers: None,
     };
     let mut configs = Vec::new();
+    let mut first_subscriber = 0;
     for index in 0..subscriber_workers {
         let share = load.subscribers / subscriber_workers
             + usize::from(index < load.subscribers % subscriber_workers);
-        configs.push(WorkerConfig { subscribers: share, ..base.clone() });
+        configs.push(WorkerConfig { subscribers: share, first_subscriber, ..base.clone() });
+        first_subscriber += share;
     }
     let workers = load.publisher_workers.clamp(1, load.publishers.max(1));
     for index in 0..workers {
@@ -298,6 +302,7 @@ fn worker_configs(server: &Server, load: &Load) -> Vec<WorkerConfig> {
                 .map(|i| load.publishers / workers + u32::from(i < load.publishers % workers))
                 .sum::<u32>();
         let plan = PublisherPlan {
+            addrs: addrs.to_vec(),
             first_id,
             count,
             rate: load.rate.map(|rate| rate / f64::from(load.publishers)),
@@ -307,4 +312,51 @@ fn worker_configs(server: &Server, load: &Load) -> Vec<WorkerConfig> {
         configs.push(WorkerConfig { publishers: Some(plan), ..base.clone() });
     }
     configs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many subscribers and publishers each of `nodes` gets for `load`.
+    fn spread(nodes: usize, load: &Load) -> Vec<(usize, u32)> {
+        let addrs: Vec<SocketAddr> = (0..nodes)
+            .map(|node| SocketAddr::from((Ipv4Addr::LOCALHOST, 9000 + node as u16)))
+            .collect();
+        let mut counts = vec![(0, 0); nodes];
+        for config in worker_configs(Target::OursNats, &addrs, load) {
+            for index in 0..config.subscribers {
+                let addr = config.subscriber_addr(index);
+                counts[addrs.iter().position(|a| *a == addr).expect("one of the nodes")].0 += 1;
+            }
+            if let Some(plan) = &config.publishers {
+                for id in plan.first_id..plan.first_id + plan.count {
+                    let addr = plan.addr(id);
+                    counts[addrs.iter().position(|a| *a == addr).expect("one of the nodes")].1 += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn load_is_spread_over_the_nodes_in_turn() {
+        let load = |subscribers, publishers| Load {
+            subscribers,
+            publishers,
+            rate: None,
+            payload: 100,
+            duration: Duration::from_secs(1),
+            hold: Duration::ZERO,
+            publisher_workers: 1,
+        };
+        for (nodes, load, expected) in [
+            (1, load(1000, 64), vec![(1000, 64)]),
+            (2, load(1000, 64), vec![(500, 32), (500, 32)]),
+            (2, load(19_000, 0), vec![(9_500, 0), (9_500, 0)]),
+            (3, load(1000, 64), vec![(334, 21), (333, 22), (333, 21)]),
+        ] {
+            assert_eq!(spread(nodes, &load), expected, "{nodes} nodes, {load:?}");
+        }
+    }
 }

@@ -1,8 +1,8 @@
 //! `broker-bench`: the load generator that measures the broker side by side with its peers.
 //!
 //! `cargo xtask bench SCENARIO…` builds everything and runs `broker-bench run SCENARIO…`: each
-//! scenario runs on every target in turn (our `broker-server`, nginx + nchan, broker 0.2.0), each
-//! server in its own process, the load in worker processes of this same binary
+//! scenario runs on every target in turn (our `broker-server`, two of them over a NATS JetStream
+//! cluster, nginx + nchan, broker 0.2.0), each server in its own process, the load in worker processes of this same binary
 //! (`broker-bench worker`, at most 9,000 connections each), and prints one table per scenario
 //! with the ratios, then writes everything as JSON. `docs/BENCHMARKS.md` describes the scenarios
 //! and the figures.
@@ -14,6 +14,7 @@
 //! - `fleet.rs`: worker processes as the coordinator sees them; `worker.rs`: a worker itself.
 //! - `reader.rs`, `sse.rs`, `http.rs`, `client.rs`: the wire, read with byte scanners.
 //! - `server.rs`, `target.rs`: starting each server, and its dialect of the protocol.
+//! - `nats.rs`: the three-node NATS cluster under the `ours-nats` target's broker nodes.
 //! - `payload.rs`, `clock.rs`, `hist.rs`: what a delivery carries and how its latency is kept.
 //! - `monitor.rs`: CPU, memory and progress during a run; the bottleneck verdict.
 //! - `procfs.rs`, `machine.rs`: memory, CPU and machine facts; `report.rs`, `chart.rs`: output.
@@ -29,6 +30,7 @@ mod http;
 mod load;
 mod machine;
 mod monitor;
+mod nats;
 mod netns;
 mod payload;
 mod prepare;
@@ -96,7 +98,8 @@ struct RunArgs {
     /// Scenarios to run, in order.
     #[arg(required = true, value_enum)]
     scenarios: Vec<Scenario>,
-    /// Servers to measure, each in turn.
+    /// Servers to measure, each in turn (`ours-nats` is not among the defaults: it needs
+    /// nats-server).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ours,nchan,broker")]
     targets: Vec<Target>,
     /// Subscribers (fan-out and idle scenarios).
@@ -149,6 +152,9 @@ struct RunArgs {
     /// ../shared/peers/nchan.conf beside the workspace.
     #[arg(long)]
     nchan_conf: Option<PathBuf>,
+    /// nats-server, for the `ours-nats` target.
+    #[arg(long, default_value = "nats-server")]
+    nats_server: PathBuf,
     /// Where servers keep their data during a run. Default: the system's temporary directory.
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -203,6 +209,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }),
             nginx: args.nginx,
             nchan_conf: args.nchan_conf.unwrap_or_else(|| root.join("../shared/peers/nchan.conf")),
+            nats_server: args.nats_server,
         },
         work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
     };

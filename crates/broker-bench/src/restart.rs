@@ -35,6 +35,12 @@ pub(crate) async fn run(
                 "nchan keeps messages in shared memory only; nothing is stored across a restart",
             ));
         }
+        Target::OursNats => {
+            return Ok(Outcome::not_applicable(
+                "its database is a NATS stream, which this scenario does not prepare; a node \
+                 restarts onto a stream that stays up",
+            ));
+        }
         Target::Ours => {
             let db = dir.path().join("b.redb");
             let took = crate::prepare::fill(&db, versions, events, payload).await?;
@@ -82,7 +88,7 @@ pub(crate) async fn run(
 
 /// Opens a subscriber to every event and waits for its first frame.
 async fn first_frame(server: &Server, request: &[u8]) -> anyhow::Result<()> {
-    let mut reader = SseReader::open(server.addr, Ipv4Addr::LOCALHOST, request).await?;
+    let mut reader = SseReader::open(server.addr(), Ipv4Addr::LOCALHOST, request).await?;
     let mut got = false;
     while !got {
         let read = tokio::time::timeout(Duration::from_secs(10), reader.read(|_, _| got = true));

@@ -185,6 +185,12 @@ impl Scenario {
     }
 }
 
+/// Whether the target labelled `label` is a peer, not ours in some setup.
+fn is_peer(label: &str) -> bool {
+    let targets = <Target as clap::ValueEnum>::value_variants();
+    targets.iter().any(|target| target.is_peer() && target.label() == label)
+}
+
 /// The targets, checked against whichever scenarios ran.
 pub(crate) fn verdicts(results: &[ScenarioResult]) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
@@ -206,7 +212,7 @@ pub(crate) fn verdicts(results: &[ScenarioResult]) -> Vec<Verdict> {
         let peers: Vec<(&str, f64, Option<f64>)> = result
             .results
             .iter()
-            .filter(|(label, _)| label != "ours")
+            .filter(|(label, _)| is_peer(label))
             .filter_map(|(label, outcome)| {
                 Some((
                     label.as_str(),

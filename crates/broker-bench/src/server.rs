@@ -1,5 +1,6 @@
-//! Starting and stopping a server under test, each in its own process, and finding its processes
-//! for memory and CPU figures.
+//! Starting and stopping a server under test, each in its own process (or several: the broker
+//! nodes of `ours-nats`, and the NATS cluster under them), and finding its processes for memory
+//! and CPU figures.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -13,8 +14,14 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::nats::NatsCluster;
 use crate::procfs::{self, Processes};
 use crate::target::Target;
+
+/// How many broker nodes `ours-nats` runs: the fewest that show the load spread over nodes.
+const NATS_NODES: usize = 2;
+/// The stream the `ours-nats` nodes share.
+const NATS_STREAM: &str = "bench";
 
 /// Where the programs under test are.
 #[derive(Clone, Debug)]
@@ -23,19 +30,23 @@ pub(crate) struct Programs {
     pub(crate) broker_0_2_0: PathBuf,
     pub(crate) nginx: PathBuf,
     pub(crate) nchan_conf: PathBuf,
+    pub(crate) nats_server: PathBuf,
 }
 
-/// A running server. Dropping it kills it and every process it started.
+/// A running server: one process, or the nodes of `ours-nats`, which serve the same database at
+/// several addresses. Dropping it kills it and every process it started.
 pub(crate) struct Server {
     pub(crate) target: Target,
-    pub(crate) addr: SocketAddr,
-    /// When the process was started.
+    /// Where clients connect: one address per node, in the order of `children`.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// When the (first) process was started.
     pub(crate) spawned: Instant,
-    /// How long it took from start to its first HTTP answer.
+    /// How long it took from start to its first HTTP answer (the first node's).
     pub(crate) startup: Duration,
-    /// Its standard error (and output, for the peers).
-    log: PathBuf,
-    child: Child,
+    /// One process per node.
+    children: Vec<Child>,
+    /// The NATS servers the nodes store into, for `ours-nats`.
+    cluster: Option<NatsCluster>,
 }
 
 impl Server {
@@ -50,30 +61,30 @@ impl Server {
         dir: &Path,
         max_connections: usize,
     ) -> anyhow::Result<Server> {
-        let log = fs::File::create(dir.join("server.log")).context("create the server log")?;
         let started = Instant::now();
+        let log = dir.join("server.log");
+        let mut cluster = None;
         let (child, addr) = match target {
             Target::Ours => {
-                let mut child = Command::new(&programs.broker_server)
-                    .args(["--port", "0", "--data"])
-                    .arg(dir.join("b.redb"))
-                    .args(["--max-connections", &max_connections.to_string()])
-                    // Every connection of a fan-out is a subscriber. Through the environment, so
-                    // that servers from before the setting existed start all the same.
-                    .env("BROKER_MAX_SUBSCRIBERS", max_connections.to_string())
-                    .env("RUST_LOG", "warn")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(log)
-                    .kill_on_drop(true)
-                    .spawn()
-                    .with_context(|| format!("cannot run {}", programs.broker_server.display()))?;
+                let mut command = ours(programs, max_connections, &log)?;
+                command.arg("--data").arg(dir.join("b.redb"));
+                let mut child = spawn(&mut command, &programs.broker_server)?;
+                let addr = listening_line(&mut child).await?;
+                (child, addr)
+            }
+            Target::OursNats => {
+                let nats = NatsCluster::start(&programs.nats_server, dir).await?;
+                let mut command = ours(programs, max_connections, &log)?;
+                command.args(nats_args(&nats));
+                let mut child = spawn(&mut command, &programs.broker_server)?;
+                cluster = Some(nats);
                 let addr = listening_line(&mut child).await?;
                 (child, addr)
             }
             Target::Nchan => {
                 let port = free_port()?;
                 let conf = nchan_conf(&programs.nchan_conf, dir, port)?;
+                let log = fs::File::create(&log).context("create the server log")?;
                 let child = Command::new(&programs.nginx)
                     .arg("-p")
                     .arg(dir)
@@ -91,6 +102,7 @@ impl Server {
                 let port = free_port()?;
                 // It logs every request (at debug level, which it sets itself): its log is part
                 // of its cost, so it is written, to a file.
+                let log = fs::File::create(&log).context("create the server log")?;
                 let child = Command::new(&programs.broker_0_2_0)
                     .current_dir(dir)
                     .env("PORT", port.to_string())
@@ -103,24 +115,48 @@ impl Server {
                 (child, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
             }
         };
-        let log = dir.join("server.log");
-        let mut server =
-            Server { target, addr, spawned: started, startup: Duration::ZERO, log, child };
-        server.startup = server.wait_until_serving(started).await?;
+        let mut server = Server {
+            target,
+            addrs: vec![addr],
+            spawned: started,
+            startup: Duration::ZERO,
+            children: vec![child],
+            cluster,
+        };
+        server.startup = server.wait_until_serving(0, started, &log).await?;
+        // The first node has created the stream by now, so the others find it.
+        if let Some(nats) = &server.cluster {
+            let args = nats_args(nats);
+            for node in 1..NATS_NODES {
+                let log = dir.join(format!("server-{node}.log"));
+                let mut command = ours(programs, max_connections, &log)?;
+                command.args(&args);
+                let mut child = spawn(&mut command, &programs.broker_server)?;
+                let addr = listening_line(&mut child).await?;
+                server.addrs.push(addr);
+                server.children.push(child);
+                server.wait_until_serving(node, Instant::now(), &log).await?;
+            }
+        }
         Ok(server)
     }
 
-    /// Polls a cheap route until it answers, for at most 20 s.
-    async fn wait_until_serving(&mut self, started: Instant) -> anyhow::Result<Duration> {
+    /// Polls a cheap route of node `node` until it answers, for at most 20 s.
+    async fn wait_until_serving(
+        &mut self,
+        node: usize,
+        started: Instant,
+        log: &Path,
+    ) -> anyhow::Result<Duration> {
         let path = self.probe_path();
         loop {
-            if let Ok((status, _)) = crate::client::get(self.addr, path).await
+            if let Ok((status, _)) = crate::client::get(self.addrs[node], path).await
                 && status < 500
             {
                 return Ok(started.elapsed());
             }
-            if let Some(status) = self.child.try_wait()? {
-                let log = fs::read_to_string(self.log.as_path()).unwrap_or_default();
+            if let Some(status) = self.children[node].try_wait()? {
+                let log = fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 bail!(
@@ -138,44 +174,98 @@ impl Server {
 
     fn probe_path(&self) -> &'static str {
         match self.target {
-            Target::Ours => "/healthz",
+            Target::Ours | Target::OursNats => "/healthz",
             Target::Nchan => "/nchan_status",
             Target::Broker => "/audit/probe",
         }
     }
 
-    /// The server's processes: one, or nginx's master and its workers.
-    pub(crate) fn processes(&self) -> Processes {
-        let Some(pid) = self.child.id() else { return Processes::default() };
-        let mut pids = vec![pid];
-        if self.target == Target::Nchan {
-            pids.extend(procfs::children(pid));
-        }
-        Processes(pids)
+    /// The address of the first node: where a single client goes.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addrs[0]
     }
 
-    /// Stops the server: gracefully where it supports that, within a few seconds in any case.
+    /// The server's processes, measured together: every node, or nginx's master and its
+    /// workers. The NATS servers under `ours-nats` are not among them.
+    pub(crate) fn processes(&self) -> Processes {
+        Processes(self.nodes().into_iter().flat_map(|node| node.0).collect())
+    }
+
+    /// The processes of each node, in the order of `addrs`.
+    pub(crate) fn nodes(&self) -> Vec<Processes> {
+        let mut nodes = Vec::new();
+        for child in &self.children {
+            let Some(pid) = child.id() else { continue };
+            let mut pids = vec![pid];
+            if self.target == Target::Nchan {
+                pids.extend(procfs::children(pid));
+            }
+            nodes.push(Processes(pids));
+        }
+        nodes
+    }
+
+    /// Stops the server: gracefully where it supports that, within a few seconds in any case;
+    /// the broker nodes before the NATS servers they store into.
     pub(crate) async fn stop(mut self) {
         let processes = self.processes();
         let signal = match self.target {
-            Target::Ours | Target::Nchan => Signal::SIGTERM,
+            Target::Ours | Target::OursNats | Target::Nchan => Signal::SIGTERM,
             // It ignores SIGTERM for a while.
             Target::Broker => Signal::SIGKILL,
         };
-        if let Some(pid) = self.child.id() {
-            let _ = kill(Pid::from_raw(pid as i32), signal);
+        for child in &self.children {
+            if let Some(pid) = child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), signal);
+            }
         }
-        if tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.is_err() {
-            eprintln!("{} did not stop within 15 s; killing it", self.target);
+        for child in &mut self.children {
+            if tokio::time::timeout(Duration::from_secs(15), child.wait()).await.is_err() {
+                eprintln!("{} did not stop within 15 s; killing it", self.target);
+            }
         }
         kill_all(&processes);
+        if let Some(cluster) = self.cluster.take() {
+            cluster.stop().await;
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         kill_all(&self.processes());
+        // The cluster's processes die with it: they were spawned with `kill_on_drop`.
     }
+}
+
+/// Our server's command line, common to both setups, with its standard error into `log`.
+fn ours(programs: &Programs, max_connections: usize, log: &Path) -> anyhow::Result<Command> {
+    let log = fs::File::create(log).context("create the server log")?;
+    let mut command = Command::new(&programs.broker_server);
+    command
+        .args(["--port", "0"])
+        .args(["--max-connections", &max_connections.to_string()])
+        // Every connection of a fan-out is a subscriber. Through the environment, so that
+        // servers from before the setting existed start all the same.
+        .env("BROKER_MAX_SUBSCRIBERS", max_connections.to_string())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true);
+    Ok(command)
+}
+
+/// The flags that put a broker node on `cluster`'s stream, with a copy on every NATS server.
+fn nats_args(cluster: &NatsCluster) -> Vec<String> {
+    let replicas = crate::nats::NODES.to_string();
+    ["--nats", &cluster.urls(), "--nats-stream", NATS_STREAM, "--nats-replicas", &replicas]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn spawn(command: &mut Command, program: &Path) -> anyhow::Result<Child> {
+    command.spawn().with_context(|| format!("cannot run {}", program.display()))
 }
 
 fn kill_all(processes: &Processes) {
@@ -209,15 +299,25 @@ async fn listening_line(child: &mut Child) -> anyhow::Result<SocketAddr> {
 /// `0.0.0.0`, then fails to bind. Inside the benchmark's own network namespace the test binds
 /// `0.0.0.0` like it; outside it binds loopback only.
 fn free_port() -> anyhow::Result<u16> {
+    Ok(free_ports(1)?[0])
+}
+
+/// `count` distinct ports that nothing uses right now, as [`free_port`] picks them: each is held
+/// until all are chosen.
+pub(crate) fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
     let ip = if crate::netns::inside() { Ipv4Addr::UNSPECIFIED } else { Ipv4Addr::LOCALHOST };
     let seed = std::process::id() as usize + crate::clock::now_ns() as usize;
+    let mut held = Vec::with_capacity(count);
     for n in 0..12_000 {
         let port = 20_000 + ((seed + n * 7919) % 12_000) as u16;
-        if TcpListener::bind((ip, port)).is_ok() {
-            return Ok(port);
+        if let Ok(listener) = TcpListener::bind((ip, port)) {
+            held.push((port, listener));
+            if held.len() == count {
+                return Ok(held.into_iter().map(|(port, _)| port).collect());
+            }
         }
     }
-    bail!("no free port between 20000 and 32000")
+    bail!("not {count} free ports between 20000 and 32000")
 }
 
 /// A copy of the shared nchan configuration, listening on `port`, in the foreground (so that

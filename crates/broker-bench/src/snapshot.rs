@@ -98,6 +98,7 @@ pub(crate) async fn fill(
     payload: usize,
 ) -> anyhow::Result<Duration> {
     let plan = PublisherPlan {
+        addrs: server.addrs.clone(),
         first_id: 1,
         count: FILLERS,
         rate: None,
@@ -105,10 +106,11 @@ pub(crate) async fn fill(
         events: Events::Distinct { prefix: "e".into(), total: events, stride: FILLERS },
     };
     let config = WorkerConfig {
-        addr: server.addr,
+        addrs: server.addrs.clone(),
         target: server.target,
         source: Ipv4Addr::UNSPECIFIED,
         subscribers: 0,
+        first_subscriber: 0,
         subscribe_path: String::new(),
         connect_parallel: 1,
         ready_on_head: false,
@@ -140,7 +142,7 @@ async fn time_snapshot(
     events: u64,
 ) -> anyhow::Result<(Duration, Duration)> {
     let started = Instant::now();
-    let mut reader = SseReader::open(server.addr, Ipv4Addr::LOCALHOST, request).await?;
+    let mut reader = SseReader::open(server.addr(), Ipv4Addr::LOCALHOST, request).await?;
     let mut frames = 0u64;
     let mut first = None;
     while frames < events {

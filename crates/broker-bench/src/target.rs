@@ -1,5 +1,5 @@
 //! The servers a run can measure, and how each one is spoken to: the same job, three wire
-//! dialects.
+//! dialects (ours speaks one, whether on one node or on several).
 
 use std::fmt;
 
@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) enum Target {
     /// This workspace's `broker-server` (hyper + redb).
     Ours,
+    /// Two `broker-server` nodes over one stream of a three-node NATS JetStream cluster: the
+    /// scale-out setup, with the load spread over both nodes.
+    OursNats,
     /// nginx with the nchan module: in-memory channels, written in C.
     Nchan,
     /// The original `broker` 0.2.0 (actix-web + sled), with this API.
@@ -22,6 +25,7 @@ impl Target {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Target::Ours => "ours",
+            Target::OursNats => "ours-nats",
             Target::Nchan => "nchan",
             Target::Broker => "broker-0.2.0",
         }
@@ -30,7 +34,7 @@ impl Target {
     /// Appends the request that publishes `payload` as a new version of `event`.
     pub(crate) fn publish_request(self, event: &str, payload: &[u8], out: &mut Vec<u8>) {
         let (path, prefix, suffix, header) = match self {
-            Target::Ours | Target::Broker => {
+            Target::Ours | Target::OursNats | Target::Broker => {
                 ("/insert".to_owned(), "{\"event\":\"", "\",\"data\":", "")
             }
             // One broker event is one nchan channel; the header names the SSE `event:`.
@@ -66,18 +70,24 @@ impl Target {
     /// Whether `status` acknowledges a publish.
     pub(crate) fn published(self, status: u16) -> bool {
         match self {
-            Target::Ours => status == 201,
+            Target::Ours | Target::OursNats => status == 201,
             // 201 when subscribers were present, 202 when none.
             Target::Nchan => status == 201 || status == 202,
             Target::Broker => status == 200,
         }
     }
 
+    /// Whether this is another program doing the same job, rather than ours in some setup: the
+    /// issue's targets compare ours with peers only.
+    pub(crate) fn is_peer(self) -> bool {
+        matches!(self, Target::Nchan | Target::Broker)
+    }
+
     /// The request path of a subscriber to `event`, or to every event when `None`.
     pub(crate) fn subscribe_path(self, event: Option<&str>) -> String {
         match (self, event) {
-            (Target::Ours, Some(event)) => format!("/events?event={event}"),
-            (Target::Ours | Target::Broker, _) => "/events".to_owned(),
+            (Target::Ours | Target::OursNats, Some(event)) => format!("/events?event={event}"),
+            (Target::Ours | Target::OursNats | Target::Broker, _) => "/events".to_owned(),
             (Target::Nchan, Some(event)) => format!("/sub/{event}"),
             // nchan has no stream of every channel; the scenarios that need one skip it.
             (Target::Nchan, None) => "/sub/all".to_owned(),
@@ -103,7 +113,7 @@ mod tests {
 
     #[test]
     fn publish_requests_declare_their_body_length() {
-        for target in [Target::Ours, Target::Nchan, Target::Broker] {
+        for target in [Target::Ours, Target::OursNats, Target::Nchan, Target::Broker] {
             let mut request = Vec::new();
             target.publish_request("bench", br#"{"p":1}"#, &mut request);
             let text = String::from_utf8(request).expect("ASCII");

@@ -29,12 +29,16 @@ use crate::{client, payload};
 /// What one worker does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct WorkerConfig {
-    pub(crate) addr: SocketAddr,
+    /// The server's nodes (one for most targets): subscribers take them in turn.
+    pub(crate) addrs: Vec<SocketAddr>,
     pub(crate) target: Target,
     /// The loopback address this worker's connections come from.
     pub(crate) source: Ipv4Addr,
     /// How many subscribers to open, all on `subscribe_path`.
     pub(crate) subscribers: usize,
+    /// The run-wide number of this worker's first subscriber, so that the nodes are taken in
+    /// turn across workers.
+    pub(crate) first_subscriber: usize,
     pub(crate) subscribe_path: String,
     /// How many subscribers may be connecting at once (connected but not yet registered).
     pub(crate) connect_parallel: usize,
@@ -47,9 +51,18 @@ pub(crate) struct WorkerConfig {
     pub(crate) publishers: Option<PublisherPlan>,
 }
 
+impl WorkerConfig {
+    /// The node subscriber `index` of this worker connects to: the nodes in turn.
+    pub(crate) fn subscriber_addr(&self, index: usize) -> SocketAddr {
+        self.addrs[(self.first_subscriber + index) % self.addrs.len()]
+    }
+}
+
 /// The publishers of one worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct PublisherPlan {
+    /// The nodes publishers send to, each publisher to one, taken in turn by id.
+    pub(crate) addrs: Vec<SocketAddr>,
     /// Ids `first_id..first_id + count`; ids start at 1 (0 is the warm-up).
     pub(crate) first_id: u32,
     pub(crate) count: u32,
@@ -58,6 +71,13 @@ pub(crate) struct PublisherPlan {
     /// Payload size in bytes.
     pub(crate) payload: usize,
     pub(crate) events: Events,
+}
+
+impl PublisherPlan {
+    /// The node publisher `id` sends to: the nodes in turn, by id.
+    pub(crate) fn addr(&self, id: u32) -> SocketAddr {
+        self.addrs[id as usize % self.addrs.len()]
+    }
 }
 
 /// Which events publishers write.
@@ -156,8 +176,9 @@ async fn run(config: WorkerConfig) {
     // At most this many subscribers are between connect and registration, so that a burst
     // of thousands does not overflow the server's accept queue.
     let gate = Rc::new(Semaphore::new(config.connect_parallel.max(1)));
-    for _ in 0..config.subscribers {
-        let task = subscriber(config.clone(), request.clone(), state.clone(), gate.clone());
+    for index in 0..config.subscribers {
+        let addr = config.subscriber_addr(index);
+        let task = subscriber(config.clone(), addr, request.clone(), state.clone(), gate.clone());
         tokio::task::spawn_local(task);
     }
     tokio::task::spawn_local(report_progress(state.clone()));
@@ -213,16 +234,18 @@ async fn report_progress(state: Shared) {
     }
 }
 
-/// One subscriber: connect, wait for the warm-up version, then count every version received.
+/// One subscriber: connect to `addr`, wait for the warm-up version, then count every version
+/// received.
 async fn subscriber(
     config: Rc<WorkerConfig>,
+    addr: SocketAddr,
     request: Rc<[u8]>,
     state: Shared,
     gate: Rc<Semaphore>,
 ) {
     // The semaphore is never closed.
     let mut permit = gate.acquire().await.ok();
-    let mut reader = match SseReader::open(config.addr, config.source, &request).await {
+    let mut reader = match SseReader::open(addr, config.source, &request).await {
         Ok(reader) => reader,
         Err(error) => {
             let mut state = state.borrow_mut();
@@ -309,7 +332,7 @@ async fn publisher(
     let Some(plan) = &config.publishers else { return };
     let id = plan.first_id + index;
     state.borrow_mut().progress.publishing += 1;
-    let mut client = client::Client::new(config.addr, config.source);
+    let mut client = client::Client::new(plan.addr(id), config.source);
     // Publishers of a worker spread their sends evenly over each interval instead of bursting.
     let interval = plan.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
     let offset =
