@@ -13,6 +13,7 @@ use crate::fleet::Fleet;
 use crate::hist::Histogram;
 use crate::monitor::{Cpu, Monitor, bottleneck};
 use crate::payload::{self, Stamp, WARMUP};
+use crate::procfs::Processes;
 use crate::report::Outcome;
 use crate::server::{Programs, Server};
 use crate::target::Target;
@@ -43,6 +44,8 @@ pub(crate) struct Load {
     /// How long idle subscribers are held before their memory is read.
     pub(crate) hold: Duration,
     pub(crate) publisher_workers: u32,
+    /// Publishers go to the first this many nodes of a server with several; `None` for all.
+    pub(crate) publish_nodes: Option<usize>,
 }
 
 /// Runs `load` against a fresh `target` and measures it.
@@ -71,6 +74,8 @@ async fn measure(
     publish_warmup(server).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let processes = server.processes();
+    let nodes = server.nodes();
+    let storage = server.storage_processes().unwrap_or_default();
     let rss_idle = processes.rss_kib();
     outcome.set("rss_idle_mib", rss_idle as f64 / 1024.0);
 
@@ -120,6 +125,8 @@ async fn measure(
 
     // Phase 2: publish for the duration, then let deliveries drain.
     let cpu_start = Cpu::read(&processes, &fleet);
+    let nodes_start: Vec<f64> = nodes.iter().map(Processes::cpu_seconds).collect();
+    let storage_start = storage.cpu_seconds();
     let start_ns = now_ns();
     let publishing = load.duration > Duration::ZERO && load.publishers > 0;
     if publishing {
@@ -164,6 +171,9 @@ async fn measure(
     }
     let window_ns = now_ns() - start_ns;
     let cpu_end = Cpu::read(&processes, &fleet);
+    let nodes_cpu: Vec<f64> =
+        nodes.iter().zip(&nodes_start).map(|(node, start)| node.cpu_seconds() - start).collect();
+    let storage_cpu = storage.cpu_seconds() - storage_start;
     let rss_peak = monitor.peak_rss_kib.max(processes.rss_kib());
     let finals = fleet.finish().await;
 
@@ -227,8 +237,28 @@ async fn measure(
     outcome.set("server_cpu_pct", server_pct);
     outcome.set("loadgen_cpu_pct", loadgen_pct);
     outcome.set("loadgen_busiest_pct", busiest);
+    let storage_pct = storage_cpu / seconds * 100.0;
+    if !storage.0.is_empty() {
+        outcome.set("storage_cpu_pct", storage_pct);
+        outcome.set("storage_rss_mib", storage.rss_kib() as f64 / 1024.0);
+    }
     let machine_pct = (cpu_end.machine - cpu_start.machine) / seconds * 100.0;
-    outcome.set("other_cpu_pct", (machine_pct - server_pct - loadgen_pct).max(0.0));
+    let ours_pct = server_pct + storage_pct + loadgen_pct;
+    outcome.set("other_cpu_pct", (machine_pct - ours_pct).max(0.0));
+    costs(&mut outcome, cpu_end.server - cpu_start.server, storage_cpu, acked, totals.unique);
+    if nodes.len() > 1 {
+        let each: Vec<String> =
+            nodes_cpu.iter().map(|cpu| format!("{:.0}%", cpu / seconds * 100.0)).collect();
+        outcome.note(format!("CPU of each node: {}", each.join(", ")));
+        // The nodes no publisher sent to only follow the stream: their CPU per insert is what
+        // following costs a node, whatever node took the insert.
+        let publishing_nodes = load.publish_nodes.unwrap_or(nodes.len()).clamp(1, nodes.len());
+        let followers = &nodes_cpu[publishing_nodes..];
+        if !followers.is_empty() && acked > 0 && load.subscribers == 0 {
+            let mean = followers.iter().sum::<f64>() / followers.len() as f64;
+            outcome.set("follower_cpu_us_per_insert", mean / acked as f64 * 1e6);
+        }
+    }
     let offered_met = match load.rate {
         Some(rate) if publishing => {
             let achieved = acked as f64 / (published_ns as f64 / 1e9);
@@ -237,9 +267,25 @@ async fn measure(
         }
         _ => !publishing,
     };
-    outcome
-        .note(format!("bottleneck: {}", bottleneck(server_pct, loadgen_pct, busiest, offered_met)));
+    // The NATS servers count as the server's side: they are its storage.
+    let verdict = bottleneck(server_pct + storage_pct, loadgen_pct, busiest, offered_met);
+    outcome.note(format!("bottleneck: {verdict}"));
     Ok(outcome)
+}
+
+/// CPU per unit of work: per acknowledged insert (the server's, and its storage's when that is
+/// other processes) and, with subscribers, per delivery, which then includes the inserts' share.
+fn costs(outcome: &mut Outcome, server_cpu: f64, storage_cpu: f64, acked: u64, delivered: u64) {
+    if acked == 0 {
+        return;
+    }
+    outcome.set("server_cpu_us_per_insert", server_cpu / acked as f64 * 1e6);
+    if storage_cpu > 0.0 {
+        outcome.set("storage_cpu_us_per_insert", storage_cpu / acked as f64 * 1e6);
+    }
+    if delivered > 0 {
+        outcome.set("server_cpu_ns_per_delivery", server_cpu / delivered as f64 * 1e9);
+    }
 }
 
 fn ms(ns: u64) -> f64 {
@@ -301,8 +347,9 @@ fn worker_configs(target: Target, addrs: &[SocketAddr], load: &Load) -> Vec<Work
             + (0..index)
                 .map(|i| load.publishers / workers + u32::from(i < load.publishers % workers))
                 .sum::<u32>();
+        let publish_nodes = load.publish_nodes.unwrap_or(addrs.len()).clamp(1, addrs.len());
         let plan = PublisherPlan {
-            addrs: addrs.to_vec(),
+            addrs: addrs[..publish_nodes].to_vec(),
             first_id,
             count,
             rate: load.rate.map(|rate| rate / f64::from(load.publishers)),
@@ -341,7 +388,7 @@ mod tests {
 
     #[test]
     fn load_is_spread_over_the_nodes_in_turn() {
-        let load = |subscribers, publishers| Load {
+        let load = |subscribers, publishers, publish_nodes| Load {
             subscribers,
             publishers,
             rate: None,
@@ -349,12 +396,14 @@ mod tests {
             duration: Duration::from_secs(1),
             hold: Duration::ZERO,
             publisher_workers: 1,
+            publish_nodes,
         };
         for (nodes, load, expected) in [
-            (1, load(1000, 64), vec![(1000, 64)]),
-            (2, load(1000, 64), vec![(500, 32), (500, 32)]),
-            (2, load(19_000, 0), vec![(9_500, 0), (9_500, 0)]),
-            (3, load(1000, 64), vec![(334, 21), (333, 22), (333, 21)]),
+            (1, load(1000, 64, None), vec![(1000, 64)]),
+            (2, load(1000, 64, None), vec![(500, 32), (500, 32)]),
+            (2, load(0, 64, Some(1)), vec![(0, 64), (0, 0)]),
+            (2, load(19_000, 0, None), vec![(9_500, 0), (9_500, 0)]),
+            (3, load(1000, 64, None), vec![(334, 21), (333, 22), (333, 21)]),
         ] {
             assert_eq!(spread(nodes, &load), expected, "{nodes} nodes, {load:?}");
         }

@@ -155,6 +155,10 @@ struct RunArgs {
     /// nats-server, for the `ours-nats` target.
     #[arg(long, default_value = "nats-server")]
     nats_server: PathBuf,
+    /// Publishers go to the first N nodes of a target with several (`ours-nats`) and leave the
+    /// others to follow the stream, whose CPU then is what following costs. Default: every node.
+    #[arg(long)]
+    publish_nodes: Option<usize>,
     /// Where servers keep their data during a run. Default: the system's temporary directory.
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -224,6 +228,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         repeats: args.repeats,
         publisher_workers: args.publisher_workers,
         flat_out: args.flat_out,
+        publish_nodes: args.publish_nodes,
     };
     let names: Vec<&str> = args.scenarios.iter().map(|s| s.name()).collect();
     let json =

@@ -53,6 +53,8 @@ pub(crate) struct Overrides {
     pub(crate) publisher_workers: Option<u32>,
     /// Publishers go as fast as acknowledgements come, whatever the scenario's rate.
     pub(crate) flat_out: bool,
+    /// Publishers go to the first this many nodes of a server with several.
+    pub(crate) publish_nodes: Option<usize>,
 }
 
 /// Other processes may use at most this much of a core when a target's run starts…
@@ -95,6 +97,7 @@ impl Scenario {
             }),
             hold: Duration::from_secs_f64(hold),
             publisher_workers: o.publisher_workers.unwrap_or(1),
+            publish_nodes: o.publish_nodes,
         }
     }
 

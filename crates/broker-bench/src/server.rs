@@ -186,7 +186,8 @@ impl Server {
     }
 
     /// The server's processes, measured together: every node, or nginx's master and its
-    /// workers. The NATS servers under `ours-nats` are not among them.
+    /// workers. The NATS servers under `ours-nats` are not among them (see
+    /// [`storage_processes`](Server::storage_processes)).
     pub(crate) fn processes(&self) -> Processes {
         Processes(self.nodes().into_iter().flat_map(|node| node.0).collect())
     }
@@ -203,6 +204,12 @@ impl Server {
             nodes.push(Processes(pids));
         }
         nodes
+    }
+
+    /// The processes that store for the server when they are not its own: the NATS servers of
+    /// `ours-nats`; none otherwise.
+    pub(crate) fn storage_processes(&self) -> Option<Processes> {
+        self.cluster.as_ref().map(NatsCluster::processes)
     }
 
     /// Stops the server: gracefully where it supports that, within a few seconds in any case;
