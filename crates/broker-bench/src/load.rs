@@ -246,6 +246,9 @@ async fn measure(
     let ours_pct = server_pct + storage_pct + loadgen_pct;
     outcome.set("other_cpu_pct", (machine_pct - ours_pct).max(0.0));
     costs(&mut outcome, cpu_end.server - cpu_start.server, storage_cpu, acked, totals.unique);
+    if !storage.0.is_empty() {
+        outcome.note(format!("{} broker nodes over 3 NATS servers", nodes.len()));
+    }
     if nodes.len() > 1 {
         let each: Vec<String> =
             nodes_cpu.iter().map(|cpu| format!("{:.0}%", cpu / seconds * 100.0)).collect();

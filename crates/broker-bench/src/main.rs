@@ -155,6 +155,9 @@ struct RunArgs {
     /// nats-server, for the `ours-nats` target.
     #[arg(long, default_value = "nats-server")]
     nats_server: PathBuf,
+    /// How many broker nodes the `ours-nats` target runs over its NATS cluster.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    nodes: u16,
     /// Publishers go to the first N nodes of a target with several (`ours-nats`) and leave the
     /// others to follow the stream, whose CPU then is what following costs. Default: every node.
     #[arg(long)]
@@ -214,6 +217,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             nginx: args.nginx,
             nchan_conf: args.nchan_conf.unwrap_or_else(|| root.join("../shared/peers/nchan.conf")),
             nats_server: args.nats_server,
+            broker_nodes: usize::from(args.nodes),
         },
         work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
     };

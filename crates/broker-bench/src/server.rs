@@ -18,8 +18,6 @@ use crate::nats::NatsCluster;
 use crate::procfs::{self, Processes};
 use crate::target::Target;
 
-/// How many broker nodes `ours-nats` runs: the fewest that show the load spread over nodes.
-const NATS_NODES: usize = 2;
 /// The stream the `ours-nats` nodes share.
 const NATS_STREAM: &str = "bench";
 
@@ -31,6 +29,8 @@ pub(crate) struct Programs {
     pub(crate) nginx: PathBuf,
     pub(crate) nchan_conf: PathBuf,
     pub(crate) nats_server: PathBuf,
+    /// How many broker nodes `ours-nats` runs over the NATS cluster.
+    pub(crate) broker_nodes: usize,
 }
 
 /// A running server: one process, or the nodes of `ours-nats`, which serve the same database at
@@ -127,7 +127,7 @@ impl Server {
         // The first node has created the stream by now, so the others find it.
         if let Some(nats) = &server.cluster {
             let args = nats_args(nats);
-            for node in 1..NATS_NODES {
+            for node in 1..programs.broker_nodes {
                 let log = dir.join(format!("server-{node}.log"));
                 let mut command = ours(programs, max_connections, &log)?;
                 command.args(&args);

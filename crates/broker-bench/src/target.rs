@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) enum Target {
     /// This workspace's `broker-server` (hyper + redb).
     Ours,
-    /// Two `broker-server` nodes over one stream of a three-node NATS JetStream cluster: the
-    /// scale-out setup, with the load spread over both nodes.
+    /// `broker-server` nodes (two, or `--nodes`) over one stream of a three-node NATS
+    /// JetStream cluster: the scale-out setup, with the load spread over the nodes.
     OursNats,
     /// nginx with the nchan module: in-memory channels, written in C.
     Nchan,
