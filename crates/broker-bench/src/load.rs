@@ -247,7 +247,8 @@ async fn measure(
     outcome.set("other_cpu_pct", (machine_pct - ours_pct).max(0.0));
     costs(&mut outcome, cpu_end.server - cpu_start.server, storage_cpu, acked, totals.unique);
     if !storage.0.is_empty() {
-        outcome.note(format!("{} broker nodes over 3 NATS servers", nodes.len()));
+        let plural = if nodes.len() == 1 { "" } else { "s" };
+        outcome.note(format!("{} broker node{plural} over 3 NATS servers", nodes.len()));
     }
     if nodes.len() > 1 {
         let each: Vec<String> =
