@@ -50,6 +50,10 @@ pub struct NatsOptions {
     /// [`DEFAULT_RETRY_TIMEOUT`](Self::DEFAULT_RETRY_TIMEOUT). Keep it well inside
     /// `duplicate_window`, which is what makes an append's retries safe.
     pub retry_timeout: Duration,
+    /// How long [`connect`](crate::NatsStorage::connect) keeps trying while no server answers
+    /// or JetStream is not ready yet, so that a broker node may start before or together with
+    /// its NATS servers. Default: [`DEFAULT_CONNECT_TIMEOUT`](Self::DEFAULT_CONNECT_TIMEOUT).
+    pub connect_timeout: Duration,
 }
 
 impl NatsOptions {
@@ -60,6 +64,8 @@ impl NatsOptions {
     /// that an append in flight when a leader dies mostly succeeds, and short enough that a
     /// publisher hears of a failure while it still waits.
     pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(8);
+    /// Thirty seconds: what a cluster takes to start and elect its JetStream leaders, with room.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 impl Default for NatsOptions {
@@ -73,6 +79,7 @@ impl Default for NatsOptions {
             tls_ca: None,
             request_timeout: NatsOptions::DEFAULT_REQUEST_TIMEOUT,
             retry_timeout: NatsOptions::DEFAULT_RETRY_TIMEOUT,
+            connect_timeout: NatsOptions::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -89,6 +96,7 @@ impl std::fmt::Debug for NatsOptions {
             .field("tls_ca", &self.tls_ca)
             .field("request_timeout", &self.request_timeout)
             .field("retry_timeout", &self.retry_timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }

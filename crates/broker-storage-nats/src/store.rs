@@ -48,14 +48,20 @@ impl NatsStorage {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let connect = connect_options(&options).await?;
-        let client = tokio::time::timeout(options.request_timeout * 2, connect.connect(servers))
-            .await
-            .map_err(|_| unreachable(&options, &"no answer in time"))?
-            .map_err(|error| unreachable(&options, &error))?;
-        let (database_id, last) = bounded(&options, stream::open(&client, &options))
-            .await
-            .unwrap_or_else(|| Err(unreachable(&options, &"no answer in time")))?;
+        // Nodes may start before their NATS servers, or with them: keep trying for a while.
+        let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        let (client, database_id, last) = loop {
+            match open(&options, &servers).await {
+                Ok(opened) => break opened,
+                Err(StorageError::Unavailable(reason))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::info!(reason, "the NATS stream is not reachable yet; trying again");
+                    tokio::time::sleep(CONNECT_RETRY).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
         tracing::info!(
             servers = ?options.servers,
             stream = options.stream,
@@ -95,6 +101,36 @@ impl std::fmt::Debug for NatsStorage {
 ///
 /// Each request already has its own timeout; this bound also covers the waits that have none,
 /// such as handing a message to a client whose connection is down and whose buffer is full.
+/// The pause between two attempts to reach the stream at start-up.
+const CONNECT_RETRY: Duration = Duration::from_millis(500);
+
+/// Connects to `servers` and opens the stream: the client, the database id and the stream's last
+/// sequence.
+async fn open(
+    options: &NatsOptions,
+    servers: &[ServerAddr],
+) -> Result<(async_nats::Client, Uuid, u64), StorageError> {
+    let connect = connect_options(options).await?;
+    let client = tokio::time::timeout(options.request_timeout * 2, connect.connect(servers))
+        .await
+        .map_err(|_| unreachable(options, &"no answer in time"))?
+        .map_err(|error| {
+            use async_nats::ConnectErrorKind::{Authentication, AuthorizationViolation, Tls};
+            match error.kind() {
+                // Refused credentials or certificates are not cured by waiting.
+                Authentication | AuthorizationViolation | Tls => StorageError::backend(format!(
+                    "the NATS servers {} refused the connection: {error}",
+                    options.servers.join(",")
+                )),
+                _ => unreachable(options, &error),
+            }
+        })?;
+    let (database_id, last) = bounded(options, stream::open(&client, options))
+        .await
+        .unwrap_or_else(|| Err(unreachable(options, &"no answer in time")))?;
+    Ok((client, database_id, last))
+}
+
 fn limit(options: &NatsOptions) -> Duration {
     options.retry_timeout + options.request_timeout * 2
 }
