@@ -19,7 +19,8 @@
 //! - `monitor.rs`: CPU, memory and progress during a run; the bottleneck verdict.
 //! - `procfs.rs`, `machine.rs`: memory, CPU and machine facts; `report.rs`, `chart.rs`: output.
 //! - `prepare.rs`: a large store written directly through the storage crate.
-//! - `netns.rs`: the loopback-only network namespace broker 0.2.0 must run in.
+//! - `netns.rs`: the loopback-only network namespace broker 0.2.0 must run in; `ports.rs`: free
+//!   ports for the servers.
 
 mod chart;
 mod client;
@@ -33,6 +34,7 @@ mod monitor;
 mod nats;
 mod netns;
 mod payload;
+mod ports;
 mod prepare;
 mod procfs;
 mod reader;

@@ -39,7 +39,7 @@ impl NatsCluster {
     /// every node has JetStream enabled and they agree on a meta leader that counts every node
     /// current: then a stream with three replicas can be created at once.
     pub(crate) async fn start(nats_server: &Path, dir: &Path) -> anyhow::Result<NatsCluster> {
-        let ports = crate::server::free_ports(NODES * 3)?;
+        let ports = crate::ports::free_ports(NODES * 3)?;
         let (client_ports, rest) = ports.split_at(NODES);
         let (route_ports, http_ports) = rest.split_at(NODES);
         let routes: Vec<String> =
