@@ -48,6 +48,7 @@ mod backup;
 mod check;
 mod error;
 mod health;
+mod journal;
 mod open;
 mod ops;
 mod options;

@@ -7,9 +7,10 @@ use std::path::Path;
 use broker_storage::{StorageError, Uuid};
 use redb::{Database, ReadableDatabase};
 
-use crate::RedbOptions;
 use crate::error::{Fault, catching, damaged, from_open, from_redb};
+use crate::journal::{self, Journal};
 use crate::schema::{self, Identity};
+use crate::{RedbOptions, ops};
 
 /// Creates the parent directory and the file if needed, opens it, and reads or writes its
 /// identity.
@@ -21,7 +22,7 @@ use crate::schema::{self, Identity};
 pub(crate) fn create(
     path: &Path,
     options: &RedbOptions,
-) -> Result<(Database, Identity), StorageError> {
+) -> Result<(Database, Identity, Journal), StorageError> {
     if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|error| {
             StorageError::backend(format!(
@@ -33,15 +34,17 @@ pub(crate) fn create(
     open_checked(path, || {
         let database = builder(options).create(path).map_err(|error| from_open(path, error))?;
         let identity = schema::identify(&database, path)?;
-        Ok((database, identity))
+        let (journal, identity) = recover(&database, path, identity)?;
+        Ok((database, identity, journal))
     })
 }
 
 /// Opens the existing file again after a failure, and checks that it is the database
 /// `database_id` and still holds every version up to `acknowledged`.
 ///
-/// Never creates the file: one that vanished is an error, not a fresh empty database. Never
-/// writes either, so that a disk that is still full does not stop the reopen.
+/// Never creates the file: one that vanished is an error, not a fresh empty database. Writes
+/// only what the journal holds beyond the file's durable end, and the journal's header, so that
+/// a disk that is still full does not stop the reopen.
 ///
 /// Returns the identity read back. Its last id may exceed `acknowledged`: a commit that reported
 /// an I/O error may still have reached the disk (the error came after the write that made it
@@ -51,13 +54,14 @@ pub(crate) fn reopen(
     options: &RedbOptions,
     database_id: Uuid,
     acknowledged: u64,
-) -> Result<(Database, Identity), StorageError> {
-    let (database, identity) = open_checked(path, || {
+) -> Result<(Database, Identity, Journal), StorageError> {
+    let (database, identity, journal) = open_checked(path, || {
         let database = builder(options).open(path).map_err(|error| from_open(path, error))?;
         let txn = database.begin_read().map_err(from_redb)?;
         let identity = schema::stored_identity(&txn, path)?;
         drop(txn);
-        Ok((database, identity))
+        let (journal, identity) = recover(&database, path, identity)?;
+        Ok((database, identity, journal))
     })?;
     if identity.database_id != database_id {
         return Err(damaged(
@@ -77,7 +81,31 @@ pub(crate) fn reopen(
             ),
         ));
     }
-    Ok((database, identity))
+    Ok((database, identity, journal))
+}
+
+/// Opens the journal of the database just opened, stores the versions it holds beyond the
+/// database's durable end (a crash lost them from redb), and starts the journal's next
+/// generation. Returns the journal and the identity with the last id after the replay.
+fn recover(
+    database: &Database,
+    path: &Path,
+    mut identity: Identity,
+) -> Result<(Journal, Identity), Fault> {
+    let (mut journal, replay) =
+        Journal::open(&journal::path_of(path), identity.database_id, identity.last_id)?;
+    if let Some(last) = replay.last() {
+        ops::replay(database, &replay)?;
+        tracing::info!(
+            path = %path.display(),
+            versions = replay.len(),
+            last_id = last.version.id,
+            "stored the versions the journal held beyond the database"
+        );
+        identity.last_id = last.version.id;
+    }
+    journal.restart()?;
+    Ok((journal, identity))
 }
 
 /// redb's builder with this store's options.
@@ -91,8 +119,8 @@ fn builder(options: &RedbOptions) -> redb::Builder {
 /// the file and says what to do.
 fn open_checked(
     path: &Path,
-    open: impl FnOnce() -> Result<(Database, Identity), Fault>,
-) -> Result<(Database, Identity), StorageError> {
+    open: impl FnOnce() -> Result<(Database, Identity, Journal), Fault>,
+) -> Result<(Database, Identity, Journal), StorageError> {
     // Nothing outlives a failed open, so a panic needs no reopen.
     catching(false, open).map_err(|fault| match fault.error {
         StorageError::Corrupt(message) => damaged(path, &message),

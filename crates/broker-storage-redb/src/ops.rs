@@ -7,11 +7,12 @@ use std::ops::Bound;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{NewVersion, StorageError, Version};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
-use crate::error::{Fault, from_redb, from_redb_write};
+use crate::error::{Fault, from_io, from_redb, from_redb_write};
+use crate::journal::{self, Journal, Record, WriteError};
 use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, VERSIONS};
-use crate::space::Space;
+use crate::space::{self, Space};
 
 /// What an append returns: the version for each new version of the batch, in batch order, and
 /// where the log ended before it.
@@ -50,8 +51,10 @@ impl Appended {
 /// that a store no longer given keys still empties its tables.
 const PRUNE_EXTRA: usize = 32;
 
-/// Stores `batch` in one write transaction, committed with [`Durability::Immediate`], once `space`
-/// has found enough free space for it. A new version whose idempotency key was stored less than
+/// Stores `batch` once `space` has found enough free space for it: its rows are written in one
+/// write transaction, its record is written to `journal` and synced, and only then is the
+/// transaction committed, without durability (the journal made it durable). A checkpoint comes
+/// first when the journal asks for one. A new version whose idempotency key was stored less than
 /// `window` before its timestamp is not stored: the version stored under the key comes back.
 ///
 /// Ids continue from the last key of `versions`, read inside the write transaction: redb runs one
@@ -62,58 +65,183 @@ pub(crate) fn append(
     space: &Space,
     window: Duration,
     batch: Vec<NewVersion>,
+    journal: &mut Journal,
 ) -> Result<Appended, Fault> {
+    let len = journal::record_len(
+        batch
+            .iter()
+            .map(|new| (new.event.as_str(), new.data.as_str(), new.idempotency_key.as_deref())),
+    );
     // Before the transaction, so that a refused batch writes nothing at all.
-    space.check()?;
+    let free = space.check(space::needed_for(len))?;
+    // A checkpoint writes what the journal holds into redb's file: it comes early while that
+    // fits twice over, rather than fail for lack of space later.
+    let short = free.is_some_and(|free| space::needed_for(journal.pending() + len) > free / 2);
+    if short || journal.checkpoint_due(len) {
+        checkpoint(db, journal)?;
+    }
     let horizon = horizon(&batch);
     let mut txn = db.begin_write().map_err(from_redb_write)?;
-    txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
+    txn.set_durability(Durability::None).map_err(from_redb_write)?;
+    let mut record = Record::with_capacity(usize::try_from(len).unwrap_or(usize::MAX));
     let appended = {
-        let mut versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
-        let mut by_event = txn.open_table(BY_EVENT).map_err(from_redb_write)?;
-        let mut latest = txn.open_table(LATEST).map_err(from_redb_write)?;
-        let mut keys = txn.open_table(KEYS).map_err(from_redb_write)?;
-        let mut key_times = txn.open_table(KEY_TIMES).map_err(from_redb_write)?;
-        let after = versions.last().map_err(from_redb_write)?.map_or(0, |(id, _)| id.value());
+        let mut tables = Tables::open(&txn)?;
+        let after =
+            tables.versions.last().map_err(from_redb_write)?.map_or(0, |(id, _)| id.value());
         let mut id = after;
         let mut keyed = 0;
         let mut appended = Vec::with_capacity(batch.len());
         for new in batch {
             if let Some(key) = new.idempotency_key.as_deref() {
-                let previous = keys.get(key).map_err(from_redb_write)?.map(|row| row.value());
-                if let Some((stored_id, stored_at)) = previous {
-                    if within(window, stored_at, new.timestamp) {
-                        appended.push(lookup(&versions, stored_id, "keys", from_redb_write)?);
-                        continue;
-                    }
-                    // Expired: the key is free for this version.
-                    key_times.remove((stored_at, key)).map_err(from_redb_write)?;
+                let previous =
+                    tables.keys.get(key).map_err(from_redb_write)?.map(|row| row.value());
+                if let Some((stored_id, stored_at)) = previous
+                    && within(window, stored_at, new.timestamp)
+                {
+                    appended.push(lookup(&tables.versions, stored_id, "keys", from_redb_write)?);
+                    continue;
                 }
             }
             id = id
                 .checked_add(1)
                 .ok_or_else(|| StorageError::backend("version ids are exhausted"))?;
-            let event = new.event.as_str();
-            versions
-                .insert(id, (event, new.timestamp, new.data.as_str()))
-                .map_err(from_redb_write)?;
-            by_event.insert((event, id), ()).map_err(from_redb_write)?;
-            latest.insert(event, id).map_err(from_redb_write)?;
-            if let Some(key) = new.idempotency_key.as_deref() {
-                keys.insert(key, (id, new.timestamp)).map_err(from_redb_write)?;
-                key_times.insert((new.timestamp, key), ()).map_err(from_redb_write)?;
-                keyed += 1;
-            }
+            let key = new.idempotency_key.as_deref();
+            tables.store(id, new.timestamp, &new.event, &new.data, key)?;
+            record.push(id, new.timestamp, &new.event, &new.data, key);
+            keyed += usize::from(key.is_some());
             appended.push(new.with_id(id));
         }
         if let Some(horizon) = horizon {
-            prune(&mut keys, &mut key_times, window, horizon, 2 * keyed + PRUNE_EXTRA)?;
+            tables.prune(window, horizon, 2 * keyed + PRUNE_EXTRA)?;
         }
         Appended { versions: appended, after }
     };
-    // Dropping `txn` on any error above aborts it, so a failed batch leaves no trace.
-    txn.commit().map_err(from_redb_write)?;
+    if record.is_empty() {
+        // Every version came back under its key; only pruned keys are lost if this commit is,
+        // and later appends prune them again.
+        txn.commit().map_err(from_redb_write)?;
+        return Ok(appended);
+    }
+    let record = record.finish(journal.generation());
+    // Dropping `txn` on an error aborts it, so a batch whose record failed leaves no trace.
+    journal.write(&record).map_err(|error| match error {
+        WriteError::NotWritten(error) => Fault::new(from_io(error), false),
+        WriteError::Unknown(error) => unknown(error),
+    })?;
+    if let Err(error) = txn.commit() {
+        let mut fault = from_redb_write(error);
+        // The record must not be replayed for a batch reported failed.
+        if let Err(error) = journal.erase() {
+            fault = unknown(error);
+        }
+        return Err(fault);
+    }
+    journal.advance(record.len());
     Ok(appended)
+}
+
+/// Commits everything redb holds durably, then starts the journal's next generation: the records
+/// of the current one are in the database from then on.
+pub(crate) fn checkpoint(db: &Database, journal: &mut Journal) -> Result<(), Fault> {
+    let mut txn = db.begin_write().map_err(from_redb_write)?;
+    txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
+    txn.commit().map_err(from_redb_write)?;
+    // A journal whose header may not say what this one holds must be read again: reopen.
+    journal.restart().map_err(|error| Fault::new(error, true))
+}
+
+/// Stores the versions a journal holds beyond the database's durable end, as the appends that
+/// wrote them did, in one durable commit.
+pub(crate) fn replay(db: &Database, entries: &[journal::Entry]) -> Result<(), Fault> {
+    let mut txn = db.begin_write().map_err(from_redb_write)?;
+    txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
+    {
+        let mut tables = Tables::open(&txn)?;
+        for journal::Entry { version, key } in entries {
+            let Version { id, event, timestamp, data } = version;
+            tables.store(*id, *timestamp, event, data, key.as_deref())?;
+        }
+    }
+    txn.commit().map_err(from_redb_write)
+}
+
+/// The tables an append writes, open in its transaction.
+struct Tables<'txn> {
+    versions: Table<'txn, u64, (&'static str, u64, &'static str)>,
+    by_event: Table<'txn, (&'static str, u64), ()>,
+    latest: Table<'txn, &'static str, u64>,
+    keys: Table<'txn, &'static str, (u64, u64)>,
+    key_times: Table<'txn, (u64, &'static str), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>, Fault> {
+        Ok(Tables {
+            versions: txn.open_table(VERSIONS).map_err(from_redb_write)?,
+            by_event: txn.open_table(BY_EVENT).map_err(from_redb_write)?,
+            latest: txn.open_table(LATEST).map_err(from_redb_write)?,
+            keys: txn.open_table(KEYS).map_err(from_redb_write)?,
+            key_times: txn.open_table(KEY_TIMES).map_err(from_redb_write)?,
+        })
+    }
+
+    /// Writes the rows of version `id`, and of its idempotency key, which replace those of an
+    /// expired use of the key.
+    fn store(
+        &mut self,
+        id: u64,
+        timestamp: u64,
+        event: &str,
+        data: &str,
+        key: Option<&str>,
+    ) -> Result<(), Fault> {
+        self.versions.insert(id, (event, timestamp, data)).map_err(from_redb_write)?;
+        self.by_event.insert((event, id), ()).map_err(from_redb_write)?;
+        self.latest.insert(event, id).map_err(from_redb_write)?;
+        if let Some(key) = key {
+            let previous = self.keys.insert(key, (id, timestamp)).map_err(from_redb_write)?;
+            if let Some((_, stored_at)) = previous.map(|row| row.value()) {
+                self.key_times.remove((stored_at, key)).map_err(from_redb_write)?;
+            }
+            self.key_times.insert((timestamp, key), ()).map_err(from_redb_write)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes up to `limit` keys that expired by `horizon`, oldest first: a range read at the
+    /// start of `key_times`, which stops at the first key still within the window.
+    fn prune(&mut self, window: Duration, horizon: u64, limit: usize) -> Result<(), Fault> {
+        let mut expired = Vec::new();
+        for entry in self.key_times.iter().map_err(from_redb_write)?.take(limit) {
+            let (key, _) = entry.map_err(from_redb_write)?;
+            let (stored_at, key) = key.value();
+            if within(window, stored_at, horizon) {
+                break;
+            }
+            expired.push((stored_at, key.to_owned()));
+        }
+        for (stored_at, key) in &expired {
+            self.key_times.remove((*stored_at, key.as_str())).map_err(from_redb_write)?;
+            let current =
+                self.keys.get(key.as_str()).map_err(from_redb_write)?.map(|row| row.value());
+            // `keys` names this use of the key, unless the tables disagree; then the newer row
+            // stays.
+            if current.is_some_and(|(_, at)| at == *stored_at) {
+                self.keys.remove(key.as_str()).map_err(from_redb_write)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A batch whose record may or may not have reached the journal: only a retry with the same
+/// idempotency keys can tell. The journal is read again, with the database, before the next
+/// append.
+fn unknown(error: std::io::Error) -> Fault {
+    let error = StorageError::OutcomeUnknown(format!(
+        "the journal failed ({error}) and may or may not hold the batch"
+    ));
+    Fault::new(error, true)
 }
 
 /// Whether a key stored at `stored_at` still holds for a version stamped `timestamp`: the same
@@ -131,35 +259,6 @@ fn horizon(batch: &[NewVersion]) -> Option<u64> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
     Some(newest.min(now))
-}
-
-/// Deletes up to `limit` keys that expired by `horizon`, oldest first: a range read at the start
-/// of `key_times`, which stops at the first key still within the window.
-fn prune(
-    keys: &mut Table<'_, &str, (u64, u64)>,
-    key_times: &mut Table<'_, (u64, &str), ()>,
-    window: Duration,
-    horizon: u64,
-    limit: usize,
-) -> Result<(), Fault> {
-    let mut expired = Vec::new();
-    for entry in key_times.iter().map_err(from_redb_write)?.take(limit) {
-        let (key, _) = entry.map_err(from_redb_write)?;
-        let (stored_at, key) = key.value();
-        if within(window, stored_at, horizon) {
-            break;
-        }
-        expired.push((stored_at, key.to_owned()));
-    }
-    for (stored_at, key) in &expired {
-        key_times.remove((*stored_at, key.as_str())).map_err(from_redb_write)?;
-        let current = keys.get(key.as_str()).map_err(from_redb_write)?.map(|row| row.value());
-        // `keys` names this use of the key, unless the files disagree; then the newer row stays.
-        if current.is_some_and(|(_, at)| at == *stored_at) {
-            keys.remove(key.as_str()).map_err(from_redb_write)?;
-        }
-    }
-    Ok(())
 }
 
 /// The newest version of every event, in id order: one `latest` row and one `versions` lookup per

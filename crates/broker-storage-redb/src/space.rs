@@ -1,10 +1,16 @@
 //! Free space on the file system that holds the database: the guard checked before each commit.
 //!
-//! The guard refuses an append in two cases: less than the configured minimum is free, or the
-//! device filled up under a commit and no space has been freed since. The second keeps a store
-//! whose disk is full from retrying commits that would fail again: each failed commit leaves redb
-//! unusable until the file is reopened, and reopening a file that was not closed cleanly reads all
-//! of it.
+//! The guard refuses an append in three cases: less than the configured minimum is free, less
+//! than the append itself may need, or the device filled up under a commit and no space has been
+//! freed since. The last keeps a store whose disk is full from retrying commits that would fail
+//! again: each failed commit leaves redb unusable until the file is reopened, and reopening a file
+//! that was not closed cleanly reads all of it.
+//!
+//! The second matters even with the minimum off. The journal makes an append durable before redb
+//! holds it durably; should redb then run out of space, the versions are safe in the journal, but
+//! the reopen that follows must write them into redb before the database can be read again, which
+//! a full disk does not allow. So an append is only attempted while its rows fit with room to
+//! spare.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -60,18 +66,21 @@ impl Space {
         *self.filled_at.lock().unwrap_or_else(|poison| poison.into_inner()) = free;
     }
 
-    /// Fails with [`StorageError::Full`] when less than the minimum is free, or when the device
-    /// filled up and nothing has been freed since. One `statvfs` call, when either applies. The
-    /// message does not name the file; the caller does.
+    /// Fails with [`StorageError::Full`] when less than the minimum is free, less than `needed`
+    /// bytes (what the write about to start may take; 0 for none), or when the device filled up
+    /// and nothing has been freed since. One `statvfs` call, when any applies. The message does
+    /// not name the file; the caller does.
+    ///
+    /// Returns the free space it read, if it read it.
     ///
     /// A file system that cannot report its free space is let through: the guard is there to
     /// stop before redb runs out of space, and redb reports a full disk by itself.
-    pub(crate) fn check(&self) -> Result<(), StorageError> {
+    pub(crate) fn check(&self, needed: u64) -> Result<Option<u64>, StorageError> {
         let mut filled_at = self.filled_at.lock().unwrap_or_else(|poison| poison.into_inner());
-        if self.min_free == 0 && filled_at.is_none() {
-            return Ok(());
+        if self.min_free == 0 && needed == 0 && filled_at.is_none() {
+            return Ok(None);
         }
-        let Some(free) = self.available() else { return Ok(()) };
+        let Some(free) = self.available() else { return Ok(None) };
         if let Some(before) = *filled_at {
             if free <= before {
                 return Err(StorageError::Full(format!(
@@ -88,8 +97,22 @@ impl Space {
                 mebibytes(self.min_free)
             )));
         }
-        Ok(())
+        if free < needed {
+            return Err(StorageError::Full(format!(
+                "its file system has {} free, less than the {} this append may need",
+                mebibytes(free),
+                mebibytes(needed)
+            )));
+        }
+        Ok(Some(free))
     }
+}
+
+/// What an append whose journal record takes `record` bytes may need on disk: its rows in redb's
+/// three tables, with their pages, and a margin for the pages a commit rewrites.
+pub(crate) fn needed_for(record: u64) -> u64 {
+    const MARGIN: u64 = 1024 * 1024;
+    record.saturating_mul(4).saturating_add(MARGIN)
 }
 
 /// `bytes` in MiB with one decimal, rounded down, so that a free space just below the minimum

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use broker_storage::{LocalTails, NewVersion, Storage, StorageError, Tail, Uuid, Version};
 use redb::Database;
@@ -15,7 +15,8 @@ use crate::backup::{self, BackupReport};
 use crate::check::{self, CheckReport};
 use crate::error::{Fault, catching, from_join, from_redb, in_file};
 use crate::health::{Access, Admission, Health};
-use crate::space::Space;
+use crate::journal::Journal;
+use crate::space::{self, Space};
 use crate::{RedbOptions, open, ops};
 
 /// A [`Storage`] kept in one redb file.
@@ -23,8 +24,13 @@ use crate::{RedbOptions, open, ops};
 /// Every redb call (opening, reading, committing) blocks, so each runs on tokio's blocking pool
 /// with [`tokio::task::spawn_blocking`]; the methods must be called inside a tokio runtime.
 ///
-/// Appends commit with immediate durability: when [`append`](Storage::append) returns `Ok`, the
-/// batch is on disk. Appends may run from many tasks at once; they commit one at a time, and each
+/// Appends are durable: when [`append`](Storage::append) returns `Ok`, the batch is on disk. Each
+/// batch is written as one record to the journal beside the file (`<file>.wal`) and synced, then
+/// committed to redb without a sync of its own; a checkpoint (a durable redb commit) every
+/// second or 2 MiB of records makes the journal's records redundant, and opening the store after
+/// a crash stores what the journal holds beyond the file. [`close`](Storage::close) checkpoints
+/// and deletes the journal: a store closed cleanly is its one file. The journal belongs with the
+/// file: copy or move both while the store is not closed cleanly. Appends may run from many tasks at once; they commit one at a time, and each
 /// committed batch reaches the [`tail`](Storage::tail)s before the next one commits. Only this
 /// store writes to its file (redb locks it), so its tails see every version.
 /// [`close`](Storage::close) waits for the operations in flight, then ends the tails and releases
@@ -60,10 +66,11 @@ struct Shared {
     database_id: Uuid,
     /// The highest id committed and handed to the tails: a reopened file must still hold it.
     acknowledged: AtomicU64,
-    /// Taken around each commit and its delivery to the tails, so that the tails receive batches
-    /// in commit order. redb orders the commits themselves, but not what each committing thread
-    /// does after its own. Held on a blocking thread only, never across an await.
-    commits: Mutex<()>,
+    /// The journal of the open database, which every append writes: taken around each commit
+    /// and its delivery to the tails, so that the tails receive batches in commit order. redb
+    /// orders the commits themselves, but not what each committing thread does after its own.
+    /// Held on a blocking thread only, never across an await. `None` once closed.
+    journal: Mutex<Option<Journal>>,
     /// The tails of this store. They live as long as the store, across reopens, and end when it
     /// is closed or dropped.
     tails: LocalTails,
@@ -122,7 +129,7 @@ impl RedbStorage {
     ) -> Result<RedbStorage, StorageError> {
         let path = path.as_ref().to_path_buf();
         let (task_path, task_options) = (path.clone(), options.clone());
-        let (database, identity) =
+        let (database, identity, journal) =
             task::spawn_blocking(move || open::create(&task_path, &task_options))
                 .await
                 .map_err(from_join)??;
@@ -140,7 +147,7 @@ impl RedbStorage {
                 options,
                 database_id: identity.database_id,
                 acknowledged: AtomicU64::new(identity.last_id),
-                commits: Mutex::new(()),
+                journal: Mutex::new(Some(journal)),
                 tails: LocalTails::new(identity.last_id),
                 slot: Arc::new(RwLock::new(Slot::Open(database))),
             }),
@@ -239,6 +246,13 @@ impl RedbStorage {
 }
 
 impl Shared {
+    /// The journal, held while a batch commits. A panic under the lock (redb's, on damaged data)
+    /// leaves the journal where it was before that batch's record, and asks for a reopen, which
+    /// reads the journal again.
+    fn lock_journal(&self) -> MutexGuard<'_, Option<Journal>> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Turns the fault of an operation into its error, naming the file, and records the failure
     /// when the database must be reopened.
     fn failed(&self, access: Access, fault: Fault) -> StorageError {
@@ -275,7 +289,8 @@ impl Shared {
         }
         let acknowledged = self.acknowledged.load(Ordering::Acquire);
         match open::reopen(&self.path, &self.options, self.database_id, acknowledged) {
-            Ok((database, identity)) => {
+            Ok((database, identity, journal)) => {
+                *self.lock_journal() = Some(journal);
                 if identity.last_id > acknowledged {
                     tracing::warn!(
                         path = %self.path.display(),
@@ -331,6 +346,20 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Commits the database durably, deletes its journal, which then holds nothing the file
+    /// lacks, and closes it: a database closed cleanly is its one file. Runs on a blocking
+    /// thread, after the last operation.
+    fn close(&self, database: Database) -> Result<(), StorageError> {
+        if let Some(mut journal) = self.lock_journal().take() {
+            catching(true, || ops::checkpoint(&database, &mut journal))
+                .map_err(|fault| in_file(&self.path, fault.error))?;
+            journal.remove()?;
+        }
+        database.close().map_err(|error| in_file(&self.path, from_redb(error).error))
+    }
+}
+
 impl fmt::Debug for RedbStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbStorage")
@@ -355,10 +384,10 @@ impl Storage for RedbStorage {
             };
         }
         self.run(Access::Write, move |shared, database| {
-            // A panic under the lock leaves nothing half done that it guards.
-            let _turn = shared.commits.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut journal = shared.lock_journal();
+            let Some(journal) = journal.as_mut() else { return Err(StorageError::Closed.into()) };
             let window = shared.options.idempotency_window;
-            let appended = ops::append(database, &shared.space, window, batch)?;
+            let appended = ops::append(database, &shared.space, window, batch, journal)?;
             let stored = appended.stored();
             if let Some(last) = stored.last() {
                 shared.acknowledged.fetch_max(last.id, Ordering::AcqRel);
@@ -418,7 +447,9 @@ impl Storage for RedbStorage {
         }
         let shared = Arc::clone(&self.shared);
         task::spawn_blocking(move || {
-            shared.space.check().map_err(|error| in_file(&shared.path, error))
+            // Room for a small append: what the engine's next insert needs at least.
+            let needed = space::needed_for(0);
+            shared.space.check(needed).map(drop).map_err(|error| in_file(&shared.path, error))
         })
         .await
         .map_err(from_join)?
@@ -430,10 +461,8 @@ impl Storage for RedbStorage {
         // Every append has handed its batch to the tails by now: they end after delivering it.
         self.shared.tails.close();
         let Slot::Open(database) = previous else { return Ok(()) };
-        task::spawn_blocking(move || database.close())
-            .await
-            .map_err(from_join)?
-            .map_err(|error| in_file(&self.shared.path, from_redb(error).error))?;
+        let shared = Arc::clone(&self.shared);
+        task::spawn_blocking(move || shared.close(database)).await.map_err(from_join)??;
         tracing::info!(path = %self.shared.path.display(), "closed redb storage");
         Ok(())
     }

@@ -109,11 +109,11 @@ async fn a_full_disk_fails_appends_as_full_until_space_is_freed_without_reopenin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_free_space_guard_refuses_appends_before_the_disk_is_full() {
-    let tmpfs = Tmpfs::mount("8m");
+    let tmpfs = Tmpfs::mount("12m");
     let path = tmpfs.path().join("broker.redb");
 
-    // A minimum above everything the tmpfs holds: the first append is refused, and writes
-    // nothing.
+    // A minimum above everything the tmpfs holds (12 MiB, 4 of them the store's journal): the
+    // first append is refused, and writes nothing.
     let store = RedbStorage::open_with(&path, options(16 * 1024 * 1024)).await.expect("open");
     let error = store.append(batch(0)).await.expect_err("below the minimum");
     match &error {

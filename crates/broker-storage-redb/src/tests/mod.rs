@@ -6,6 +6,7 @@
 mod backup;
 mod damage;
 mod full_disk;
+mod journal;
 mod keys;
 mod tmpfs;
 
