@@ -13,6 +13,7 @@ use redb::{
 
 use crate::RedbOptions;
 use crate::error::{Fault, catching, from_open, from_redb};
+use crate::journal::{self, Journal};
 use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
 
 /// What [`RedbStorage::check`](crate::RedbStorage::check) found in a database file.
@@ -34,6 +35,9 @@ pub struct CheckReport {
     pub last_id: u64,
     /// The number of idempotency keys read, each naming the version stored under it.
     pub keys: u64,
+    /// The versions the file's journal holds beyond its last id: acknowledged versions that a
+    /// crash kept out of the file, which the next start stores into it.
+    pub journal_versions: u64,
     /// The first problem found, or `None` when the file is clean.
     pub problem: Option<String>,
 }
@@ -58,6 +62,9 @@ impl fmt::Display for CheckReport {
             " {} versions of {} events, last id {}, {} idempotency keys",
             self.versions, self.events, self.last_id, self.keys
         )?;
+        if self.journal_versions > 0 {
+            write!(f, ", {} more in its journal, stored at the next start", self.journal_versions)?;
+        }
         match self.database_id {
             Some(database_id) => write!(f, ", database {}", database_id.simple()),
             None => f.write_str(", no database identity"),
@@ -81,6 +88,7 @@ pub(crate) fn run(path: &Path) -> Result<CheckReport, StorageError> {
         events: 0,
         last_id: 0,
         keys: 0,
+        journal_versions: 0,
         problem: None,
     };
     // redb's open would report a missing file too, but not in these words.
@@ -113,10 +121,15 @@ pub(crate) fn run(path: &Path) -> Result<CheckReport, StorageError> {
     if let Err(error) = database.close() {
         tracing::debug!(path = %path.display(), %error, "closing a checked database");
     }
-    match scanned {
-        Ok(()) => Ok(report),
-        Err(fault) => found(report, "reading it failed", fault),
+    if let Err(fault) = scanned {
+        return found(report, "reading it failed", fault);
     }
+    let Some(database_id) = report.database_id else { return Ok(report) };
+    match Journal::inspect(&journal::path_of(path), database_id, report.last_id) {
+        Ok(entries) => report.journal_versions = entries.len() as u64,
+        Err(error) => return found(report, "reading its journal failed", error.into()),
+    }
+    Ok(report)
 }
 
 /// Records `fault` as the report's problem when it is damage, or fails the check with it.

@@ -122,16 +122,38 @@ impl Journal {
         database_id: Uuid,
         durable: u64,
     ) -> Result<(Journal, Vec<Entry>), StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|error| io_error(path, "open", error))?;
-        let size = file.metadata().map_err(|error| io_error(path, "read", error))?.len();
-        let header = read_header(&file, size).map_err(|error| io_error(path, "read", error))?;
-        let mut journal = Journal {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        match Journal::read(path, &options, database_id, durable)? {
+            Some(opened) => Ok(opened),
+            None => {
+                // New, or created by a start that stopped before writing its header: it holds
+                // nothing, since nothing is acknowledged before the header is synced.
+                let file = options.open(path).map_err(|error| io_error(path, "open", error))?;
+                let mut journal = Journal::new(file, path, database_id, 0);
+                journal.create()?;
+                Ok((journal, Vec::new()))
+            }
+        }
+    }
+
+    /// The versions that [`open`](Journal::open) would return, without writing anything: none
+    /// when there is no journal at `path`.
+    pub(crate) fn inspect(
+        path: &Path,
+        database_id: Uuid,
+        durable: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let mut options = OpenOptions::new();
+        options.read(true);
+        Ok(Journal::read(path, &options, database_id, durable)?.map_or(Vec::new(), |(_, e)| e))
+    }
+
+    fn new(file: File, path: &Path, database_id: Uuid, size: u64) -> Journal {
+        Journal {
             file,
             path: path.to_path_buf(),
             database_id,
@@ -139,13 +161,21 @@ impl Journal {
             end: HEADER_LEN,
             size,
             started: Instant::now(),
-        };
-        let Some(header) = header else {
-            // New, or created by a start that stopped before writing its header: it holds
-            // nothing, since nothing is acknowledged before the header is synced.
-            journal.create()?;
-            return Ok((journal, Vec::new()));
-        };
+        }
+    }
+
+    /// Opens the journal at `path` with `options` and reads it, or `None` when it has no header.
+    fn read(
+        path: &Path,
+        options: &OpenOptions,
+        database_id: Uuid,
+        durable: u64,
+    ) -> Result<Option<(Journal, Vec<Entry>)>, StorageError> {
+        let file = options.open(path).map_err(|error| io_error(path, "open", error))?;
+        let size = file.metadata().map_err(|error| io_error(path, "read", error))?.len();
+        let header = read_header(&file, size).map_err(|error| io_error(path, "read", error))?;
+        let mut journal = Journal::new(file, path, database_id, size);
+        let Some(header) = header else { return Ok(None) };
         let (id, generation) = decode_header(&header).map_err(|why| journal.damaged(&why))?;
         if id != database_id {
             return Err(journal
@@ -163,7 +193,7 @@ impl Journal {
                 first.version.id
             )));
         }
-        Ok((journal, replay))
+        Ok(Some((journal, replay)))
     }
 
     /// Writes a new, empty journal of the initial size, and syncs it and its directory.

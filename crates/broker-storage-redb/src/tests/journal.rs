@@ -70,6 +70,10 @@ async fn versions_only_in_the_journal_are_stored_when_the_database_opens() {
     write(&mut journal, &[(version(4, "a"), Some("k")), (version(5, "c"), None)]);
     write(&mut journal, &[(version(6, "a"), None)]);
     drop(journal);
+    let report = crate::RedbStorage::check(&path).await.expect("check");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!((report.last_id, report.journal_versions), (3, 3), "{report}");
+    assert!(report.to_string().contains("3 more in its journal"), "{report}");
 
     let store = open(&path).await;
     expected.extend([version(4, "a"), version(5, "c"), version(6, "a")]);
@@ -114,6 +118,9 @@ async fn a_damaged_record_followed_by_another_is_refused() {
     let file = std::fs::OpenOptions::new().write(true).open(&journal_path).expect("open");
     file.write_all_at(b"X", first + 30).expect("damage the first record");
 
+    let report = crate::RedbStorage::check(&path).await.expect("check");
+    let problem = report.problem.expect("check finds the damage");
+    assert!(problem.contains("journal") && problem.contains("checksum"), "{problem}");
     open_fails_as_damaged(&path, "fails its checksum").await;
 }
 
