@@ -3,6 +3,7 @@
 //! damaged data.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -111,6 +112,7 @@ pub(crate) fn append(
             keyed += usize::from(key.is_some());
             appended.push(new.with_id(id));
         }
+        tables.set_latest(appended.iter().filter(|version| version.id > after))?;
         if let Some(horizon) = horizon {
             tables.prune(window, horizon, 2 * keyed + PRUNE_EXTRA)?;
         }
@@ -161,6 +163,7 @@ pub(crate) fn replay(db: &Database, entries: &[journal::Entry]) -> Result<(), Fa
             let Version { id, event, timestamp, data } = version;
             tables.store(*id, *timestamp, event, data, key.as_deref())?;
         }
+        tables.set_latest(entries.iter().map(|entry| &entry.version))?;
     }
     txn.commit().map_err(from_redb_write)
 }
@@ -185,8 +188,8 @@ impl<'txn> Tables<'txn> {
         })
     }
 
-    /// Writes the rows of version `id`, and of its idempotency key, which replace those of an
-    /// expired use of the key.
+    /// Writes the rows of version `id` but its `latest` row (see [`set_latest`](Self::set_latest)),
+    /// and those of its idempotency key, which replace those of an expired use of the key.
     fn store(
         &mut self,
         id: u64,
@@ -197,13 +200,28 @@ impl<'txn> Tables<'txn> {
     ) -> Result<(), Fault> {
         self.versions.insert(id, (event, timestamp, data)).map_err(from_redb_write)?;
         self.by_event.insert((event, id), ()).map_err(from_redb_write)?;
-        self.latest.insert(event, id).map_err(from_redb_write)?;
         if let Some(key) = key {
             let previous = self.keys.insert(key, (id, timestamp)).map_err(from_redb_write)?;
             if let Some((_, stored_at)) = previous.map(|row| row.value()) {
                 self.key_times.remove((stored_at, key)).map_err(from_redb_write)?;
             }
             self.key_times.insert((timestamp, key), ()).map_err(from_redb_write)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the `latest` row of each event among `stored`, the versions a batch stored: one
+    /// write per event rather than per version, since a batch often holds many versions of one
+    /// event. A version may appear twice (returned again under a key used twice in the batch),
+    /// so each event gets its greatest id, wherever it is.
+    fn set_latest<'a>(&mut self, stored: impl Iterator<Item = &'a Version>) -> Result<(), Fault> {
+        let mut newest: HashMap<&str, u64> = HashMap::new();
+        for version in stored {
+            let id = newest.entry(&version.event).or_insert(version.id);
+            *id = (*id).max(version.id);
+        }
+        for (event, id) in newest {
+            self.latest.insert(event, id).map_err(from_redb_write)?;
         }
         Ok(())
     }

@@ -17,8 +17,9 @@
 //! - `meta`: name (`&str`) → bytes. `database_id` holds the 16 bytes of the database's UUID,
 //!   `format_version` the little-endian `u64` [`FORMAT_VERSION`] of this layout.
 //!
-//! Every append writes one row into each of `versions` and `by_event` and overwrites one in
-//! `latest`, all in the batch's single transaction, so the three always agree. A version stored
+//! Every append writes one row per version into each of `versions` and `by_event` and overwrites
+//! one row of `latest` per event it holds, all in the batch's single transaction, so the three
+//! always agree. A version stored
 //! under an idempotency key also writes its row of `keys` and `key_times` in that transaction
 //! (replacing the rows of an expired use of the key), so those two always agree as well, and
 //! every id in `keys` names a version in `versions`.
