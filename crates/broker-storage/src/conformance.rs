@@ -230,16 +230,39 @@ async fn since_replays_every_event_in_id_order<S: Storage>(store: S, _: S) {
 async fn concurrent_appends_get_distinct_ids<S: Storage>(store: S, _: S) {
     let appends =
         (0..16).map(|n| store.append(vec![new("a", n, &n.to_string()), new("b", n, "0")]));
-    let results = join_all(appends).await;
+    let results: Vec<Vec<Version>> = join_all(appends)
+        .await
+        .into_iter()
+        .map(|stored| stored.expect("concurrent append"))
+        .collect();
     let mut seen = HashSet::new();
-    for stored in results {
-        let stored = stored.expect("concurrent append");
+    for stored in &results {
         assert!(stored[0].id < stored[1].id, "ids increase within a batch");
         assert!(stored.iter().all(|v| seen.insert(v.id)), "ids are unique across batches");
     }
+    assert_batches_in_one_piece(&results, "concurrent appends");
     let replay = store.since(0, 100).await.expect("since");
     assert_eq!(replay.len(), 32, "every concurrent append is stored");
     assert!(replay.windows(2).all(|w| w[0].id < w[1].id), "since is in id order");
+}
+
+/// Checks that no id of one batch of `batches` falls between the first and last ids of another.
+fn assert_batches_in_one_piece(batches: &[Vec<Version>], what: &str) {
+    for batch in batches {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else { continue };
+        let inside = batches
+            .iter()
+            .filter(|other| !std::ptr::eq(*other, batch))
+            .flatten()
+            .find(|version| first.id < version.id && version.id < last.id);
+        if let Some(inside) = inside {
+            panic!(
+                "{what}: id {} of another append is between the ids {} and {} of one batch, \
+                 which must be stored in one piece",
+                inside.id, first.id, last.id
+            );
+        }
+    }
 }
 
 async fn database_ids_are_stable_and_distinct<S: Storage>(store: S, other: S) {
@@ -344,14 +367,17 @@ async fn two_writers_interleave_and_each_tail_sees_both<S: Storage>(first: S, se
     let mut first_tail = first.tail(0);
     let mut second_tail = second.tail(0);
     let mut expected = Vec::new();
+    let mut batches = Vec::new();
     for round in 0..10 {
         let (a, b) = tokio::join!(
             first.append(vec![new("first", round, &round.to_string())]),
             second.append(vec![new("second", round, &round.to_string()), new("both", round, "0")]),
         );
-        expected.extend(a.expect("append through the first store"));
-        expected.extend(b.expect("append through the second store"));
+        batches.push(a.expect("append through the first store"));
+        batches.push(b.expect("append through the second store"));
     }
+    assert_batches_in_one_piece(&batches, "two writers");
+    expected.extend(batches.into_iter().flatten());
     expected.sort_by_key(|version| version.id);
     let ids: HashSet<u64> = expected.iter().map(|version| version.id).collect();
     assert_eq!(ids.len(), 30, "two writers never get the same id");
