@@ -71,6 +71,9 @@ pub(crate) struct PublisherPlan {
     /// Payload size in bytes.
     pub(crate) payload: usize,
     pub(crate) events: Events,
+    /// Versions per request: each publish is an array of this many versions of the event (with
+    /// [`Events::One`]), stored in one commit; `None` for one version per request, as an object.
+    pub(crate) bulk: Option<usize>,
 }
 
 impl PublisherPlan {
@@ -111,7 +114,7 @@ pub(crate) struct Progress {
     pub(crate) others: u64,
     /// When the last new version arrived (`clock::now_ns`).
     pub(crate) last_delivery_ns: u64,
-    /// Publishes acknowledged.
+    /// Versions whose publish was acknowledged: one per request, or every version of an array.
     pub(crate) acked: u64,
     /// Publishes that failed (and were retried).
     pub(crate) publish_errors: u64,
@@ -338,6 +341,11 @@ async fn publisher(
     let offset =
         interval.map(|interval| interval.mul_f64(f64::from(index) / f64::from(plan.count)));
     let (mut payload, mut request) = (Vec::new(), Vec::new());
+    // The payloads of one array, reused from request to request.
+    let mut payloads: Vec<Vec<u8>> = vec![Vec::new(); plan.bulk.unwrap_or(0)];
+    // Versions per request; `seq` counts versions, so subscribers check arrays as they check
+    // single publishes: every version once, in order.
+    let versions = payloads.len().max(1) as u64;
     let mut seq: u64 = 0;
     while !stop.get() {
         let event = match &plan.events {
@@ -351,23 +359,33 @@ async fn publisher(
             }
         };
         if let (Some(interval), Some(offset)) = (interval, offset) {
-            let due = start + offset + interval.mul_f64(seq as f64);
+            // The rate is of requests: an array counts once.
+            let due = start + offset + interval.mul_f64((seq / versions) as f64);
             tokio::time::sleep_until(due).await;
         }
         let sent = crate::clock::now_ns();
-        payload.clear();
-        let stamp = payload::Stamp { publisher: id, seq: seq + 1, sent_ns: sent };
-        payload::build(&mut payload, stamp, plan.payload);
         request.clear();
-        config.target.publish_request(&event, &payload, &mut request);
+        if payloads.is_empty() {
+            payload.clear();
+            let stamp = payload::Stamp { publisher: id, seq: seq + 1, sent_ns: sent };
+            payload::build(&mut payload, stamp, plan.payload);
+            config.target.publish_request(&event, &payload, &mut request);
+        } else {
+            for (n, payload) in (1..).zip(&mut payloads) {
+                payload.clear();
+                let stamp = payload::Stamp { publisher: id, seq: seq + n, sent_ns: sent };
+                payload::build(payload, stamp, plan.payload);
+            }
+            config.target.publish_array_request(&event, &payloads, &mut request);
+        }
         let outcome = client.request(&request).await;
         let failed = {
             let mut state = state.borrow_mut();
             match outcome {
                 Ok(status) if config.target.published(status) => {
-                    seq += 1;
+                    seq += versions;
                     state.insert.record(crate::clock::now_ns() - sent);
-                    state.progress.acked += 1;
+                    state.progress.acked += versions;
                     false
                 }
                 Ok(status) => {
