@@ -219,7 +219,9 @@ async fn measure(
     }
     if publishing && load.subscribers > 0 {
         if let Some(rate) = load.rate {
-            outcome.set("offered_deliveries_per_s", rate * load.subscribers as f64);
+            // The rate counts requests; each carries `bulk` versions, each delivered to all.
+            let versions = rate * load.bulk.unwrap_or(1) as f64;
+            outcome.set("offered_deliveries_per_s", versions * load.subscribers as f64);
         }
         let span_ns = totals.last_delivery_ns.saturating_sub(start_ns).max(1);
         outcome.set("deliveries_per_s", totals.unique as f64 / (span_ns as f64 / 1e9));
@@ -283,7 +285,7 @@ async fn measure(
         Some(rate) if publishing => {
             let achieved = acked as f64 / (published_ns as f64 / 1e9);
             let delivered = expected == 0 || totals.unique >= expected;
-            achieved >= 0.97 * rate && delivered
+            achieved >= 0.97 * rate * load.bulk.unwrap_or(1) as f64 && delivered
         }
         _ => !publishing,
     };
