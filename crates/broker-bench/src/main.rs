@@ -10,8 +10,10 @@
 //! # Layout
 //!
 //! - `scenario.rs`: the six scenarios, their defaults, the targets.
-//! - `load.rs`: insert, fan-out and idle runs; `snapshot.rs`, `restart.rs`: the other two.
-//! - `fleet.rs`: worker processes as the coordinator sees them; `worker.rs`: a worker itself.
+//! - `load.rs`: insert, fan-out and idle runs; `snapshot.rs`, `restart.rs`: the other two;
+//!   `plan.rs`: the shape of a load run and how it is shared out among workers and nodes.
+//! - `fleet.rs`: worker processes as the coordinator sees them; `worker.rs`: a worker itself;
+//!   `progress.rs`: what a worker reports.
 //! - `reader.rs`, `sse.rs`, `http.rs`, `client.rs`: the wire, read with byte scanners.
 //! - `server.rs`, `target.rs`: starting each server, and its dialect of the protocol.
 //! - `nats.rs`: the three-node NATS cluster under the `ours-nats` target's broker nodes.
@@ -34,9 +36,11 @@ mod monitor;
 mod nats;
 mod netns;
 mod payload;
+mod plan;
 mod ports;
 mod prepare;
 mod procfs;
+mod progress;
 mod reader;
 mod report;
 mod restart;

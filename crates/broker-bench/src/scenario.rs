@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::load::{self, Context, Load};
+use crate::load::{self, Context};
+use crate::plan::Load;
 use crate::report::{Outcome, ScenarioResult, Verdict};
 use crate::target::Target;
 
