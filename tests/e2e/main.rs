@@ -8,6 +8,7 @@
 mod audit;
 mod auth;
 mod browser;
+mod bulk;
 mod cors;
 mod durability;
 mod errors;

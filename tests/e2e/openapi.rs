@@ -172,7 +172,7 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
     let spec = spec();
     let mut seen = BTreeSet::new();
 
-    let open = Server::start_with(&["--max-body", "256"], &[]).await;
+    let open = Server::start_with(&["--max-body", "256", "--max-bulk", "2"], &[]).await;
     open.insert("user", json!({ "name": "Rusty" })).await;
     open.insert("user", json!({ "name": "Ferris" })).await;
     let cases = [
@@ -187,6 +187,22 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
         case(Method::POST, "/insert")
             .json(r#"{"event":"user","data":{"name":"Other"}}"#)
             .header("idempotency-key", "openapi-1"),
+        // Arrays: stored together and answered as an array; retried whole under one key; empty,
+        // over --max-bulk, or with a bad element, refused.
+        case(Method::POST, "/insert").json(r#"[{"event":"user","data":1},{"event":"b","data":2}]"#),
+        case(Method::POST, "/insert")
+            .json(r#"[{"event":"user","data":3},{"event":"b","data":4}]"#)
+            .header("idempotency-key", "openapi-2"),
+        case(Method::POST, "/insert")
+            .json(r#"[{"event":"user","data":3},{"event":"b","data":4}]"#)
+            .header("idempotency-key", "openapi-2"),
+        case(Method::POST, "/insert")
+            .json(r#"[{"event":"user","data":3},{"event":"b","data":5}]"#)
+            .header("idempotency-key", "openapi-2"),
+        case(Method::POST, "/insert").json("[]"),
+        case(Method::POST, "/insert")
+            .json(r#"[{"event":"a","data":1},{"event":"b","data":2},{"event":"c","data":3}]"#),
+        case(Method::POST, "/insert").json(r#"[{"event":"a","data":1},{"event":"","data":2}]"#),
         case(Method::POST, "/insert").json(r#"{"event":"user""#),
         case(Method::POST, "/insert").json(r#"{"data":1}"#),
         case(Method::POST, "/insert").header("content-type", "text/plain").header("x", "y"),
@@ -219,6 +235,9 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
         case(Method::POST, "/insert").json(r#"{"event":"public","data":1}"#),
         case(Method::POST, "/insert")
             .json(r#"{"event":"secret","data":1}"#)
+            .header("authorization", bearer.clone()),
+        case(Method::POST, "/insert")
+            .json(r#"[{"event":"public","data":1},{"event":"secret","data":1}]"#)
             .header("authorization", bearer.clone()),
         case(Method::GET, "/events"),
         case(Method::GET, "/events?event=secret").header("authorization", bearer.clone()),

@@ -3,48 +3,12 @@
 //! one log line, open streams stay open, and once space is freed the broker takes inserts again
 //! by itself, with nothing acknowledged lost, and shuts down cleanly.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::support::{Server, Sse};
-
-/// A tmpfs mounted for one test, unmounted when dropped, even if the test fails.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("a directory to mount on");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(mounted.success(), "mounting a tmpfs needs root (CI runs as root)");
-        Tmpfs { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazily: a server the test failed to stop may still hold the file.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
-/// Writes `bytes` into a file at `path`, to take space that the test frees later.
-fn fill(path: &Path, bytes: usize) {
-    std::fs::write(path, vec![7u8; bytes]).expect("write the filler");
-}
+use crate::support::{Server, Sse, Tmpfs, fill};
 
 async fn readiness(server: &Server) -> (u16, serde_json::Value) {
     let reply = server.get("/readyz").await;

@@ -10,7 +10,8 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use crate::procfs::{self, Processes};
-use crate::worker::{Final, Progress, Report, WorkerConfig};
+use crate::progress::{Final, Progress, Report};
+use crate::worker::WorkerConfig;
 
 /// Running workers. Dropping the fleet kills them.
 pub(crate) struct Fleet {

@@ -2,7 +2,7 @@
 //! over several worker processes, P publishers, and the figures they give. A server of several
 //! nodes gets its subscribers and publishers in turn, node after node.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,39 +13,18 @@ use crate::fleet::Fleet;
 use crate::hist::Histogram;
 use crate::monitor::{Cpu, Monitor, bottleneck};
 use crate::payload::{self, Stamp, WARMUP};
+use crate::plan::{EVENT, Load, worker_configs};
 use crate::procfs::Processes;
+use crate::progress::Progress;
 use crate::report::Outcome;
 use crate::server::{Programs, Server};
 use crate::target::Target;
-use crate::worker::{Events, Progress, PublisherPlan, WorkerConfig};
-
-/// The event every load run publishes to: one name, so that broker 0.2.0 sends each update once.
-pub(crate) const EVENT: &str = "bench";
-/// The most connections one worker process holds, well under the limit of 20,000 open files.
-const PER_WORKER: usize = 9000;
 
 /// What a run needs from the command line.
 pub(crate) struct Context {
     pub(crate) exe: PathBuf,
     pub(crate) programs: Programs,
     pub(crate) work_dir: PathBuf,
-}
-
-/// The shape of one load run.
-#[derive(Clone, Debug)]
-pub(crate) struct Load {
-    pub(crate) subscribers: usize,
-    pub(crate) publishers: u32,
-    /// Publishes per second of all publishers together; `None` for flat out.
-    pub(crate) rate: Option<f64>,
-    pub(crate) payload: usize,
-    /// How long publishers publish.
-    pub(crate) duration: Duration,
-    /// How long idle subscribers are held before their memory is read.
-    pub(crate) hold: Duration,
-    pub(crate) publisher_workers: u32,
-    /// Publishers go to the first this many nodes of a server with several; `None` for all.
-    pub(crate) publish_nodes: Option<usize>,
 }
 
 /// Runs `load` against a fresh `target` and measures it.
@@ -193,7 +172,20 @@ async fn measure(
         }
     }
     if publishing {
-        outcome.set("inserts_per_s", acked as f64 / (published_ns as f64 / 1e9));
+        let per_second = acked as f64 / (published_ns as f64 / 1e9);
+        match load.bulk {
+            // Acknowledged versions, of arrays of `bulk`: the figure to set beside single
+            // inserts per second, and the requests that carried them.
+            Some(bulk) => {
+                outcome.set("versions_per_s", per_second);
+                outcome.set("requests_per_s", per_second / bulk as f64);
+                outcome.note(format!(
+                    "each publish is an array of {bulk} versions, stored in one commit; insert \
+                     latency is per array, CPU per insert is per version"
+                ));
+            }
+            None => outcome.set("inserts_per_s", per_second),
+        }
         outcome.set("insert_p50_ms", ms(insert.quantile(0.5)));
         outcome.set("insert_p99_ms", ms(insert.quantile(0.99)));
         outcome.set("insert_max_ms", ms(insert.max()));
@@ -203,7 +195,9 @@ async fn measure(
     }
     if publishing && load.subscribers > 0 {
         if let Some(rate) = load.rate {
-            outcome.set("offered_deliveries_per_s", rate * load.subscribers as f64);
+            // The rate counts requests; each carries `bulk` versions, each delivered to all.
+            let versions = rate * load.bulk.unwrap_or(1) as f64;
+            outcome.set("offered_deliveries_per_s", versions * load.subscribers as f64);
         }
         let span_ns = totals.last_delivery_ns.saturating_sub(start_ns).max(1);
         outcome.set("deliveries_per_s", totals.unique as f64 / (span_ns as f64 / 1e9));
@@ -213,7 +207,7 @@ async fn measure(
         outcome.set("missed", expected.saturating_sub(totals.unique) as f64);
         outcome.set("duplicated", totals.duplicates as f64);
         outcome.note(format!(
-            "{acked} inserts acknowledged x {} subscribers = {expected} deliveries expected, {} received",
+            "{acked} versions acknowledged x {} subscribers = {expected} deliveries expected, {} received",
             registered.ready, totals.unique
         ));
     }
@@ -267,7 +261,7 @@ async fn measure(
         Some(rate) if publishing => {
             let achieved = acked as f64 / (published_ns as f64 / 1e9);
             let delivered = expected == 0 || totals.unique >= expected;
-            achieved >= 0.97 * rate && delivered
+            achieved >= 0.97 * rate * load.bulk.unwrap_or(1) as f64 && delivered
         }
         _ => !publishing,
     };
@@ -306,110 +300,4 @@ async fn publish_warmup(server: &Server) -> anyhow::Result<()> {
     let status = client.request(&request).await.context("warm-up publish")?;
     anyhow::ensure!(server.target.published(status), "warm-up publish answered {status}");
     Ok(())
-}
-
-/// Subscribers spread over as many workers as the file limit needs (and at least two, one per
-/// core), publishers in workers of their own.
-fn worker_configs(target: Target, addrs: &[SocketAddr], load: &Load) -> Vec<WorkerConfig> {
-    let subscriber_workers = if load.subscribers == 0 {
-        0
-    } else {
-        load.subscribers.div_ceil(PER_WORKER).max(2.min(load.subscribers))
-    };
-    let base = WorkerConfig {
-        addrs: addrs.to_vec(),
-        target,
-        // Binding a source address before connecting makes the kernel search for a free port
-        // among every socket bound to it, which grows costly past a few thousand: let
-        // connect() pick the port.
-        source: Ipv4Addr::UNSPECIFIED,
-        subscribers: 0,
-        first_subscriber: 0,
-        subscribe_path: target.subscribe_path(Some(EVENT)),
-        // Our server listens with a backlog of 128 (tokio's default); more connections in flight
-        // than that overflow its accept queue and cost SYN retries of a second or more.
-        connect_parallel: 32,
-        ready_on_head: target == Target::Nchan,
-        publisher_ids: load.publishers,
-        publishers: None,
-    };
-    let mut configs = Vec::new();
-    let mut first_subscriber = 0;
-    for index in 0..subscriber_workers {
-        let share = load.subscribers / subscriber_workers
-            + usize::from(index < load.subscribers % subscriber_workers);
-        configs.push(WorkerConfig { subscribers: share, first_subscriber, ..base.clone() });
-        first_subscriber += share;
-    }
-    let workers = load.publisher_workers.clamp(1, load.publishers.max(1));
-    for index in 0..workers {
-        if load.publishers == 0 {
-            break;
-        }
-        let count = load.publishers / workers + u32::from(index < load.publishers % workers);
-        let first_id = 1
-            + (0..index)
-                .map(|i| load.publishers / workers + u32::from(i < load.publishers % workers))
-                .sum::<u32>();
-        let publish_nodes = load.publish_nodes.unwrap_or(addrs.len()).clamp(1, addrs.len());
-        let plan = PublisherPlan {
-            addrs: addrs[..publish_nodes].to_vec(),
-            first_id,
-            count,
-            rate: load.rate.map(|rate| rate / f64::from(load.publishers)),
-            payload: load.payload,
-            events: Events::One(EVENT.to_owned()),
-        };
-        configs.push(WorkerConfig { publishers: Some(plan), ..base.clone() });
-    }
-    configs
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// How many subscribers and publishers each of `nodes` gets for `load`.
-    fn spread(nodes: usize, load: &Load) -> Vec<(usize, u32)> {
-        let addrs: Vec<SocketAddr> = (0..nodes)
-            .map(|node| SocketAddr::from((Ipv4Addr::LOCALHOST, 9000 + node as u16)))
-            .collect();
-        let mut counts = vec![(0, 0); nodes];
-        for config in worker_configs(Target::OursNats, &addrs, load) {
-            for index in 0..config.subscribers {
-                let addr = config.subscriber_addr(index);
-                counts[addrs.iter().position(|a| *a == addr).expect("one of the nodes")].0 += 1;
-            }
-            if let Some(plan) = &config.publishers {
-                for id in plan.first_id..plan.first_id + plan.count {
-                    let addr = plan.addr(id);
-                    counts[addrs.iter().position(|a| *a == addr).expect("one of the nodes")].1 += 1;
-                }
-            }
-        }
-        counts
-    }
-
-    #[test]
-    fn load_is_spread_over_the_nodes_in_turn() {
-        let load = |subscribers, publishers, publish_nodes| Load {
-            subscribers,
-            publishers,
-            rate: None,
-            payload: 100,
-            duration: Duration::from_secs(1),
-            hold: Duration::ZERO,
-            publisher_workers: 1,
-            publish_nodes,
-        };
-        for (nodes, load, expected) in [
-            (1, load(1000, 64, None), vec![(1000, 64)]),
-            (2, load(1000, 64, None), vec![(500, 32), (500, 32)]),
-            (2, load(0, 64, Some(1)), vec![(0, 64), (0, 0)]),
-            (2, load(19_000, 0, None), vec![(9_500, 0), (9_500, 0)]),
-            (3, load(1000, 64, None), vec![(334, 21), (333, 22), (333, 21)]),
-        ] {
-            assert_eq!(spread(nodes, &load), expected, "{nodes} nodes, {load:?}");
-        }
-    }
 }

@@ -10,8 +10,10 @@
 //! # Layout
 //!
 //! - `scenario.rs`: the six scenarios, their defaults, the issue's targets.
-//! - `load.rs`: insert, fan-out and idle runs; `snapshot.rs`, `restart.rs`: the other two.
-//! - `fleet.rs`: worker processes as the coordinator sees them; `worker.rs`: a worker itself.
+//! - `load.rs`: insert, fan-out and idle runs; `snapshot.rs`, `restart.rs`: the other two;
+//!   `plan.rs`: the shape of a load run and how it is shared out among workers and nodes.
+//! - `fleet.rs`: worker processes as the coordinator sees them; `worker.rs`: a worker itself;
+//!   `progress.rs`: what a worker reports.
 //! - `reader.rs`, `sse.rs`, `http.rs`, `client.rs`: the wire, read with byte scanners.
 //! - `server.rs`, `target.rs`: starting each server, and its dialect of the protocol.
 //! - `nats.rs`: the three-node NATS cluster under the `ours-nats` target's broker nodes.
@@ -34,9 +36,11 @@ mod monitor;
 mod nats;
 mod netns;
 mod payload;
+mod plan;
 mod ports;
 mod prepare;
 mod procfs;
+mod progress;
 mod reader;
 mod report;
 mod restart;
@@ -132,6 +136,11 @@ struct RunArgs {
     /// fan-out then measures the most deliveries per second a server makes.
     #[arg(long)]
     flat_out: bool,
+    /// Each publish is an array of N versions of --payload bytes, stored in one commit
+    /// (insert and fan-out scenarios; our server only: nchan and broker 0.2.0 have no such
+    /// form). The report counts acknowledged versions per second; --rate counts arrays.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    bulk: Option<u64>,
     /// Processes the publishers are spread over.
     #[arg(long)]
     publisher_workers: Option<u32>,
@@ -197,6 +206,20 @@ fn workspace() -> PathBuf {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.bulk.is_some() {
+        if let Some(peer) = args.targets.iter().find(|target| !target.takes_arrays()) {
+            anyhow::bail!(
+                "--bulk publishes arrays of versions, which only our server takes; {peer} has no \
+                 such form: run it with --targets ours (or ours-nats)"
+            );
+        }
+        if let Some(other) = args.scenarios.iter().find(|scenario| !scenario.takes_bulk()) {
+            anyhow::bail!(
+                "--bulk applies to the insert and fan-out scenarios, not to {}",
+                other.name()
+            );
+        }
+    }
     if args.targets.contains(&Target::Broker) && !netns::inside() {
         return netns::reexec();
     }
@@ -235,6 +258,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         publisher_workers: args.publisher_workers,
         flat_out: args.flat_out,
         publish_nodes: args.publish_nodes,
+        bulk: args.bulk.map(|bulk| usize::try_from(bulk).unwrap_or(usize::MAX)),
     };
     let names: Vec<&str> = args.scenarios.iter().map(|s| s.name()).collect();
     let json =

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::fleet::Fleet;
 use crate::procfs::{self, Processes};
-use crate::worker::Progress;
+use crate::progress::Progress;
 
 /// CPU use above which a single-threaded worker counts as saturated.
 const SATURATED_PCT: f64 = 90.0;

@@ -78,6 +78,8 @@ const fn metric(key: &'static str, label: &'static str, higher: Option<bool>) ->
 /// Every metric, in table order.
 pub(crate) const METRICS: &[Metric] = &[
     metric("inserts_per_s", "inserts/s (acknowledged)", Some(true)),
+    metric("versions_per_s", "versions/s in arrays (acknowledged)", Some(true)),
+    metric("requests_per_s", "arrays/s (acknowledged)", Some(true)),
     metric("insert_p50_ms", "insert latency p50 ms", Some(false)),
     metric("insert_p99_ms", "insert latency p99 ms", Some(false)),
     metric("insert_max_ms", "insert latency max ms", Some(false)),

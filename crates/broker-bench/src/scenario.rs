@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::load::{self, Context, Load};
+use crate::load::{self, Context};
+use crate::plan::Load;
 use crate::report::{Outcome, ScenarioResult, Verdict};
 use crate::target::Target;
 
@@ -28,6 +29,14 @@ pub(crate) enum Scenario {
     Restart,
     /// Every scenario above, in order.
     All,
+}
+
+impl Scenario {
+    /// Whether publishers of the scenario may publish arrays (`--bulk`): those whose figures
+    /// come from a load run with publishers.
+    pub(crate) fn takes_bulk(self) -> bool {
+        matches!(self, Scenario::Insert | Scenario::Fanout1k | Scenario::Fanout10k)
+    }
 }
 
 pub(crate) const ALL: [Scenario; 6] = [
@@ -55,6 +64,8 @@ pub(crate) struct Overrides {
     pub(crate) flat_out: bool,
     /// Publishers go to the first this many nodes of a server with several.
     pub(crate) publish_nodes: Option<usize>,
+    /// Each publish is an array of this many versions (insert and fan-out scenarios).
+    pub(crate) bulk: Option<usize>,
 }
 
 /// Other processes may use at most this much of a core when a target's run starts…
@@ -98,6 +109,7 @@ impl Scenario {
             hold: Duration::from_secs_f64(hold),
             publisher_workers: o.publisher_workers.unwrap_or(1),
             publish_nodes: o.publish_nodes,
+            bulk: o.bulk,
         }
     }
 
@@ -114,6 +126,9 @@ impl Scenario {
                     let rate = load.rate.map_or("flat out".into(), |r| r.to_string());
                     params.insert("rate_per_s".into(), rate);
                     params.insert("duration_s".into(), load.duration.as_secs_f64().to_string());
+                    if let Some(bulk) = load.bulk {
+                        params.insert("versions_per_publish".into(), bulk.to_string());
+                    }
                 } else {
                     params.insert("hold_s".into(), load.hold.as_secs_f64().to_string());
                 }

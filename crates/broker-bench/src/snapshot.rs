@@ -104,6 +104,7 @@ pub(crate) async fn fill(
         rate: None,
         payload,
         events: Events::Distinct { prefix: "e".into(), total: events, stride: FILLERS },
+        bulk: None,
     };
     let config = WorkerConfig {
         addrs: server.addrs.clone(),

@@ -21,7 +21,8 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::hist::{Histogram, SparseHistogram};
+use crate::hist::Histogram;
+use crate::progress::{Final, Progress, Report};
 use crate::reader::SseReader;
 use crate::target::{Target, subscribe_request};
 use crate::{client, payload};
@@ -71,6 +72,9 @@ pub(crate) struct PublisherPlan {
     /// Payload size in bytes.
     pub(crate) payload: usize,
     pub(crate) events: Events,
+    /// Versions per request: each publish is an array of this many versions of the event (with
+    /// [`Events::One`]), stored in one commit; `None` for one version per request, as an object.
+    pub(crate) bulk: Option<usize>,
 }
 
 impl PublisherPlan {
@@ -88,56 +92,6 @@ pub(crate) enum Events {
     /// Events `{prefix}00000` to `{prefix}{total - 1}`, one version each, shared out among
     /// `stride` publishers by id; a publisher stops when its share is done.
     Distinct { prefix: String, total: u64, stride: u32 },
-}
-
-/// Counters of a worker, sent as progress and in the final report.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Progress {
-    /// Subscribers whose response head arrived.
-    pub(crate) connected: u64,
-    /// Subscribers that received the warm-up version: registered with the server.
-    pub(crate) ready: u64,
-    /// Subscribers that could not connect or were refused.
-    pub(crate) failed: u64,
-    /// Subscribers whose stream ended or broke after it started.
-    pub(crate) closed: u64,
-    /// Versions received for the first time.
-    pub(crate) unique: u64,
-    /// Versions received again, or older than one already received from the same publisher.
-    pub(crate) duplicates: u64,
-    /// Versions skipped: a later version of the same publisher arrived first.
-    pub(crate) gaps: u64,
-    /// Frames that carry no benchmark payload (a server's own pings).
-    pub(crate) others: u64,
-    /// When the last new version arrived (`clock::now_ns`).
-    pub(crate) last_delivery_ns: u64,
-    /// Publishes acknowledged.
-    pub(crate) acked: u64,
-    /// Publishes that failed (and were retried).
-    pub(crate) publish_errors: u64,
-    /// Publishers still running.
-    pub(crate) publishing: u32,
-    /// The first error met, for the report.
-    pub(crate) first_error: Option<String>,
-}
-
-/// One line of a worker's standard output.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Report {
-    Progress(Progress),
-    Final(Box<Final>),
-}
-
-/// Everything a worker measured.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Final {
-    pub(crate) progress: Progress,
-    /// Delivery latency: receipt time minus the publisher's send time, in nanoseconds.
-    pub(crate) delivery: SparseHistogram,
-    /// Insert latency: request sent to acknowledgement received, in nanoseconds.
-    pub(crate) insert: SparseHistogram,
-    /// The last acknowledged sequence number of each publisher.
-    pub(crate) acked: Vec<(u32, u64)>,
 }
 
 #[derive(Default)]
@@ -338,6 +292,11 @@ async fn publisher(
     let offset =
         interval.map(|interval| interval.mul_f64(f64::from(index) / f64::from(plan.count)));
     let (mut payload, mut request) = (Vec::new(), Vec::new());
+    // The payloads of one array, reused from request to request.
+    let mut payloads: Vec<Vec<u8>> = vec![Vec::new(); plan.bulk.unwrap_or(0)];
+    // Versions per request; `seq` counts versions, so subscribers check arrays as they check
+    // single publishes: every version once, in order.
+    let versions = payloads.len().max(1) as u64;
     let mut seq: u64 = 0;
     while !stop.get() {
         let event = match &plan.events {
@@ -351,23 +310,33 @@ async fn publisher(
             }
         };
         if let (Some(interval), Some(offset)) = (interval, offset) {
-            let due = start + offset + interval.mul_f64(seq as f64);
+            // The rate is of requests: an array counts once.
+            let due = start + offset + interval.mul_f64((seq / versions) as f64);
             tokio::time::sleep_until(due).await;
         }
         let sent = crate::clock::now_ns();
-        payload.clear();
-        let stamp = payload::Stamp { publisher: id, seq: seq + 1, sent_ns: sent };
-        payload::build(&mut payload, stamp, plan.payload);
         request.clear();
-        config.target.publish_request(&event, &payload, &mut request);
+        if payloads.is_empty() {
+            payload.clear();
+            let stamp = payload::Stamp { publisher: id, seq: seq + 1, sent_ns: sent };
+            payload::build(&mut payload, stamp, plan.payload);
+            config.target.publish_request(&event, &payload, &mut request);
+        } else {
+            for (n, payload) in (1..).zip(&mut payloads) {
+                payload.clear();
+                let stamp = payload::Stamp { publisher: id, seq: seq + n, sent_ns: sent };
+                payload::build(payload, stamp, plan.payload);
+            }
+            config.target.publish_array_request(&event, &payloads, &mut request);
+        }
         let outcome = client.request(&request).await;
         let failed = {
             let mut state = state.borrow_mut();
             match outcome {
                 Ok(status) if config.target.published(status) => {
-                    seq += 1;
+                    seq += versions;
                     state.insert.record(crate::clock::now_ns() - sent);
-                    state.progress.acked += 1;
+                    state.progress.acked += versions;
                     false
                 }
                 Ok(status) => {

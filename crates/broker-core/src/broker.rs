@@ -3,12 +3,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use broker_storage::{Storage, Uuid, Version};
+use broker_storage::{NewVersion, Storage, Uuid, Version};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::erased::DynStorage;
 use crate::feed;
+use crate::item::{Insert, Versions};
+use crate::key::{validate_idempotency_key, version_key};
 use crate::metrics::Metrics;
 use crate::name::validate_event_name;
 use crate::options::SubscribeOptions;
@@ -16,7 +18,7 @@ use crate::shared::Shared;
 use crate::state::State;
 use crate::storage_health::{self, StorageHealth};
 use crate::subscription::Subscription;
-use crate::writer::{self, Insert};
+use crate::writer;
 use crate::{Entry, Error, Json};
 
 /// A running broker: insert versions, subscribe to them, read an event's history.
@@ -123,14 +125,84 @@ impl Broker {
         idempotency_key: Option<String>,
     ) -> Result<Arc<Entry>, Error> {
         validate_event_name(&event, self.shared.config.max_event_name_len)?;
-        let queue = lock(&self.shared.inserts).clone().ok_or(Error::Closed)?;
         let (reply, committed) = oneshot::channel();
-        let queued = std::time::Instant::now();
-        let insert = Insert { event, data, idempotency_key, reply, queued };
-        queue.send(insert).await.map_err(|_| Error::Closed)?;
-        drop(queue);
+        // The writer gives the version its timestamp when it commits it.
+        let mut new = NewVersion::new(event, 0, data.into_string());
+        new.idempotency_key = idempotency_key;
+        self.queue(Versions::One(new, reply)).await?;
         // The writer answers every insert it takes before it exits.
         committed.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Stores several versions atomically, in one commit, and publishes them; returns them in
+    /// the order given.
+    ///
+    /// - **All or nothing.** Either every version is stored, or none is: an invalid event name
+    ///   refuses the whole insert before anything is queued, and a failed commit stores none of
+    ///   it. The versions are never split over two commits.
+    /// - **Together, in order.** Their ids increase in the order given, and no version of
+    ///   another insert, of this broker or of another node of a shared log, is committed between
+    ///   two of them. Other inserts may share their commit, before or after them.
+    /// - **Idempotency.** With an idempotency `key` (1 to 255 characters of visible ASCII),
+    ///   a retry of the same versions within the storage's idempotency window stores nothing and
+    ///   returns the versions stored then, with their ids. A key reused for versions of which
+    ///   any differs (event or data), with as many versions, is refused with
+    ///   [`Error::IdempotencyKeyReused`], naming the version stored under it, and stores
+    ///   nothing. The key names an insert of this many versions only: reused for an insert of
+    ///   another length, or for a single insert ([`insert_idempotent`](Broker::insert_idempotent)),
+    ///   it does not match, and that insert is stored as a new one.
+    ///
+    /// Returns once every version is durably committed, and published by this broker. No
+    /// versions stores nothing and returns an empty list. More than
+    /// [`Config::max_batch`] versions, the most one commit holds, is refused with
+    /// [`Error::TooManyVersions`]. If the future is dropped after the insert was queued, the
+    /// versions are still committed.
+    pub async fn insert_many<E: Into<String>>(
+        &self,
+        versions: impl IntoIterator<Item = (E, Json)>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Vec<Arc<Entry>>, Error> {
+        if let Some(key) = idempotency_key {
+            validate_idempotency_key(key)?;
+        }
+        let config = &self.shared.config;
+        let mut news = Vec::new();
+        for (index, (event, data)) in versions.into_iter().enumerate() {
+            if index == config.max_batch {
+                return Err(Error::TooManyVersions { max: config.max_batch });
+            }
+            let event = event.into();
+            validate_event_name(&event, config.max_event_name_len).map_err(
+                |error| match error {
+                    Error::InvalidEventName(reason) => {
+                        Error::InvalidEventName(format!("version {index}: {reason}"))
+                    }
+                    error => error,
+                },
+            )?;
+            // The writer gives the versions their timestamp when it commits them.
+            news.push(NewVersion::new(event, 0, data.into_string()));
+        }
+        if news.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(key) = idempotency_key {
+            let len = news.len();
+            for (index, new) in news.iter_mut().enumerate() {
+                new.idempotency_key = Some(version_key(key, index, len));
+            }
+        }
+        let (reply, committed) = oneshot::channel();
+        self.queue(Versions::Many(news, reply)).await?;
+        // The writer answers every insert it takes before it exits.
+        committed.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Hands `versions` to the writer, waiting for room in its queue.
+    async fn queue(&self, versions: Versions) -> Result<(), Error> {
+        let queue = lock(&self.shared.inserts).clone().ok_or(Error::Closed)?;
+        let insert = Insert { versions, queued: std::time::Instant::now() };
+        queue.send(insert).await.map_err(|_| Error::Closed)
     }
 
     /// Waits until this broker has published every version up to `id`, at most for `patience`;
@@ -243,23 +315,6 @@ impl Broker {
 /// How long closing waits for the storage's tail, first to deliver what was committed, then to
 /// end once the storage is closed.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(10);
-
-/// The longest idempotency key accepted, in bytes.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-
-fn validate_idempotency_key(key: &str) -> Result<(), Error> {
-    let invalid = |why: &str| Err(Error::InvalidIdempotencyKey(why.to_owned()));
-    if key.is_empty() {
-        return invalid("it is empty");
-    }
-    if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-        return invalid(&format!("it is longer than {MAX_IDEMPOTENCY_KEY_LEN} bytes"));
-    }
-    if !key.bytes().all(|byte| byte.is_ascii_graphic()) {
-        return invalid("it may hold only visible ASCII characters, without spaces");
-    }
-    Ok(())
-}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded values are replaced whole, never left half-updated by a panic.

@@ -28,7 +28,9 @@ pub struct Config {
     /// average (4,096 of them fit), so that ordinary traffic behaves as with no byte budget,
     /// while 64 versions of 1 MiB, for example, are all that stalled subscribers can hold.
     pub live_bytes: usize,
-    /// The most inserts one commit takes.
+    /// The most versions one commit takes: at most what the storage stores atomically. An
+    /// insert of several versions is never split over two commits, so this is also the most
+    /// versions one [`insert_many`](crate::Broker::insert_many) may hold.
     pub max_batch: usize,
     /// How many inserts may wait for a commit before `insert` itself waits for room.
     pub queue_capacity: usize,

@@ -29,6 +29,15 @@ pub enum Error {
         /// Its event.
         event: String,
     },
+    /// An insert of several versions holds more than `max`, the most one commit holds
+    /// ([`Config::max_batch`](crate::Config::max_batch)); nothing was stored.
+    #[error(
+        "an insert holds at most {max} versions, the most one commit stores; nothing was stored"
+    )]
+    TooManyVersions {
+        /// The most versions one insert may hold.
+        max: usize,
+    },
     /// The broker was closed with [`Broker::close`](crate::Broker::close); nothing was stored.
     #[error("the broker is closed")]
     Closed,

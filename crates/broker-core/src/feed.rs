@@ -5,22 +5,22 @@
 //! in id order: this broker's own and, on a shared log, those of every other node. Each batch
 //! becomes the latest of its events, then goes out on the live channel. The writer does not
 //! publish what it commits; it hands the feed its acknowledgements instead, and the feed answers
-//! an insert once the tail has delivered its version, so that an inserter that then subscribes
-//! to this broker finds it (read-your-writes), on every backend alike.
+//! an insert once the tail has delivered its versions (every one of an insert of several), so
+//! that an inserter that then subscribes to this broker finds them (read-your-writes), on every
+//! backend alike.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_storage::Version;
-
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::Entry;
 use crate::erased::DynStorage;
+use crate::item::Answer;
 use crate::state::State;
 use crate::storage_health::StorageHealth;
-use crate::{Entry, Error};
 
 /// How long the feed waits before it starts a new tail after one failed.
 const RETAIL_DELAY: Duration = Duration::from_secs(1);
@@ -31,28 +31,22 @@ const RETAIL_DELAY: Duration = Duration::from_secs(1);
 /// node already publishes them is lost, and the tail delivers them when it catches up.
 const ACK_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The answer an insert waits for.
-pub(crate) type Reply = oneshot::Sender<Result<Arc<Entry>, Error>>;
-
 /// A committed batch's answers, held until the tail has delivered every version in it.
 pub(crate) struct Acknowledgement {
-    /// The highest id among the batch's versions.
+    /// The highest id among the batch's versions: the last id of every insert in it, those of
+    /// several versions included, is at most this.
     pub(crate) up_to: u64,
-    pub(crate) replies: Vec<(Reply, Result<Version, Error>)>,
+    pub(crate) answers: Vec<Answer>,
     /// When the commit returned.
     pub(crate) committed: Instant,
 }
 
 impl Acknowledgement {
-    /// Answers each insert with the entry its subscribers share, if the engine still holds it,
-    /// or a new one.
+    /// Answers each insert with the entries its subscribers share, if the engine still holds
+    /// them, or new ones.
     fn answer(self, state: &State) {
-        for (reply, result) in self.replies {
-            let entry = |version: Version| {
-                state.find(version.id).unwrap_or_else(|| Arc::new(Entry::new(version)))
-            };
-            // The inserter may have gone away; its version is stored all the same.
-            let _ = reply.send(result.map(entry));
+        for answer in self.answers {
+            answer.send(state);
         }
     }
 }

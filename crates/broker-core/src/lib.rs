@@ -1,7 +1,9 @@
 //! The broker's engine: insert-only publish/subscribe over any [`Storage`] backend.
 //!
-//! Publishers [`insert`](Broker::insert) immutable versions of named events. Each version is
-//! committed durably, given an id that orders it after every version before it, and published.
+//! Publishers [`insert`](Broker::insert) immutable versions of named events, one at a time or
+//! several together ([`insert_many`](Broker::insert_many), all or nothing, in one commit). Each
+//! version is committed durably, given an id that orders it after every version before it, and
+//! published.
 //! A [`Subscription`] first receives the latest version of every event it follows (or, when it
 //! resumes, every version after the last one it received), then every new version as it commits.
 //! [`audit`](Broker::audit) reads the whole history of one event, page by page.
@@ -15,7 +17,8 @@
 //! only this file re-exports.
 //!
 //! - `error.rs`: [`Error`], the one error type.
-//! - `name.rs`, `json.rs`: validation of event names and data.
+//! - `name.rs`, `json.rs`, `key.rs`: validation of event names, data and idempotency keys, and
+//!   the keys of the versions of an insert of several.
 //! - `entry.rs`: [`Entry`], a committed version shared by every subscriber.
 //! - `filter.rs`: which events a subscription follows.
 //! - `metrics.rs`: the engine's metrics; [`metrics`] names them for the embedding program.
@@ -25,6 +28,9 @@
 //! - `window.rs`: the strong references behind the live channel, bounded in entries and bytes.
 //! - `state.rs`: the latest version of every event, the live channel and its window, in memory.
 //! - `storage_health.rs`: whether the storage takes writes, and the watch for its recovery.
+//! - `item.rs`: what one insert queues for the writer (one version or several), and its answer.
+//! - `pending.rs`: the inserts taken from the queue, cut into batches of at most `max_batch`
+//!   versions without splitting an insert.
 //! - `feed.rs`: the task that feeds what the storage's tail delivers into the state and the live
 //!   channel, and answers each insert once its version is there.
 //! - `writer.rs`: the task that commits inserts in batches (group commit).
@@ -65,16 +71,21 @@ mod erased;
 mod error;
 mod feed;
 mod filter;
+mod item;
 mod json;
+mod key;
 pub mod metrics;
 mod name;
 mod options;
+mod pending;
 mod shared;
 mod state;
 mod storage_health;
 mod subscription;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_many;
 mod window;
 mod writer;
 

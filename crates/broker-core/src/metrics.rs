@@ -12,11 +12,13 @@ use ::metrics::{Counter, Gauge, Histogram, Unit, counter, gauge, histogram};
 /// Counter: versions committed, counted when their commit returns.
 pub const INSERTS: &str = "broker_inserts_total";
 
-/// Counter: inserts whose commit failed, so that none of them was stored.
+/// Counter: versions whose commit failed, or that were refused before it, so that none of them
+/// was stored.
 pub const INSERT_FAILURES: &str = "broker_insert_failures_total";
 
-/// Histogram: inserts per commit, one sample per successful commit. Its count is the number of
-/// commits and its sum the number of inserts they held.
+/// Histogram: versions per commit, one sample per successful commit. Its count is the number of
+/// commits and its sum the number of versions they held (an insert of several versions counts
+/// each).
 pub const COMMIT_BATCH_SIZE: &str = "broker_commit_batch_size";
 
 /// Histogram, in seconds: how long one durable commit took, from the call to the storage
@@ -56,8 +58,11 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn register() -> Metrics {
         ::metrics::describe_counter!(INSERTS, "Versions committed.");
-        ::metrics::describe_counter!(INSERT_FAILURES, "Inserts whose commit failed.");
-        ::metrics::describe_histogram!(COMMIT_BATCH_SIZE, "Inserts per commit.");
+        ::metrics::describe_counter!(
+            INSERT_FAILURES,
+            "Versions whose commit failed, or that were refused before it."
+        );
+        ::metrics::describe_histogram!(COMMIT_BATCH_SIZE, "Versions per commit.");
         ::metrics::describe_histogram!(
             COMMIT_SECONDS,
             Unit::Seconds,

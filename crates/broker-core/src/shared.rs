@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::erased::DynStorage;
+use crate::item::Insert;
 use crate::metrics::Metrics;
 use crate::state::State;
 use crate::storage_health::StorageHealth;
-use crate::writer::Insert;
 
 /// One broker's engine, behind an `Arc`: the handle's clones and every subscription share it.
 pub(crate) struct Shared {

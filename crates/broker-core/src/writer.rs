@@ -2,33 +2,29 @@
 //!
 //! Inserts queue up in a channel while a commit is in flight; the next commit takes all of them
 //! at once (group commit). Under light load a batch is one insert and costs one commit, as it
-//! must; under heavy load one fsync serves up to `max_batch` inserts. Nothing waits for a batch
+//! must; under heavy load one fsync serves up to `max_batch` versions. Nothing waits for a batch
 //! to fill: the batch size follows the load by itself.
 //!
+//! An insert may hold several versions, which are committed together: `pending.rs` cuts the
+//! batches, counting versions, never splitting an insert, and carrying one that does not fit
+//! over to the next commit.
+//!
 //! The writer publishes nothing: the storage's tail delivers what it committed to the feed task
-//! (`feed.rs`), which answers each insert once its version is in memory.
+//! (`feed.rs`), which answers each insert once its versions are in memory.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{NewVersion, StorageError, Version};
 use tokio::sync::mpsc;
 
+use crate::Error;
 use crate::erased::DynStorage;
-use crate::feed::{Acknowledgement, Reply};
+use crate::feed::Acknowledgement;
+use crate::item::{Answer, Insert, Reply, Versions};
 use crate::metrics::Metrics;
+use crate::pending::Pending;
 use crate::storage_health::StorageHealth;
-use crate::{Error, Json};
-
-/// One insert waiting for its commit.
-pub(crate) struct Insert {
-    pub(crate) event: String,
-    pub(crate) data: Json,
-    pub(crate) idempotency_key: Option<String>,
-    pub(crate) reply: Reply,
-    /// When it was queued.
-    pub(crate) queued: Instant,
-}
 
 /// Commits queued inserts in batches until every sender of `queue` is gone and the queue is
 /// empty, handing each committed batch's answers to the feed.
@@ -41,34 +37,88 @@ pub(crate) async fn run(
     max_batch: usize,
     queue_timeout: Duration,
 ) {
+    let mut received = Vec::with_capacity(max_batch);
+    let mut pending = Pending::new(max_batch);
     let mut inserts = Vec::with_capacity(max_batch);
     let mut last_timestamp = 0;
-    while queue.recv_many(&mut inserts, max_batch).await > 0 {
+    loop {
+        if pending.is_empty() {
+            // Nothing is carried over from the last commit: wait for the next insert.
+            if queue.recv_many(&mut received, max_batch).await == 0 {
+                break;
+            }
+            received.drain(..).for_each(|insert| pending.push(insert));
+        }
+        // Take what else is queued, without waiting, while the next batch may hold more.
+        while pending.has_room()
+            && let Ok(insert) = queue.try_recv()
+        {
+            pending.push(insert);
+        }
+        pending.next_batch(&mut inserts);
         refuse_stale(&mut inserts, queue_timeout, &metrics);
         if inserts.is_empty() {
             continue;
         }
         // Timestamps never go backwards in commit order, even if the wall clock does.
         last_timestamp = now_millis().max(last_timestamp);
-        let (batch, replies): (Vec<NewVersion>, Vec<_>) = inserts
-            .drain(..)
-            .map(|insert| {
-                let mut new =
-                    NewVersion::new(insert.event, last_timestamp, insert.data.into_string());
-                new.idempotency_key = insert.idempotency_key;
-                (new, insert.reply)
-            })
-            .unzip();
-        let len = batch.len();
-        let started = Instant::now();
-        // What each insert asked for, to tell a reused idempotency key from a retry.
-        let asked: Vec<(String, String)> = batch
+        let commit = Commit::new(&mut inserts, last_timestamp);
+        commit.run(&*storage, &metrics, &health, &feed).await;
+    }
+}
+
+/// One batch on its way to the storage: the versions in queue order, and for each insert how
+/// many of them are its own and where its answer goes.
+struct Commit {
+    batch: Vec<NewVersion>,
+    replies: Vec<(Reply, usize)>,
+    /// What each version asked for when it carries an idempotency key, to tell a retry from a
+    /// key reused for something else; empty strings for a version without a key.
+    asked: Vec<(String, String)>,
+}
+
+impl Commit {
+    /// Takes every insert of `inserts`, and gives their versions `timestamp`.
+    fn new(inserts: &mut Vec<Insert>, timestamp: u64) -> Commit {
+        let mut batch = Vec::with_capacity(inserts.iter().map(Insert::len).sum());
+        let mut replies = Vec::with_capacity(inserts.len());
+        for insert in inserts.drain(..) {
+            match insert.versions {
+                Versions::One(new, reply) => {
+                    batch.push(new);
+                    replies.push((Reply::One(reply), 1));
+                }
+                Versions::Many(news, reply) => {
+                    replies.push((Reply::Many(reply), news.len()));
+                    batch.extend(news);
+                }
+            }
+        }
+        for new in &mut batch {
+            new.timestamp = timestamp;
+        }
+        let asked = batch
             .iter()
             .map(|new| match new.idempotency_key {
                 Some(_) => (new.event.clone(), new.data.clone()),
                 None => (String::new(), String::new()),
             })
             .collect();
+        Commit { batch, replies, asked }
+    }
+
+    /// Appends the batch and hands its answers to the feed, or answers every insert with the
+    /// error.
+    async fn run(
+        self,
+        storage: &dyn DynStorage,
+        metrics: &Metrics,
+        health: &StorageHealth,
+        feed: &mpsc::UnboundedSender<Acknowledgement>,
+    ) {
+        let Commit { batch, replies, asked } = self;
+        let len = batch.len();
+        let started = std::time::Instant::now();
         let result = storage.append(batch).await.map_err(Error::from).and_then(|versions| {
             check_len(len, &versions)?;
             Ok(versions)
@@ -81,27 +131,28 @@ pub(crate) async fn run(
                 metrics.inserts.increment(len as u64);
                 let up_to = versions.iter().map(|version| version.id).max().unwrap_or(0);
                 tracing::trace!(batch = len, up_to, "committed");
-                let replies = replies
+                let mut versions = versions.into_iter().zip(asked);
+                let answers = replies
                     .into_iter()
-                    .zip(versions)
-                    .zip(asked)
-                    .map(|((reply, version), (event, data))| {
-                        let reused =
-                            !event.is_empty() && (version.event != event || version.data != data);
-                        let result = if reused {
-                            Err(Error::IdempotencyKeyReused {
-                                id: version.id,
-                                event: version.event,
-                            })
-                        } else {
-                            Ok(version)
-                        };
-                        (reply, result)
+                    .map(|(reply, len)| match reply {
+                        Reply::One(reply) => {
+                            let (version, asked) =
+                                versions.next().expect("check_len: a version for each one sent");
+                            Answer::One(reply, answer(version, &asked))
+                        }
+                        Reply::Many(reply) => {
+                            let result = versions
+                                .by_ref()
+                                .take(len)
+                                .map(|(version, asked)| answer(version, &asked))
+                                .collect();
+                            Answer::Many(reply, result)
+                        }
                     })
                     .collect();
                 // The feed answers once the tail has delivered `up_to`; it outlives the writer.
                 let committed = tokio::time::Instant::now();
-                let _ = feed.send(Acknowledgement { up_to, replies, committed });
+                let _ = feed.send(Acknowledgement { up_to, answers, committed });
             }
             Err(error) => {
                 // The storage's health logs the first failure of a run; each batch only here.
@@ -110,12 +161,26 @@ pub(crate) async fn run(
                     health.failed(error);
                 }
                 metrics.insert_failures.increment(len as u64);
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                for (reply, _) in replies {
+                    reply.fail(error.clone());
                 }
             }
         }
     }
+}
+
+/// The answer for `version`, stored for a version that asked for `(event, data)` with an
+/// idempotency key (empty strings without one): a version stored earlier under the same key with
+/// another event or other data means that the key was reused for something else.
+///
+/// Collected into an insert of several versions, the first such refusal answers the whole
+/// insert: all its versions carry keys made from one key, so they are all retries or all new.
+fn answer(version: Version, (event, data): &(String, String)) -> Result<Version, Error> {
+    let reused = !event.is_empty() && (version.event != *event || version.data != *data);
+    if reused {
+        return Err(Error::IdempotencyKeyReused { id: version.id, event: version.event });
+    }
+    Ok(version)
 }
 
 /// Answers the inserts that waited longer than `timeout` for their commit to start with
@@ -130,10 +195,11 @@ fn refuse_stale(inserts: &mut Vec<Insert>, timeout: Duration, metrics: &Metrics)
     let error = Error::from(StorageError::Unavailable(format!(
         "the database did not take the insert within {timeout:?}; nothing was stored"
     )));
-    tracing::debug!(refused = stale.len(), "inserts waited too long for a commit");
-    metrics.insert_failures.increment(stale.len() as u64);
+    let versions: usize = stale.iter().map(Insert::len).sum();
+    tracing::debug!(refused = stale.len(), versions, "inserts waited too long for a commit");
+    metrics.insert_failures.increment(versions as u64);
     for insert in stale {
-        let _ = insert.reply.send(Err(error.clone()));
+        insert.refuse(error.clone());
     }
 }
 

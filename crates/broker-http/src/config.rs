@@ -78,6 +78,12 @@ pub struct HttpConfig {
     pub retry: Duration,
     /// The largest request body accepted, in bytes. Default: 1 MiB.
     pub max_body: usize,
+    /// The most versions one `POST /insert` of an array may hold; more get `413`. An array is
+    /// stored in one commit, so the engine's [`max_batch`](broker_core::Config::max_batch)
+    /// caps it too: the smaller of the two is the limit. The whole body stays within
+    /// [`max_body`](HttpConfig::max_body). Default: 1,000, what one atomic batch of a NATS
+    /// JetStream stream holds.
+    pub max_bulk: usize,
     /// The most connections served at once, event streams included; more get `503` with
     /// `Retry-After`. Default: 10,000; see [`HttpConfig::fit_open_files`].
     pub max_connections: usize,
@@ -135,6 +141,7 @@ impl Default for HttpConfig {
             heartbeat: Duration::from_secs(15),
             retry: Duration::from_secs(3),
             max_body: 1024 * 1024,
+            max_bulk: 1000,
             max_connections: 0,
             max_subscribers: 0,
             header_read_timeout: Duration::from_secs(10),

@@ -42,6 +42,14 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body of `/insert` is an empty array: there is nothing to store.
+    #[error("the array is empty: send at least one version")]
+    EmptyArray,
+    /// The body of `/insert` is an array of more versions than one insert may hold, the limit.
+    #[error(
+        "the array holds more than {0} versions, the most one insert may hold; nothing was stored"
+    )]
+    TooManyVersions(usize),
     /// The body of `/insert` is not `application/json` in UTF-8, or is sent with a content
     /// coding (compressed); the message says which.
     #[error("{0}")]
@@ -112,13 +120,16 @@ impl ApiError {
             | ApiError::InvalidQuery(_)
             | ApiError::MissingHost
             | ApiError::InvalidIdempotencyKey(_)
+            | ApiError::EmptyArray
             | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MissingToken | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::TooManyVersions(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable
             | ApiError::TooManyConnections
@@ -148,6 +159,8 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::EmptyArray => "empty_array",
+            ApiError::TooManyVersions(_) => "too_many_versions",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable | ApiError::TooManyConnections | ApiError::TooManySubscribers => {
                 "unavailable"
@@ -223,6 +236,7 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidData(reason) => ApiError::MalformedJson(reason),
             CoreError::Closed => ApiError::Unavailable,
             CoreError::InvalidIdempotencyKey(reason) => ApiError::InvalidIdempotencyKey(reason),
+            CoreError::TooManyVersions { max } => ApiError::TooManyVersions(max),
             error @ CoreError::IdempotencyKeyReused { .. } => {
                 ApiError::IdempotencyKeyReused(error.to_string())
             }

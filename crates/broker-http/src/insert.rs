@@ -1,31 +1,18 @@
-//! `POST /insert`: parse, validate, commit, answer with the stored version.
-
-use std::borrow::Cow;
+//! `POST /insert`: parse, validate, commit, answer with the stored version, or with the stored
+//! versions of an array, which are stored together or not at all.
 
 use broker_auth::Access;
-use broker_core::Json;
+use broker_core::{Json, validate_event_name};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::App;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
-use crate::json::write_version;
-
-/// The body of an insert. Unknown fields are refused so that a misspelt field is an error, not
-/// silently ignored data.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InsertRequest<'a> {
-    #[serde(borrow)]
-    event: Cow<'a, str>,
-    #[serde(borrow)]
-    data: &'a RawValue,
-}
+use crate::insert_body::{InsertBody, InsertRequest, parse};
+use crate::json::{write_version, write_versions};
 
 pub(crate) async fn insert<B>(
     app: &App,
@@ -42,7 +29,12 @@ where
     let body = tokio::time::timeout(config.body_timeout, read_body(request, config.max_body))
         .await
         .map_err(|_| ApiError::BodyTimeout(config.body_timeout))??;
-    let parsed = parse(&body)?;
+    let parsed = match parse(&body)? {
+        InsertBody::One(parsed) => parsed,
+        InsertBody::Many(elements) => {
+            return insert_many(app, access, elements, idempotency_key).await;
+        }
+    };
     access.may_insert(&parsed.event)?;
     let data = Json::from_raw(parsed.data)?;
     let broker = app.broker();
@@ -53,6 +45,59 @@ where
     let mut out = Vec::with_capacity(64 + entry.data().len() + entry.event().len());
     write_version(&mut out, entry.version());
     Ok(json_response(StatusCode::CREATED, out))
+}
+
+/// Stores the versions of an array body in one commit, all or nothing, and answers them as an
+/// array in the same order.
+///
+/// Every element is checked before anything is stored, in the order a single insert is: the
+/// array's shape and size, then the token's scope for every element, then every event name and
+/// data. The first element refused refuses the whole array, with an error that names its index.
+async fn insert_many(
+    app: &App,
+    access: &Access,
+    elements: Vec<InsertRequest<'_>>,
+    idempotency_key: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    if elements.is_empty() {
+        return Err(ApiError::EmptyArray);
+    }
+    let broker = app.broker();
+    let limit = app.config().max_bulk.min(broker.config().max_batch);
+    if elements.len() > limit {
+        return Err(ApiError::TooManyVersions(limit));
+    }
+    for (index, element) in elements.iter().enumerate() {
+        access.may_insert(&element.event).map_err(|refusal| at(index, "", refusal.into()))?;
+    }
+    let max_name = broker.config().max_event_name_len;
+    let mut versions = Vec::with_capacity(elements.len());
+    let mut size = 2;
+    for (index, element) in elements.into_iter().enumerate() {
+        validate_event_name(&element.event, max_name)
+            .map_err(|error| at(index, ".event", error.into()))?;
+        let data =
+            Json::from_raw(element.data).map_err(|error| at(index, ".data", error.into()))?;
+        size += 64 + element.event.len() + data.as_str().len();
+        versions.push((element.event.into_owned(), data));
+    }
+    let entries = broker.insert_many(versions, idempotency_key.as_deref()).await?;
+    let mut out = Vec::with_capacity(size);
+    write_versions(&mut out, entries.iter().map(|entry| entry.version()));
+    Ok(json_response(StatusCode::CREATED, out))
+}
+
+/// `error`, refusing element `index` of an array, with its message prefixed by where it is:
+/// `[3].event: …`.
+fn at(index: usize, field: &str, error: ApiError) -> ApiError {
+    let place = |message: String| format!("[{index}]{field}: {message}");
+    match error {
+        ApiError::InvalidEventName(message) => ApiError::InvalidEventName(place(message)),
+        ApiError::MalformedJson(message) => ApiError::MalformedJson(place(message)),
+        ApiError::InvalidField(message) => ApiError::InvalidField(place(message)),
+        ApiError::InsufficientScope(message) => ApiError::InsufficientScope(place(message)),
+        error => error,
+    }
 }
 
 /// The `Idempotency-Key` header, if the request has one; more than one is an error, since which
@@ -115,69 +160,5 @@ where
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge(max)),
         Err(error) => Err(ApiError::BadBody(error.to_string())),
-    }
-}
-
-/// Parses the body, telling malformed JSON apart from well-formed JSON with wrong fields, and
-/// naming the field in the latter case.
-fn parse(body: &[u8]) -> Result<InsertRequest<'_>, ApiError> {
-    // Serde would also read a struct from an array; only an object is a valid body.
-    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
-    if first.is_some_and(|&byte| byte != b'{')
-        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
-    {
-        return Err(ApiError::InvalidField(
-            "the body must be an object with `event` and `data`".into(),
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: InsertRequest<'_> =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            if inner.is_data() {
-                ApiError::InvalidField(if path == "." {
-                    inner.to_string()
-                } else {
-                    format!("{path}: {inner}")
-                })
-            } else {
-                ApiError::MalformedJson(format!("the body is not valid JSON: {inner}"))
-            }
-        })?;
-    deserializer
-        .end()
-        .map_err(|error| ApiError::MalformedJson(format!("the body is not valid JSON: {error}")))?;
-    Ok(parsed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse;
-
-    fn check(body: &str, expected_code: &str, expected_in_message: &str) {
-        let error = parse(body.as_bytes()).err().unwrap_or_else(|| panic!("{body:?} must fail"));
-        assert_eq!(error.code(), expected_code, "{body:?}: {error}");
-        let message = error.to_string();
-        assert!(message.contains(expected_in_message), "{body:?}: {message:?}");
-    }
-
-    #[test]
-    fn bad_bodies_are_told_apart_and_name_the_field() {
-        check("{", "malformed_json", "not valid JSON");
-        check("", "malformed_json", "not valid JSON");
-        check(r#"{"event":"a","data":1} x"#, "malformed_json", "trailing");
-        check(r#"{"data":1}"#, "invalid_field", "missing field `event`");
-        check(r#"{"event":"a"}"#, "invalid_field", "missing field `data`");
-        check(r#"{"event":5,"data":1}"#, "invalid_field", "event: invalid type");
-        check(r#"{"event":"a","data":1,"extra":2}"#, "invalid_field", "unknown field `extra`");
-        check("[1]", "invalid_field", "must be an object");
-    }
-
-    #[test]
-    fn escaped_event_names_are_decoded() {
-        let parsed = parse(br#"{"event":"a\u0062","data":{ "x" : 1 }}"#).expect("valid");
-        assert_eq!(parsed.event, "ab");
-        assert_eq!(parsed.data.get(), r#"{ "x" : 1 }"#);
     }
 }

@@ -20,9 +20,12 @@ pub(crate) fn write_version(out: &mut Vec<u8>, version: &Version) {
 }
 
 /// Writes `versions` as a JSON array.
-pub(crate) fn write_versions(out: &mut Vec<u8>, versions: &[Version]) {
+pub(crate) fn write_versions<'a>(
+    out: &mut Vec<u8>,
+    versions: impl IntoIterator<Item = &'a Version>,
+) {
     out.push(b'[');
-    for (index, version) in versions.iter().enumerate() {
+    for (index, version) in versions.into_iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }

@@ -22,7 +22,8 @@
 //!   typed causes they are labelled with, and the bytes of HTTP/1.1 heads with the one limit on
 //!   request heads.
 //! - `auth.rs`: where a request's token is found; what it allows is `broker-auth`'s business.
-//! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers.
+//! - `sse.rs`: event stream framing; `json.rs`: JSON bodies; `cors.rs`: CORS headers;
+//!   `insert_body.rs`: the body of an insert, one version or an array of them.
 //! - `insert.rs`, `events.rs`, `audit.rs`, `backup.rs`: one route each; `backup.rs` also has
 //!   [`Backup`], the function that writes the copies it sends.
 //! - `router.rs`: [`handle`], routing, methods, and the CORS headers on every response.
@@ -65,6 +66,7 @@ mod events;
 mod head;
 mod hyper_conn;
 mod insert;
+mod insert_body;
 mod json;
 mod linger;
 mod metrics;

@@ -98,6 +98,11 @@ pub struct Args {
     #[arg(long, env = "BROKER_MAX_BODY", default_value_t = http().max_body)]
     pub max_body: usize,
 
+    /// The most versions one insert of an array may hold; more are answered 413. Capped by
+    /// the most versions one commit stores (1000 with --nats).
+    #[arg(long, env = "BROKER_MAX_BULK", default_value_t = http().max_bulk)]
+    pub max_bulk: usize,
+
     /// The longest event name accepted, in bytes.
     #[arg(long, env = "BROKER_MAX_EVENT_NAME", default_value_t = broker_core::DEFAULT_MAX_EVENT_NAME_LEN)]
     pub max_event_name: usize,
@@ -216,6 +221,7 @@ impl Args {
             heartbeat,
             retry,
             max_body,
+            max_bulk,
             max_event_name,
             max_connections,
             max_subscribers,
@@ -237,6 +243,9 @@ impl Args {
         }
         if max_body == 0 {
             return invalid("--max-body must be at least 1 byte".into());
+        }
+        if max_bulk == 0 {
+            return invalid("--max-bulk must be at least 1 version".into());
         }
         if max_event_name == 0 {
             return invalid("--max-event-name must be at least 1 byte".into());
@@ -298,6 +307,7 @@ impl Args {
         http.heartbeat = heartbeat.into();
         http.retry = retry.into();
         http.max_body = max_body;
+        http.max_bulk = max_bulk;
         if let Some(open_files) = open_files {
             http.fit_open_files(open_files);
         }

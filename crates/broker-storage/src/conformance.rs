@@ -28,6 +28,8 @@ use futures_util::future::join_all;
 
 use crate::{NewVersion, Storage, StorageError, Tail, Version};
 
+mod shared;
+
 /// How long a tail may take to deliver a committed version before a check fails.
 const TAIL_PATIENCE: Duration = Duration::from_secs(20);
 
@@ -73,9 +75,9 @@ where
     Fut: Future<Output = (S, S)>,
 {
     let (first, second) = fresh_pair().await;
-    two_writers_interleave_and_each_tail_sees_both(first, second).await;
+    shared::two_writers_interleave_and_each_tail_sees_both(first, second).await;
     let (first, second) = fresh_pair().await;
-    a_retry_through_another_store_returns_the_original(first, second).await;
+    shared::a_retry_through_another_store_returns_the_original(first, second).await;
 }
 
 async fn check<S, F, Fut, C, CFut>(fresh: &mut F, check: C)
@@ -230,16 +232,39 @@ async fn since_replays_every_event_in_id_order<S: Storage>(store: S, _: S) {
 async fn concurrent_appends_get_distinct_ids<S: Storage>(store: S, _: S) {
     let appends =
         (0..16).map(|n| store.append(vec![new("a", n, &n.to_string()), new("b", n, "0")]));
-    let results = join_all(appends).await;
+    let results: Vec<Vec<Version>> = join_all(appends)
+        .await
+        .into_iter()
+        .map(|stored| stored.expect("concurrent append"))
+        .collect();
     let mut seen = HashSet::new();
-    for stored in results {
-        let stored = stored.expect("concurrent append");
+    for stored in &results {
         assert!(stored[0].id < stored[1].id, "ids increase within a batch");
         assert!(stored.iter().all(|v| seen.insert(v.id)), "ids are unique across batches");
     }
+    assert_batches_in_one_piece(&results, "concurrent appends");
     let replay = store.since(0, 100).await.expect("since");
     assert_eq!(replay.len(), 32, "every concurrent append is stored");
     assert!(replay.windows(2).all(|w| w[0].id < w[1].id), "since is in id order");
+}
+
+/// Checks that no id of one batch of `batches` falls between the first and last ids of another.
+fn assert_batches_in_one_piece(batches: &[Vec<Version>], what: &str) {
+    for batch in batches {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else { continue };
+        let inside = batches
+            .iter()
+            .filter(|other| !std::ptr::eq(*other, batch))
+            .flatten()
+            .find(|version| first.id < version.id && version.id < last.id);
+        if let Some(inside) = inside {
+            panic!(
+                "{what}: id {} of another append is between the ids {} and {} of one batch, \
+                 which must be stored in one piece",
+                inside.id, first.id, last.id
+            );
+        }
+    }
 }
 
 async fn database_ids_are_stable_and_distinct<S: Storage>(store: S, other: S) {
@@ -337,42 +362,6 @@ async fn idempotency_key_returns_the_original_version<S: Storage>(store: S, _: S
     // A version without a key is never taken for a retry.
     let unkeyed = append(&store, vec![new("b", 3_000, "2")]).await;
     assert!(unkeyed[0].id > retry[1].id, "versions without a key are always stored");
-}
-
-async fn two_writers_interleave_and_each_tail_sees_both<S: Storage>(first: S, second: S) {
-    assert_eq!(first.database_id(), second.database_id(), "stores on one database share its id");
-    let mut first_tail = first.tail(0);
-    let mut second_tail = second.tail(0);
-    let mut expected = Vec::new();
-    for round in 0..10 {
-        let (a, b) = tokio::join!(
-            first.append(vec![new("first", round, &round.to_string())]),
-            second.append(vec![new("second", round, &round.to_string()), new("both", round, "0")]),
-        );
-        expected.extend(a.expect("append through the first store"));
-        expected.extend(b.expect("append through the second store"));
-    }
-    expected.sort_by_key(|version| version.id);
-    let ids: HashSet<u64> = expected.iter().map(|version| version.id).collect();
-    assert_eq!(ids.len(), 30, "two writers never get the same id");
-    assert_eq!(read_tail(&mut first_tail, 30, "the first store's tail").await, expected);
-    assert_eq!(read_tail(&mut second_tail, 30, "the second store's tail").await, expected);
-    // Reads through either store see what its tail delivered.
-    assert_eq!(first.since(0, 100).await.expect("since"), expected, "since through the first");
-    assert_eq!(second.since(0, 100).await.expect("since"), expected, "since through the second");
-    let latest = second.latest().await.expect("latest");
-    assert_eq!(latest.last(), expected.last(), "latest through the second store is up to date");
-    first.close().await.expect("close");
-    second.close().await.expect("close");
-}
-
-async fn a_retry_through_another_store_returns_the_original<S: Storage>(first: S, second: S) {
-    let stored = append(&first, vec![new("a", 1_000, "1").with_idempotency_key("shared")]).await;
-    let retried = append(&second, vec![new("a", 1_500, "1").with_idempotency_key("shared")]).await;
-    assert_eq!(retried, stored, "a retry through another store returns the original version");
-    assert_eq!(second.since(0, 10).await.expect("since"), stored, "and stores nothing");
-    first.close().await.expect("close");
-    second.close().await.expect("close");
 }
 
 async fn closed_store_refuses_every_call<S: Storage>(store: S, _: S) {

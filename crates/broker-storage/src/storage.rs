@@ -50,6 +50,9 @@ pub trait Storage: Send + Sync + 'static {
     ///   committed before the batch, by any writer, and each next one greater than the one before.
     ///   Ids start at 1 but need not be contiguous: another writer's versions, or a failed batch,
     ///   may leave holes.
+    /// - The batch is stored in one piece: no version of another append, through this store or
+    ///   any other of the database, gets an id between two ids of the batch. The engine relies on
+    ///   it to keep the versions of one insert together.
     /// - `event`, `timestamp` and `data` come back exactly as given.
     /// - **Idempotency.** A new version whose [`idempotency_key`](NewVersion::idempotency_key)
     ///   equals the key of a version this database stored within its idempotency window (earlier
