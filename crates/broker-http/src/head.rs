@@ -1,13 +1,14 @@
 //! HTTP/1.1 heads as bytes: the one limit on request heads, reading a request head the transport
 //! parses itself, and writing the response heads that it writes itself.
 //!
-//! hyper parses and writes the heads of every other request; both paths take their limits from
+//! hyper parses and writes the heads of every other request; every path takes its limits from
 //! here, so that a request is refused the same way whichever path reads it.
 
 use std::cell::RefCell;
+use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use headers::Header;
 use http::header::DATE;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
@@ -32,6 +33,13 @@ pub(crate) enum Parsed {
     Partial,
     /// Not a well-formed HTTP/1.x request head.
     Invalid,
+}
+
+/// Whether `bytes` may be the start of a request that begins with `prefix`: they start with
+/// it, or they are a start of it.
+pub(crate) fn may_start_with(bytes: &[u8], prefix: &[u8]) -> bool {
+    let len = bytes.len().min(prefix.len());
+    bytes[..len] == prefix[..len]
 }
 
 /// Parses the request head at the start of `bytes`.
@@ -70,6 +78,24 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
         map.append(name, value);
     }
     Parsed::Complete { head: Box::new(head), len }
+}
+
+/// Reads more of a request head from `io` into `buffer`, which must hold less than
+/// [`MAX_REQUEST_HEAD`] bytes: it grows when full, but never past that limit.
+///
+/// A head that does not fit in the limit is refused. When the bytes are handed to hyper, a
+/// buffer held at the limit is also what makes hyper refuse it: given more at once, hyper takes
+/// a larger head in.
+pub(crate) async fn read_more(
+    io: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
+) -> io::Result<usize> {
+    if buffer.len() == buffer.capacity() {
+        buffer.reserve(buffer.capacity().max(512));
+    }
+    let room = MAX_REQUEST_HEAD.saturating_sub(buffer.len());
+    debug_assert!(room > 0, "a buffer at the limit holds a head that is refused");
+    io.read_buf(&mut (&mut *buffer).limit(room)).await
 }
 
 /// Reads from `io` into `buffer` until it holds a whole head, for at most `within`.
