@@ -44,6 +44,12 @@ use crate::{App, Body, handle};
 
 /// The start of every request served here.
 pub(crate) const PREFIX: &[u8] = b"POST /insert";
+/// The most capacity a connection's read or write buffer keeps between requests. A large body
+/// or answer grows a buffer for its own request; a publisher that waits for its next insert
+/// then holds no more than this.
+const KEPT_CAPACITY: usize = 16 * 1024;
+/// The capacity buffers start with: a typical insert's head and body, or its answer.
+const INITIAL_CAPACITY: usize = 512;
 
 /// A plain insert's head, and what it says about its body and its connection.
 pub(crate) struct Insert {
@@ -153,7 +159,7 @@ pub(crate) async fn serve(
     tokio::pin!(deadline);
     // The answers' bytes. Back-pressure is the socket's: one answer is written whole before the
     // next request is read, so this holds one answer at most.
-    let mut out = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(INITIAL_CAPACITY);
     let mut insert = first;
     loop {
         let Insert { head, head_len, content_length, close } = insert;
@@ -176,6 +182,12 @@ pub(crate) async fn serve(
             let _ = Linger::new(&mut *stream).shutdown().await;
             let cause = if end == BodyEnd::Failed { CloseCause::Error } else { CloseCause::Closed };
             return Outcome::Closed(cause);
+        }
+        if out.capacity() > KEPT_CAPACITY {
+            out = Vec::with_capacity(INITIAL_CAPACITY);
+        }
+        if buffer.is_empty() && buffer.capacity() > KEPT_CAPACITY {
+            *buffer = BytesMut::with_capacity(INITIAL_CAPACITY);
         }
         deadline.as_mut().reset(Instant::now() + config.header_read_timeout);
         insert = match next(stream, buffer, deadline.as_mut(), shutdown.as_mut()).await {

@@ -223,6 +223,35 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn bodies_of_any_size_follow_one_another_one_by_one_or_pipelined() {
+    let server = Server::start(HttpConfig::default()).await;
+    let sizes = [10, 300_000, 10, 70_000, 1, 65_536, 10];
+    let request = |size: usize| {
+        let body = format!(r#"{{"event":"s{size}","data":"{}"}}"#, "x".repeat(size));
+        let head = format!(
+            "POST /insert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        [head.into_bytes(), body.into_bytes()].concat()
+    };
+    let mut client = server.connect().await;
+    for (id, size) in (1..).zip(sizes) {
+        client.send(&request(size)).await;
+        check_stored(client.reply().await, &format!("s{size}"), id);
+    }
+    // Pipelined, the answers (which echo the data) stay well within what the sockets buffer, as
+    // the client reads only once it has written everything.
+    let pipelined = [10, 70_000, 1, 10];
+    let pipeline: Vec<u8> = pipelined.iter().flat_map(|&size| request(size)).collect();
+    client.send(&pipeline).await;
+    for (id, size) in (sizes.len() as u64 + 1..).zip(pipelined) {
+        let reply = client.reply().await;
+        check_stored(reply, &format!("s{size}"), id);
+    }
+}
+
+#[tokio::test]
 async fn other_requests_on_an_insert_connection_are_served_by_hyper_from_that_request_on() {
     let server = Server::start(HttpConfig::default()).await;
     // One after the other, then all at once.
