@@ -371,6 +371,41 @@ async fn a_body_that_stalls_gets_408_at_the_body_timeout_and_the_connection_clos
 }
 
 #[tokio::test]
+async fn a_publisher_that_stops_reading_its_answers_is_disconnected_at_the_write_timeout() {
+    let timeout = Duration::from_millis(300);
+    let server =
+        Server::start(HttpConfig { write_timeout: timeout, ..HttpConfig::default() }).await;
+    let stream = TcpStream::connect(server.addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    // Answers echo the data: 200 of them are far more than the sockets buffer.
+    const INSERTS: usize = 200;
+    let body = format!(r#"{{"event":"a","data":"{}"}}"#, "x".repeat(100_000));
+    let request = format!(
+        "POST /insert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let writing = tokio::spawn(async move {
+        for _ in 0..INSERTS {
+            if writer.write_all(request.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    // The client reads nothing for a while: the server's write stays blocked.
+    tokio::time::sleep(timeout * 5).await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, reader.read_to_end(&mut received)).await;
+    let read = read.expect("the server closed the connection");
+    if let Err(error) = read {
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "read: {error}");
+    }
+    let answers = String::from_utf8_lossy(&received).matches("HTTP/1.1 201 ").count();
+    assert!(answers < INSERTS, "{answers} answers");
+    writing.await.expect("the writer ends");
+}
+
+#[tokio::test]
 async fn an_idle_connection_closes_at_the_header_timeout_as_it_does_through_hyper() {
     let timeout = Duration::from_millis(300);
     let config = HttpConfig { header_read_timeout: timeout, ..HttpConfig::default() };
