@@ -321,6 +321,48 @@ async fn a_client_sending_its_headers_byte_by_byte_is_cut_off_while_others_are_s
 }
 
 #[tokio::test]
+async fn a_publisher_connection_stays_open_between_inserts_and_closes_idle_at_the_header_timeout() {
+    let server = Server::start_with(&["--header-timeout", "1s"], &[]).await;
+    let series = r#"broker_connections_closed_total{cause="header_timeout"}"#;
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    let body = r#"{"event":"a","data":1}"#;
+    let insert = format!(
+        "POST /insert HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Inserts 600 ms apart, 3 s in all: the timeout counts from each answer, not from the start.
+    for id in 1..=5 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stream.write_all(insert.as_bytes()).await.expect("the connection is still open");
+        let reply = read_reply(&mut stream, REPLY_TIMEOUT).await.expect("an answer");
+        assert_eq!(reply.head.status, 201, "{reply:?}");
+        assert_eq!(reply.head.header("connection"), None, "{reply:?}");
+        let stored: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
+        assert_eq!(stored["id"], id, "{stored}");
+    }
+    let before = server.metrics().await.value(series);
+    let idle = Instant::now();
+    // The test's own client asks for the metrics meanwhile, so that it is never idle that long.
+    let mut byte = [0; 1];
+    let end = loop {
+        tokio::select! {
+            read = stream.read(&mut byte) => break read,
+            () = tokio::time::sleep(Duration::from_millis(100)) => { server.metrics().await; }
+        }
+    };
+    let waited = idle.elapsed();
+    // As hyper does on a header timeout: no answer, the connection just closes.
+    assert!(matches!(end, Ok(0)), "closed without an answer: {end:?} {byte:?}");
+    assert!(
+        Duration::from_millis(900) <= waited && waited < Duration::from_secs(5),
+        "an idle publisher with a 1 s header timeout was closed after {waited:?}"
+    );
+    wait_for_metric(&server, series, before + 1.0).await;
+    assert_eq!(server.metrics().await.value(series), before + 1.0, "only that one timed out");
+}
+
+#[tokio::test]
 async fn a_subscriber_that_stops_reading_is_disconnected_and_the_others_get_everything() {
     // Enough 64 KiB frames to fill the stalled client's receive buffer, the server's send buffer
     // and hyper's write buffer many times over.

@@ -4,8 +4,11 @@
 //! The first bytes of every connection are read here. One that opens with an event stream
 //! request (`GET /events`, HTTP/1.1, no body) has its head parsed here, is answered by the same
 //! [`handle`] as every other request (routing, authorization, CORS and errors are not
-//! duplicated), and its response is written straight to the socket by `direct.rs`. Every other
-//! connection goes to hyper, with the bytes already read put back in front of the socket.
+//! duplicated), and its response is written straight to the socket by `direct.rs`. One that opens
+//! with a plain insert (`POST /insert`, HTTP/1.1, with `Content-Length`) is served by the
+//! keep-alive loop of `keep_alive.rs`, until a request comes that is not a plain insert. Every
+//! other connection, and the rest of one the loop gives up, goes to hyper, with the bytes already
+//! read put back in front of the socket.
 
 use std::io;
 use std::time::Duration;
@@ -15,19 +18,20 @@ use http::Version;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::server::conn::http1;
 use hyper_util::server::graceful::Watcher;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::head::{self, Head, MAX_REQUEST_HEAD, Parsed};
+use crate::keep_alive::{self, Insert, Next, Outcome};
 use crate::linger::Linger;
 use crate::metrics::CloseCause;
 use crate::rewind::Rewind;
 use crate::stall::StallGuard;
 use crate::{App, direct, handle, hyper_conn, router};
 
-/// The start of every request served directly.
-const PREFIX: &[u8] = b"GET /events";
+/// The start of every event stream request served directly.
+const EVENTS: &[u8] = b"GET /events";
 /// How long a connection over the limit is given to send its request head: with it, the `503`
 /// carries the CORS headers its origin needs; without it, the answer goes out all the same.
 const REFUSAL_HEAD_WAIT: Duration = Duration::from_millis(500);
@@ -49,19 +53,17 @@ pub(crate) async fn serve(
         Ok(Err(_)) => return CloseCause::Error,
         Ok(Ok(Start::Closed)) => return CloseCause::Closed,
         Ok(Ok(Start::Direct(head))) => head,
-        Ok(Ok(Start::Hyper)) => {
-            let io = Rewind::new(buffer.freeze(), stream);
-            // hyper shuts the connection down when it is done with it: lingering then lets an
-            // early answer (413, 415) reach a client that is still sending its body.
-            let io = Linger::new(StallGuard::new(io, config.write_timeout));
-            // Boxed: hyper's connection state is large, and inline it would make every
-            // connection's task that large, event streams included.
-            let connection = Box::pin(graceful.watch(hyper_conn::serve(http, app, io)));
-            return match connection.await {
-                Ok(()) => CloseCause::Closed,
-                Err(error) => hyper_conn::close_cause(&error),
+        Ok(Ok(Start::Inserts(insert))) => {
+            // Boxed, once per connection: the loop holds `handle`'s future inline, and inline
+            // here it would make every connection's task that large, event streams included.
+            // The `graceful` watcher lives on meanwhile, so that shutdown waits for the loop.
+            let served = Box::pin(keep_alive::serve(app, &mut stream, &mut buffer, insert));
+            return match served.await {
+                Outcome::Closed(cause) => cause,
+                Outcome::Hyper => to_hyper(app, http, graceful, buffer, stream).await,
             };
         }
+        Ok(Ok(Start::Hyper)) => return to_hyper(app, http, graceful, buffer, stream).await,
     };
     drop(buffer);
     // Boxed: every route's future is inline in `handle`'s, inserts' body timeout among them, and
@@ -71,6 +73,28 @@ pub(crate) async fn serve(
         Ok(cause) => cause,
         Err(error) if error.kind() == io::ErrorKind::TimedOut => CloseCause::WriteTimeout,
         Err(_) => CloseCause::Error,
+    }
+}
+
+/// Hands the connection to hyper at a request boundary, with `buffer`, the bytes already read
+/// from it, put back in front of the socket.
+async fn to_hyper(
+    app: &App,
+    http: &http1::Builder,
+    graceful: Watcher,
+    buffer: BytesMut,
+    stream: TcpStream,
+) -> CloseCause {
+    let io = Rewind::new(buffer.freeze(), stream);
+    // hyper shuts the connection down when it is done with it: lingering then lets an early
+    // answer (413, 415) reach a client that is still sending its body.
+    let io = Linger::new(StallGuard::new(io, app.config().write_timeout));
+    // Boxed: hyper's connection state is large, and inline it would make every connection's task
+    // that large, event streams included.
+    let connection = Box::pin(graceful.watch(hyper_conn::serve(http, app, io)));
+    match connection.await {
+        Ok(()) => CloseCause::Closed,
+        Err(error) => hyper_conn::close_cause(&error),
     }
 }
 
@@ -90,42 +114,52 @@ pub(crate) async fn refuse(app: App, mut stream: TcpStream) {
 enum Start {
     /// With an event stream request served directly.
     Direct(Box<Head>),
+    /// With a plain insert, at the start of the buffer: the keep-alive loop serves it.
+    Inserts(Insert),
     /// With anything else: hand the connection, and the bytes read, to hyper.
     Hyper,
     /// With nothing: the client closed the connection.
     Closed,
 }
 
-/// Reads until the first bytes rule out a direct event stream request, or until its whole head
-/// is in.
+/// Reads until the first bytes rule out a request served directly, or until its whole head is
+/// in.
 async fn read_start(stream: &mut TcpStream, buffer: &mut BytesMut) -> io::Result<Start> {
     loop {
-        let len = buffer.len().min(PREFIX.len());
-        if buffer[..len] != PREFIX[..len] {
-            return Ok(Start::Hyper);
+        if let Some(start) = classify(buffer) {
+            return Ok(start);
         }
-        if buffer.len() >= PREFIX.len() {
-            match head::parse(buffer) {
-                Parsed::Complete { head, len } if is_direct(&head, len == buffer.len()) => {
-                    return Ok(Start::Direct(head));
-                }
-                Parsed::Complete { .. } | Parsed::Invalid => return Ok(Start::Hyper),
-                // hyper answers a head over the limit with `431`.
-                Parsed::Partial if buffer.len() >= MAX_REQUEST_HEAD => return Ok(Start::Hyper),
-                Parsed::Partial => {}
-            }
-        }
-        if buffer.len() == buffer.capacity() {
-            buffer.reserve(buffer.capacity());
-        }
-        if stream.read_buf(buffer).await? == 0 {
+        if head::read_more(stream, buffer).await? == 0 {
             // A partial request that ends is hyper's to answer; no bytes at all is a clean close.
             return Ok(if buffer.is_empty() { Start::Closed } else { Start::Hyper });
         }
     }
 }
 
-/// Whether a request that starts with [`PREFIX`] is served directly: an event stream request of
+/// How a connection whose first bytes are `buffer` starts, or `None` while more are needed.
+fn classify(buffer: &[u8]) -> Option<Start> {
+    if !head::may_start_with(buffer, EVENTS) {
+        return match keep_alive::classify(buffer) {
+            Next::Insert(insert) => Some(Start::Inserts(insert)),
+            Next::Other => Some(Start::Hyper),
+            Next::More => None,
+        };
+    }
+    if buffer.len() < EVENTS.len() {
+        return None;
+    }
+    match head::parse(buffer) {
+        Parsed::Complete { head, len } if is_direct(&head, len == buffer.len()) => {
+            Some(Start::Direct(head))
+        }
+        Parsed::Complete { .. } | Parsed::Invalid => Some(Start::Hyper),
+        // hyper answers a head over the limit with `431`.
+        Parsed::Partial if buffer.len() >= MAX_REQUEST_HEAD => Some(Start::Hyper),
+        Parsed::Partial => None,
+    }
+}
+
+/// Whether a request that starts with [`EVENTS`] is served directly: an event stream request of
 /// HTTP/1.1 with nothing after its head, neither a body nor a pipelined request. hyper handles
 /// the others.
 fn is_direct(head: &Head, whole: bool) -> bool {

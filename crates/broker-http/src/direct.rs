@@ -15,9 +15,9 @@ use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::TRANSFER_ENCODING;
 use http::{HeaderValue, Response};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -52,7 +52,7 @@ pub(crate) async fn write_response(
     // Frames are written as they come; the guard fails a write that stays blocked, and costs no
     // timer while writes flow.
     let mut writer = StallGuard::new(writer, write_timeout);
-    let head = head::encode(&mut response);
+    let head = head::encode(&response);
     // Only the body lives on: the head's header map would cost an idle subscriber more than the
     // rest of its state.
     drop(response);
@@ -90,15 +90,14 @@ pub(crate) async fn write_response(
 /// `Connection: close`.
 pub(crate) async fn write_whole(
     io: &mut (impl AsyncWrite + Unpin),
-    mut response: Response<Body>,
+    response: Response<Body>,
     write_timeout: Duration,
 ) -> io::Result<()> {
-    let body = std::mem::replace(response.body_mut(), Empty::new().boxed_unsync());
+    let (parts, body) = response.into_parts();
     let body = body.collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    let mut whole = Buf::chain(head::encode(&mut response), body);
+    let mut head = Vec::with_capacity(512);
+    head::encode_into(parts.status, &parts.headers, Some(body.len()), true, &mut head);
+    let mut whole = Buf::chain(Bytes::from(head), body);
     StallGuard::new(io, write_timeout).write_all_buf(&mut whole).await
 }
 

@@ -1,14 +1,17 @@
 //! HTTP/1.1 heads as bytes: the one limit on request heads, reading a request head the transport
 //! parses itself, and writing the response heads that it writes itself.
 //!
-//! hyper parses and writes the heads of every other request; both paths take their limits from
+//! hyper parses and writes the heads of every other request; every path takes its limits from
 //! here, so that a request is refused the same way whichever path reads it.
 
-use std::time::{Duration, SystemTime};
+use std::cell::RefCell;
+use std::io;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use headers::HeaderMapExt;
-use http::{HeaderName, HeaderValue, Request, Response, Version};
+use bytes::{BufMut, Bytes, BytesMut};
+use headers::Header;
+use http::header::DATE;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Empty;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -32,6 +35,13 @@ pub(crate) enum Parsed {
     Invalid,
 }
 
+/// Whether `bytes` may be the start of a request that begins with `prefix`: they start with
+/// it, or they are a start of it.
+pub(crate) fn may_start_with(bytes: &[u8], prefix: &[u8]) -> bool {
+    let len = bytes.len().min(prefix.len());
+    bytes[..len] == prefix[..len]
+}
+
 /// Parses the request head at the start of `bytes`.
 pub(crate) fn parse(bytes: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -41,23 +51,51 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid,
     };
+    // One copy of the head, which the URI and every header value share: one allocation, not one
+    // per value. The head keeps no more than its own bytes, and none of the connection's buffer.
+    let copy = Bytes::copy_from_slice(&bytes[..len]);
+    let part = |slice: &[u8]| {
+        // httparse hands out slices of the bytes it parses, so `slice` lies within the head.
+        let start = slice.as_ptr().addr() - bytes.as_ptr().addr();
+        copy.slice(start..start + slice.len())
+    };
     let mut head = Request::new(Empty::new());
     let (Some(method), Some(path)) = (parsed.method, parsed.path) else { return Parsed::Invalid };
-    let (Ok(method), Ok(uri)) = (method.parse(), path.parse()) else { return Parsed::Invalid };
+    let (Ok(method), Ok(uri)) = (method.parse(), Uri::from_maybe_shared(part(path.as_bytes())))
+    else {
+        return Parsed::Invalid;
+    };
     *head.method_mut() = method;
     *head.uri_mut() = uri;
     *head.version_mut() =
         if parsed.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     let map = head.headers_mut();
+    map.reserve(parsed.headers.len());
     for header in parsed.headers.iter() {
-        let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(header.name.as_bytes()), HeaderValue::from_bytes(header.value))
-        else {
-            return Parsed::Invalid;
-        };
+        let name = HeaderName::from_bytes(header.name.as_bytes());
+        let value = HeaderValue::from_maybe_shared(part(header.value));
+        let (Ok(name), Ok(value)) = (name, value) else { return Parsed::Invalid };
         map.append(name, value);
     }
     Parsed::Complete { head: Box::new(head), len }
+}
+
+/// Reads more of a request head from `io` into `buffer`, which must hold less than
+/// [`MAX_REQUEST_HEAD`] bytes: it grows when full, but never past that limit.
+///
+/// A head that does not fit in the limit is refused. When the bytes are handed to hyper, a
+/// buffer held at the limit is also what makes hyper refuse it: given more at once, hyper takes
+/// a larger head in.
+pub(crate) async fn read_more(
+    io: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
+) -> io::Result<usize> {
+    if buffer.len() == buffer.capacity() {
+        buffer.reserve(buffer.capacity().max(512));
+    }
+    let room = MAX_REQUEST_HEAD.saturating_sub(buffer.len());
+    debug_assert!(room > 0, "a buffer at the limit holds a head that is refused");
+    io.read_buf(&mut (&mut *buffer).limit(room)).await
 }
 
 /// Reads from `io` into `buffer` until it holds a whole head, for at most `within`.
@@ -88,23 +126,68 @@ pub(crate) async fn read(
 }
 
 /// The status line and headers of `response`, with `Date` added, as HTTP/1.1 bytes.
-pub(crate) fn encode<B>(response: &mut Response<B>) -> Bytes {
-    response.headers_mut().typed_insert(headers::Date::from(SystemTime::now()));
+pub(crate) fn encode<B>(response: &Response<B>) -> Bytes {
     let mut head = Vec::with_capacity(512);
-    let status = response.status();
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
-    head.extend_from_slice(b"\r\n");
-    for (name, value) in response.headers() {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
+    encode_into(response.status(), response.headers(), None, false, &mut head);
     Bytes::from(head)
+}
+
+/// Appends to `out` the status line and `headers` as HTTP/1.1, then `Date` (unless `headers` has
+/// one), `Content-Length` when given, `Connection: close` when `close`, and the empty line.
+pub(crate) fn encode_into(
+    status: StatusCode,
+    headers: &HeaderMap,
+    content_length: Option<usize>,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !headers.contains_key(DATE) {
+        out.extend_from_slice(b"date: ");
+        with_date(|date| out.extend_from_slice(date));
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(len) = content_length {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Calls `write` with the `Date` value of this second. An HTTP date has a resolution of one
+/// second, so each thread formats it once a second, not once a response.
+fn with_date(write: impl FnOnce(&[u8])) {
+    thread_local! {
+        /// The second since the epoch, and its date.
+        static DATE_CACHE: RefCell<(u64, HeaderValue)> =
+            const { RefCell::new((0, HeaderValue::from_static(""))) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    DATE_CACHE.with_borrow_mut(|(cached, date)| {
+        if *cached != second || date.is_empty() {
+            let mut values = Vec::with_capacity(1);
+            headers::Date::from(now).encode(&mut values);
+            if let Some(value) = values.pop() {
+                (*cached, *date) = (second, value);
+            }
+        }
+        write(date.as_bytes());
+    });
 }
 
 #[cfg(test)]
@@ -130,10 +213,22 @@ mod tests {
         let mut response = Response::new(());
         *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
         response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
-        let text = String::from_utf8(encode(&mut response).to_vec()).expect("ASCII");
+        let text = String::from_utf8(encode(&response).to_vec()).expect("ASCII");
         assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
         assert!(text.contains("\r\nretry-after: 1\r\n"), "{text}");
         assert!(text.contains("\r\ndate: "), "{text}");
         assert!(text.ends_with("\r\n\r\n"), "{text}");
+
+        // Framing is written after the headers, and a `Date` of the response's own is kept.
+        response
+            .headers_mut()
+            .insert(DATE, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        let mut out = b"before".to_vec();
+        encode_into(response.status(), response.headers(), Some(42), true, &mut out);
+        let text = String::from_utf8(out).expect("ASCII");
+        assert!(text.starts_with("beforeHTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        assert!(text.ends_with("\r\ncontent-length: 42\r\nconnection: close\r\n\r\n"), "{text}");
+        assert_eq!(text.matches("date: ").count(), 1, "{text}");
+        assert!(text.contains("\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"), "{text}");
     }
 }

@@ -1,4 +1,5 @@
-//! Connections served by hyper: every request but the event streams that `direct.rs` writes.
+//! Connections served by hyper: every request but the event streams that `direct.rs` writes and
+//! the publishers' inserts that `keep_alive.rs` serves.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -30,9 +30,13 @@
 //! - `stall.rs`, `rewind.rs`, `linger.rs`: socket wrappers: the guard that drops connections
 //!   whose peer stopped reading, the bytes already read put back in front of the socket, and
 //!   the close that lets an early answer reach a client still sending.
+//! - `socket_body.rs`: the body of a request served without hyper, read from the connection as
+//!   the route asks for it.
 //! - `direct.rs`: responses written straight to the socket: event streams, refusals.
+//! - `keep_alive.rs`: publishers' connections, `POST /insert` after `POST /insert`, served
+//!   without hyper until a request comes that hyper must answer.
 //! - `hyper_conn.rs`: connections served by hyper.
-//! - `connection.rs`: one connection: which of the two paths serves it, and refusals.
+//! - `connection.rs`: one connection: which path serves it, and refusals.
 //! - `server.rs`: [`serve`], the accept loop, connection limits, graceful shutdown.
 //!
 //! # Example
@@ -68,6 +72,7 @@ mod hyper_conn;
 mod insert;
 mod insert_body;
 mod json;
+mod keep_alive;
 mod linger;
 mod metrics;
 #[cfg(test)]
@@ -75,6 +80,7 @@ mod raw_requests;
 mod rewind;
 mod router;
 mod server;
+mod socket_body;
 mod sse;
 mod stall;
 

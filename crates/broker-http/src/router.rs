@@ -75,7 +75,7 @@ fn route(path: &str, demo: bool) -> Option<Route<'_>> {
 
 /// Answers one request. Every response, errors included, carries the CORS headers.
 ///
-/// This is the transport's one way to answer: both connection paths call it, and the only
+/// This is the transport's one way to answer: every connection path calls it, and the only
 /// response made elsewhere, the refusal of a connection over the limit, goes through the same
 /// last step.
 pub async fn handle<B>(app: &App, request: Request<B>) -> Response<Body>

@@ -1,0 +1,275 @@
+//! The keep-alive loop of a publisher's connection: `POST /insert` after `POST /insert`, served
+//! without hyper.
+//!
+//! Publishers send one insert after another on one connection, and hyper's machinery per
+//! request (a boxed service future, its buffers and dispatcher, the body's channel, the socket
+//! wrappers on every read and write) costs a large part of what the server spends on an insert.
+//! So a connection that opens with a plain insert is served here: each head is parsed once
+//! (`head.rs`), the body is read from the connection's one buffer as the route asks for it
+//! (`socket_body.rs`), the request is answered by the same [`handle`] as every other, and the
+//! answer goes out in one write. The buffers live as long as the connection and are reused.
+//!
+//! A request that is not a plain insert (another route or method, a chunked body, `Expect`,
+//! HTTP/1.0, an upgrade, a malformed or oversized head) ends the loop at its first byte: the
+//! connection goes to hyper with the bytes read put back in front of the socket, and hyper
+//! answers it and whatever follows, as it would have from the start.
+//!
+//! The limits are hyper's: the next head must be in within `header_read_timeout` of the previous
+//! answer (idle time included, as hyper 1 counts it), the route applies the body timeout, a write
+//! blocked for `write_timeout` fails (`StallGuard`), and the connection closes after an answer
+//! when the client asked for it, when part of the body was left unread (413, 401, 408...), or
+//! when shutdown began; an idle connection closes at once on shutdown. Closing lingers
+//! (`Linger`), so that an early answer reaches a client still sending.
+
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, Method, Request, Response, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep, sleep};
+use tokio_util::sync::WaitForCancellationFuture;
+
+use crate::head::{self, Head, MAX_REQUEST_HEAD, Parsed};
+use crate::linger::Linger;
+use crate::metrics::CloseCause;
+use crate::socket_body::{BodyEnd, SocketBody};
+use crate::stall::StallGuard;
+use crate::{App, Body, handle};
+
+/// The start of every request served here.
+pub(crate) const PREFIX: &[u8] = b"POST /insert";
+/// The most capacity a connection's read or write buffer keeps between requests. A large body
+/// or answer grows a buffer for its own request; a publisher that waits for its next insert
+/// then holds no more than this.
+const KEPT_CAPACITY: usize = 16 * 1024;
+/// The capacity buffers start with: a typical insert's head and body, or its answer.
+const INITIAL_CAPACITY: usize = 512;
+
+/// A plain insert's head, and what it says about its body and its connection.
+pub(crate) struct Insert {
+    head: Box<Head>,
+    /// The bytes the head took at the start of the buffer.
+    head_len: usize,
+    content_length: u64,
+    /// The client asked to close the connection after this request.
+    close: bool,
+}
+
+/// What the bytes at the start of a connection's buffer are, to this loop.
+pub(crate) enum Next {
+    /// A plain insert, head complete.
+    Insert(Insert),
+    /// Anything else, or something malformed: hyper's to answer.
+    Other,
+    /// The start of a head that may be a plain insert: more bytes are needed.
+    More,
+}
+
+/// How the loop ended.
+pub(crate) enum Outcome {
+    /// The connection is closed, for this reason.
+    Closed(CloseCause),
+    /// The buffer starts with a request for hyper; nothing of it was consumed.
+    Hyper,
+}
+
+/// Classifies the bytes at the start of `buffer`.
+pub(crate) fn classify(buffer: &[u8]) -> Next {
+    if !head::may_start_with(buffer, PREFIX) {
+        return Next::Other;
+    }
+    if buffer.len() < PREFIX.len() {
+        return Next::More;
+    }
+    match head::parse(buffer) {
+        // hyper answers a head over the limit with `431`; it is served there.
+        Parsed::Complete { len, .. } if len > MAX_REQUEST_HEAD => Next::Other,
+        Parsed::Complete { head, len } => Insert::of(head, len).map_or(Next::Other, Next::Insert),
+        Parsed::Invalid => Next::Other,
+        Parsed::Partial if buffer.len() >= MAX_REQUEST_HEAD => Next::Other,
+        Parsed::Partial => Next::More,
+    }
+}
+
+impl Insert {
+    /// `head`, if it is a plain insert: `POST /insert` over HTTP/1.1 with one `Content-Length`,
+    /// and without `Transfer-Encoding`, `Expect` or `Upgrade`, whose handling is hyper's.
+    fn of(head: Box<Head>, head_len: usize) -> Option<Insert> {
+        let headers = head.headers();
+        let plain = head.method() == Method::POST
+            && head.uri().path() == "/insert"
+            && head.version() == Version::HTTP_11
+            && !headers.contains_key(TRANSFER_ENCODING)
+            && !headers.contains_key(EXPECT)
+            && !headers.contains_key(UPGRADE);
+        if !plain {
+            return None;
+        }
+        let content_length = content_length(headers)?;
+        let close = wants_close(headers);
+        Some(Insert { head, head_len, content_length, close })
+    }
+}
+
+/// The one `Content-Length` of `headers`, digits only; `None` for none, several, or a malformed
+/// one, which hyper answers.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let digits = value.as_bytes();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Whether any `Connection` header carries the `close` option.
+fn wants_close(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value.to_str().is_ok_and(|value| {
+            value.split(',').any(|option| option.trim().eq_ignore_ascii_case("close"))
+        })
+    })
+}
+
+/// Serves `first`, at the start of `buffer`, and the plain inserts that follow it on `stream`.
+///
+/// Returns when the connection closed, or when the buffer starts with a request that hyper must
+/// serve.
+pub(crate) async fn serve(
+    app: &App,
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    first: Insert,
+) -> Outcome {
+    let config = app.config();
+    let shutdown = app.shutdown_token().cancelled();
+    tokio::pin!(shutdown);
+    // One timer for the connection, reset for each head rather than made anew.
+    let deadline = sleep(config.header_read_timeout);
+    tokio::pin!(deadline);
+    // The answers' bytes. Back-pressure is the socket's: one answer is written whole before the
+    // next request is read, so this holds one answer at most.
+    let mut out = Vec::with_capacity(INITIAL_CAPACITY);
+    let mut insert = first;
+    loop {
+        let Insert { head, head_len, content_length, close } = insert;
+        buffer.advance(head_len);
+        let mut body = SocketBody::new(&mut *buffer, &mut *stream, content_length);
+        let (parts, _) = head.into_parts();
+        let response = handle(app, Request::from_parts(parts, &mut body)).await;
+        let end = body.finish();
+        // Checked once the answer is known: a request in flight when shutdown begins is
+        // answered, and the connection then closes.
+        let keep_alive = !close && end == BodyEnd::Consumed && !app.shutdown_token().is_cancelled();
+        if let Err(error) =
+            write(stream, response, keep_alive, &mut out, config.write_timeout).await
+        {
+            return Outcome::Closed(write_failure(&error));
+        }
+        if !keep_alive {
+            // Lingering lets an answer given before the body was read (413, 408) reach a client
+            // still sending it, rather than be destroyed by the reset its unread bytes cause.
+            let _ = Linger::new(&mut *stream).shutdown().await;
+            let cause = if end == BodyEnd::Failed { CloseCause::Error } else { CloseCause::Closed };
+            return Outcome::Closed(cause);
+        }
+        if out.capacity() > KEPT_CAPACITY {
+            out = Vec::with_capacity(INITIAL_CAPACITY);
+        }
+        if buffer.is_empty() && buffer.capacity() > KEPT_CAPACITY {
+            *buffer = BytesMut::with_capacity(INITIAL_CAPACITY);
+        }
+        deadline.as_mut().reset(Instant::now() + config.header_read_timeout);
+        insert = match next(stream, buffer, deadline.as_mut(), shutdown.as_mut()).await {
+            Ok(insert) => insert,
+            Err(outcome) => return outcome,
+        };
+    }
+}
+
+/// Reads until the buffer starts with a whole plain insert head, or with anything else.
+async fn next(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    mut deadline: Pin<&mut Sleep>,
+    mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
+) -> Result<Insert, Outcome> {
+    loop {
+        match classify(buffer) {
+            Next::Insert(insert) => return Ok(insert),
+            Next::Other => return Err(Outcome::Hyper),
+            Next::More => {}
+        }
+        tokio::select! {
+            biased;
+            // An idle connection, or one whose next head is not in yet, closes at once, as hyper
+            // closes a connection between requests.
+            () = &mut shutdown => return Err(Outcome::Closed(CloseCause::Closed)),
+            // Bytes that are in count even if the deadline passed meanwhile, as in hyper, which
+            // parses what it read before it looks at its timer.
+            read = head::read_more(stream, buffer) => match read {
+                Ok(0) if buffer.is_empty() => return Err(Outcome::Closed(CloseCause::Closed)),
+                // A partial request that ends is hyper's to answer, as at the connection's start.
+                Ok(0) => return Err(Outcome::Hyper),
+                Ok(_) => {}
+                Err(_) => return Err(Outcome::Closed(CloseCause::Error)),
+            },
+            // As in hyper: no answer, the connection just closes.
+            () = &mut deadline => return Err(Outcome::Closed(CloseCause::HeaderTimeout)),
+        }
+    }
+}
+
+/// Writes `response` whole, in one write: head with `Content-Length` (and `Connection: close`
+/// unless `keep_alive`), then body.
+async fn write(
+    stream: &mut TcpStream,
+    response: Response<Body>,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+    write_timeout: Duration,
+) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    let body = whole(body).await;
+    out.clear();
+    head::encode_into(parts.status, &parts.headers, Some(body.len()), !keep_alive, out);
+    out.extend_from_slice(&body);
+    StallGuard::new(&mut *stream, write_timeout).write_all(out).await
+}
+
+/// The bytes of a whole body. Only inserts are served here, whose answers (the stored version, or
+/// an error) are one buffer: reading them never waits, and takes no allocation for one frame.
+async fn whole(mut body: Body) -> Bytes {
+    let first = match body.frame().await {
+        Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
+        _ => return Bytes::new(),
+    };
+    if body.is_end_stream() {
+        return first;
+    }
+    let rest = body.collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
+    [first, rest].concat().into()
+}
+
+/// The close cause of a failed write.
+fn write_failure(error: &io::Error) -> CloseCause {
+    if error.kind() == io::ErrorKind::TimedOut {
+        CloseCause::WriteTimeout
+    } else {
+        CloseCause::Error
+    }
+}
+
+#[cfg(test)]
+#[path = "keep_alive_tests.rs"]
+mod tests;
