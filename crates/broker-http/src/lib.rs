@@ -72,6 +72,8 @@ mod insert;
 mod json;
 mod keep_alive;
 mod linger;
+#[cfg(test)]
+mod loopback;
 mod metrics;
 #[cfg(test)]
 mod raw_requests;
