@@ -74,6 +74,8 @@ mod insert_body;
 mod json;
 mod keep_alive;
 mod linger;
+#[cfg(test)]
+mod loopback;
 mod metrics;
 #[cfg(test)]
 mod raw_requests;
