@@ -98,6 +98,9 @@ impl Space {
             )));
         }
         if free < needed {
+            // As if the device had filled up: every append is refused, a small one too, until
+            // space is freed, rather than let appends through and refuse them by their size.
+            *filled_at = Some(free);
             return Err(StorageError::Full(format!(
                 "its file system has {} free, less than the {} this append may need",
                 mebibytes(free),
