@@ -124,13 +124,12 @@ impl Journal {
     ) -> Result<(Journal, Vec<Entry>), StorageError> {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
-        match Journal::read(path, &options, database_id, durable)? {
-            Some(opened) => Ok(opened),
+        let (mut journal, replay) = Journal::read(path, &options, database_id, durable)?;
+        match replay {
+            Some(replay) => Ok((journal, replay)),
             None => {
                 // New, or created by a start that stopped before writing its header: it holds
                 // nothing, since nothing is acknowledged before the header is synced.
-                let file = options.open(path).map_err(|error| io_error(path, "open", error))?;
-                let mut journal = Journal::new(file, path, database_id, 0);
                 journal.create()?;
                 Ok((journal, Vec::new()))
             }
@@ -149,7 +148,7 @@ impl Journal {
         }
         let mut options = OpenOptions::new();
         options.read(true);
-        Ok(Journal::read(path, &options, database_id, durable)?.map_or(Vec::new(), |(_, e)| e))
+        Ok(Journal::read(path, &options, database_id, durable)?.1.unwrap_or_default())
     }
 
     fn new(file: File, path: &Path, database_id: Uuid, size: u64) -> Journal {
@@ -164,18 +163,19 @@ impl Journal {
         }
     }
 
-    /// Opens the journal at `path` with `options` and reads it, or `None` when it has no header.
+    /// Opens the journal at `path` with `options` and reads it: the versions to replay, or `None`
+    /// when it has no header yet.
     fn read(
         path: &Path,
         options: &OpenOptions,
         database_id: Uuid,
         durable: u64,
-    ) -> Result<Option<(Journal, Vec<Entry>)>, StorageError> {
+    ) -> Result<(Journal, Option<Vec<Entry>>), StorageError> {
         let file = options.open(path).map_err(|error| io_error(path, "open", error))?;
         let size = file.metadata().map_err(|error| io_error(path, "read", error))?.len();
         let header = read_header(&file, size).map_err(|error| io_error(path, "read", error))?;
         let mut journal = Journal::new(file, path, database_id, size);
-        let Some(header) = header else { return Ok(None) };
+        let Some(header) = header else { return Ok((journal, None)) };
         let (id, generation) = decode_header(&header).map_err(|why| journal.damaged(&why))?;
         if id != database_id {
             return Err(journal
@@ -193,7 +193,7 @@ impl Journal {
                 first.version.id
             )));
         }
-        Ok(Some((journal, replay)))
+        Ok((journal, Some(replay)))
     }
 
     /// Writes a new, empty journal of the initial size, and syncs it and its directory.
