@@ -28,7 +28,12 @@ use futures_util::future::join_all;
 
 use crate::{NewVersion, Storage, StorageError, Tail, Version};
 
+mod retention;
 mod shared;
+
+#[cfg(any(test, feature = "proptest"))]
+pub use retention::strategy;
+pub use retention::{Step, check_steps};
 
 /// How long a tail may take to deliver a committed version before a check fails.
 const TAIL_PATIENCE: Duration = Duration::from_secs(20);
@@ -60,6 +65,12 @@ where
     check(&mut fresh, tail_sees_concurrent_writers_once_each).await;
     check(&mut fresh, idempotency_key_returns_the_original_version).await;
     check(&mut fresh, closed_store_refuses_every_call).await;
+    check(&mut fresh, retention::prune_removes_the_oldest_and_keeps_the_latest).await;
+    check(&mut fresh, retention::prune_stops_at_its_limit).await;
+    check(&mut fresh, retention::prune_by_time_keeps_younger_versions).await;
+    check(&mut fresh, retention::prune_spares_the_idempotency_window).await;
+    check(&mut fresh, retention::time_travel_matches_a_model).await;
+    check(&mut fresh, retention::a_closed_store_refuses_the_past).await;
 }
 
 /// Runs the checks of a shared log against pairs of stores made by `fresh_pair`: two stores

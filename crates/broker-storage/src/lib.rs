@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - `version.rs`: [`NewVersion`] (what a publisher hands in) and [`Version`] (what was stored).
+//! - `retention.rs`: [`Retention`] (what a prune keeps), [`Pruned`] and [`Horizon`] (what it did).
 //! - `storage.rs`: the [`Storage`] trait and its contracts.
 //! - `tail.rs`: [`Tail`], the stream of committed versions a store delivers, and [`LocalTails`],
 //!   which serves the tails of a store whose writers all run in this process.
@@ -31,12 +32,14 @@
 pub mod conformance;
 mod error;
 mod memory;
+mod retention;
 mod storage;
 mod tail;
 mod version;
 
 pub use error::StorageError;
 pub use memory::MemoryStorage;
+pub use retention::{Horizon, Pruned, Retention};
 pub use storage::Storage;
 pub use tail::{LocalTails, Tail};
 pub use uuid::Uuid;

@@ -1,14 +1,15 @@
 //! A backend that keeps every version in memory: for tests, examples and embedding where
 //! durability is not wanted. Everything is lost when it is dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::{
-    DEFAULT_IDEMPOTENCY_WINDOW, LocalTails, NewVersion, Storage, StorageError, Tail, Version,
+    DEFAULT_IDEMPOTENCY_WINDOW, Horizon, LocalTails, NewVersion, Pruned, Retention, Storage,
+    StorageError, Tail, Version,
 };
 
 /// A [`Storage`] that keeps everything in memory.
@@ -28,12 +29,16 @@ pub struct MemoryStorage {
 #[derive(Debug, Default)]
 struct State {
     closed: bool,
-    /// Every version in id order. Ids are dense, so the version with id `n` is at `n - 1`.
-    log: Vec<Version>,
-    /// For each event, the ids of its versions in id order.
+    /// Every stored version, by id.
+    log: BTreeMap<u64, Version>,
+    /// The id of the last version stored; pruning never lowers it.
+    last_id: u64,
+    /// For each event, the ids of its stored versions in id order.
     by_event: HashMap<String, Vec<u64>>,
     /// The id stored under each idempotency key.
     keys: HashMap<String, u64>,
+    /// For each pruned event, the greatest id pruned of it.
+    horizons: HashMap<String, u64>,
 }
 
 impl MemoryStorage {
@@ -74,20 +79,21 @@ impl Default for MemoryStorage {
 
 impl State {
     fn version(&self, id: u64) -> &Version {
-        &self.log[(id - 1) as usize]
+        &self.log[&id]
     }
 
     /// The version stored under `new`'s idempotency key within `window` of its timestamp.
     fn stored_under_key(&self, new: &NewVersion, window: Duration) -> Option<&Version> {
         let id = *self.keys.get(new.idempotency_key.as_deref()?)?;
-        let stored = self.version(id);
+        // A version is pruned only once its key's window has passed, so this finds it within.
+        let stored = self.log.get(&id)?;
         let age = new.timestamp.saturating_sub(stored.timestamp);
         (u128::from(age) < window.as_millis()).then_some(stored)
     }
 
     fn since(&self, after: u64, limit: usize) -> Vec<Version> {
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(self.log.len());
-        self.log[start..].iter().take(limit).cloned().collect()
+        let start = after.saturating_add(1);
+        self.log.range(start..).take(limit).map(|(_, version)| version.clone()).collect()
     }
 }
 
@@ -99,23 +105,25 @@ impl Storage for MemoryStorage {
     async fn append(&self, batch: Vec<NewVersion>) -> Result<Vec<Version>, StorageError> {
         let mut state = self.open_state()?;
         let mut stored = Vec::with_capacity(batch.len());
-        let first_new = state.log.len();
+        let mut added = Vec::with_capacity(batch.len());
         for new in batch {
             if let Some(original) = state.stored_under_key(&new, self.idempotency_window) {
                 stored.push(original.clone());
                 continue;
             }
-            let id = state.log.len() as u64 + 1;
+            state.last_id += 1;
+            let id = state.last_id;
             if let Some(key) = &new.idempotency_key {
                 state.keys.insert(key.clone(), id);
             }
             let version = new.with_id(id);
             state.by_event.entry(version.event.clone()).or_default().push(id);
-            state.log.push(version.clone());
+            state.log.insert(id, version.clone());
+            added.push(version.clone());
             stored.push(version);
         }
         // Under the state lock, so that batches reach the tails in id order.
-        self.tails.publish(&state.log[first_new..]);
+        self.tails.publish(&added);
         Ok(stored)
     }
 
@@ -147,6 +155,59 @@ impl Storage for MemoryStorage {
         Ok(self.open_state()?.since(after, limit))
     }
 
+    async fn latest_at(&self, at: u64) -> Result<Vec<Version>, StorageError> {
+        let state = self.open_state()?;
+        let mut latest: Vec<Version> = state
+            .by_event
+            .values()
+            .filter_map(|ids| ids[..ids.partition_point(|&id| id <= at)].last())
+            .map(|&id| state.version(id).clone())
+            .collect();
+        latest.sort_unstable_by_key(|version| version.id);
+        Ok(latest)
+    }
+
+    async fn prune(
+        &self,
+        event: &str,
+        retention: Retention,
+        limit: usize,
+    ) -> Result<Pruned, StorageError> {
+        let mut state = self.open_state()?;
+        let state = &mut *state;
+        let Some(ids) = state.by_event.get_mut(event) else { return Ok(Pruned::default()) };
+        let window_start = now_millis().saturating_sub(millis(self.idempotency_window));
+        let prunable = ids.len().saturating_sub(1);
+        let mut removed = 0;
+        let mut more = false;
+        for (index, &id) in ids[..prunable].iter().enumerate() {
+            let version = &state.log[&id];
+            let newer = (ids.len() - index - 1) as u64;
+            if !retention.releases(newer, version.timestamp) || version.timestamp >= window_start {
+                break;
+            }
+            if removed == limit {
+                more = true;
+                break;
+            }
+            removed += 1;
+        }
+        for id in ids.drain(..removed) {
+            state.log.remove(&id);
+            state.horizons.insert(event.to_owned(), id);
+        }
+        Ok(Pruned { removed, more })
+    }
+
+    async fn horizons(&self) -> Result<Vec<Horizon>, StorageError> {
+        let state = self.open_state()?;
+        Ok(state
+            .horizons
+            .iter()
+            .map(|(event, &id)| Horizon { event: event.clone(), pruned_through: id })
+            .collect())
+    }
+
     fn tail(&self, after: u64) -> Tail {
         let state = Arc::clone(&self.state);
         self.tails.tail(after, move |after, limit| {
@@ -161,6 +222,16 @@ impl Storage for MemoryStorage {
         self.tails.close();
         Ok(())
     }
+}
+
+/// Milliseconds since the Unix epoch, by the system clock.
+fn now_millis() -> u64 {
+    let since_epoch = std::time::UNIX_EPOCH.elapsed().unwrap_or_default();
+    millis(since_epoch)
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -196,5 +267,16 @@ mod tests {
         assert_eq!(within, first, "59.999 s later the key still names the first version");
         let after = store.append(vec![keyed(61_000)]).await.expect("append");
         assert!(after[0].id > first[0].id, "60 s later the key stores a new version");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The state at any id, across appends and prunes, is what a brute-force model says.
+        #[test]
+        fn time_travel_matches_a_model(steps in crate::conformance::strategy::steps()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            runtime.block_on(crate::conformance::check_steps(&MemoryStorage::new(), &steps));
+        }
     }
 }

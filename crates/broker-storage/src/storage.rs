@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::{NewVersion, StorageError, Tail, Version};
+use crate::{Horizon, NewVersion, Pruned, Retention, StorageError, Tail, Version};
 
 /// An append-only, durable log of event versions, with an index by event name, that every writer
 /// of the database shares.
@@ -138,6 +138,68 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send;
 
+    /// The latest version with an id at most `at` of every event that has one, ordered by id,
+    /// oldest first: the state of the log as it was once `at` was committed.
+    ///
+    /// An event whose versions up to `at` were all pruned is left out, as if it did not exist
+    /// then; [`horizons`](Storage::horizons) tells the two apart. Like
+    /// [`latest`](Storage::latest), which it equals for `at = u64::MAX`, it is answered without
+    /// reading every stored version: its cost is proportional to the number of distinct events.
+    ///
+    /// # Errors
+    ///
+    /// As for [`latest`](Storage::latest).
+    fn latest_at(&self, at: u64)
+    -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send;
+
+    /// Removes the oldest versions of exactly `event` that `retention` lets go of, oldest first,
+    /// at most `limit` of them, and records the event's [`Horizon`].
+    ///
+    /// - Only a prefix of the event's history is removed: the call stops at the first version
+    ///   `retention` keeps, so every version of the event newer than one still stored is still
+    ///   stored.
+    /// - The latest version of the event is never removed, so [`latest`](Storage::latest) is the
+    ///   same before and after.
+    /// - A version stored within the idempotency window (measured from its timestamp to the
+    ///   backend's clock) is never removed, so a retry still finds its original.
+    /// - Once the call returns `Ok`, [`horizons`](Storage::horizons) names the event with the
+    ///   greatest id removed, and no read returns a removed version. Removal need not be durable:
+    ///   after a crash a removed version may be back, but the horizon never goes back.
+    /// - An event never stored, or one with nothing to remove, gives `Pruned::default()`.
+    ///
+    /// The space the removed versions took is reused by later appends, or given back.
+    ///
+    /// # Errors
+    ///
+    /// As for [`append`](Storage::append), except `OutcomeUnknown`: after an `Err` some of the
+    /// versions may have been removed, and the horizon already covers them.
+    fn prune(
+        &self,
+        event: &str,
+        retention: Retention,
+        limit: usize,
+    ) -> impl Future<Output = Result<Pruned, StorageError>> + Send;
+
+    /// Every event some versions of which were pruned, through any store of the database, with
+    /// the greatest id pruned of each, in no particular order.
+    ///
+    /// Its cost is proportional to the number of events that were pruned.
+    ///
+    /// # Errors
+    ///
+    /// As for [`latest`](Storage::latest).
+    fn horizons(&self) -> impl Future<Output = Result<Vec<Horizon>, StorageError>> + Send;
+
+    /// How many bytes the database takes where it is kept (a file and its journal, a stream),
+    /// or `None` when the backend cannot tell. The default says `None`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`latest`](Storage::latest).
+    fn size(&self) -> impl Future<Output = Result<Option<u64>, StorageError>> + Send {
+        std::future::ready(Ok(None))
+    }
+
     /// Whether an append would be attempted now: `Ok` when the backend is ready to take writes,
     /// the error an append would fail with otherwise. It stores nothing.
     ///
@@ -207,6 +269,30 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
 
     fn tail(&self, after: u64) -> Tail {
         (**self).tail(after)
+    }
+
+    fn latest_at(
+        &self,
+        at: u64,
+    ) -> impl Future<Output = Result<Vec<Version>, StorageError>> + Send {
+        (**self).latest_at(at)
+    }
+
+    fn prune(
+        &self,
+        event: &str,
+        retention: Retention,
+        limit: usize,
+    ) -> impl Future<Output = Result<Pruned, StorageError>> + Send {
+        (**self).prune(event, retention, limit)
+    }
+
+    fn horizons(&self) -> impl Future<Output = Result<Vec<Horizon>, StorageError>> + Send {
+        (**self).horizons()
+    }
+
+    fn size(&self) -> impl Future<Output = Result<Option<u64>, StorageError>> + Send {
+        (**self).size()
     }
 
     fn writable(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
