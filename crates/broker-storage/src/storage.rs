@@ -163,8 +163,10 @@ pub trait Storage: Send + Sync + 'static {
     /// - A version stored within the idempotency window (measured from its timestamp to the
     ///   backend's clock) is never removed, so a retry still finds its original.
     /// - Once the call returns `Ok`, [`horizons`](Storage::horizons) names the event with the
-    ///   greatest id removed, and no read returns a removed version. Removal need not be durable:
-    ///   after a crash a removed version may be back, but the horizon never goes back.
+    ///   greatest id removed, and no read returns a removed version. Removal need not be durable,
+    ///   but the horizon always covers what is removed: after a crash the removed versions may be
+    ///   back with the horizon as it was before, or the horizon may stay ahead of versions still
+    ///   there, never the other way round.
     /// - An event never stored, or one with nothing to remove, gives `Pruned::default()`.
     ///
     /// The space the removed versions took is reused by later appends, or given back.
