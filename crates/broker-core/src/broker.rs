@@ -9,11 +9,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::erased::DynStorage;
 use crate::feed;
+use crate::horizons::Horizons;
 use crate::item::{Insert, Versions};
 use crate::key::{validate_idempotency_key, version_key};
 use crate::metrics::Metrics;
 use crate::name::validate_event_name;
 use crate::options::SubscribeOptions;
+use crate::past::{At, state_at};
+use crate::pruner;
 use crate::shared::Shared;
 use crate::state::State;
 use crate::storage_health::{self, StorageHealth};
@@ -38,6 +41,7 @@ impl Broker {
     /// Outside a Tokio runtime.
     pub async fn open<S: Storage>(storage: S, config: Config) -> Result<Broker, Error> {
         let latest = storage.latest().await?;
+        let horizons = Arc::new(Horizons::new(storage.horizons().await?));
         // The live channel's overflow policy, in entries and in bytes, is written in `State::new`.
         let latest = latest.into_iter().map(Entry::new);
         let state = Arc::new(State::new(latest, config.live_capacity, config.live_bytes));
@@ -64,10 +68,18 @@ impl Broker {
             health.clone(),
             queue,
             acknowledge,
-            config.max_batch,
-            config.queue_timeout,
+            config.clone(),
+            state.newest_timestamp(),
         ));
         let watch = tokio::spawn(storage_health::watch(storage.clone(), health.clone()));
+        let pruner = tokio::spawn(pruner::run(
+            storage.clone(),
+            state.clone(),
+            horizons.clone(),
+            metrics.clone(),
+            config.retention.clone().into(),
+            config.prune_interval,
+        ));
         tracing::info!(
             database_id = %storage.database_id(),
             events = state.event_count(),
@@ -86,6 +98,8 @@ impl Broker {
                 feed: Mutex::new(Some((feed, drained))),
                 health,
                 watch,
+                horizons,
+                pruner,
             }),
         })
     }
@@ -238,6 +252,42 @@ impl Broker {
         Ok(history?)
     }
 
+    /// The latest version of every event `options` follows (its resume point is ignored), in id
+    /// order: what a new subscriber's snapshot holds, read from memory.
+    pub fn snapshot(&self, options: &SubscribeOptions) -> Vec<Arc<Entry>> {
+        self.shared.state.snapshot(&options.filter).into()
+    }
+
+    /// The state of every event `options` follows (its resume point is ignored) as it was at
+    /// `at`: the latest version at or before it of each event that had one, in id order.
+    ///
+    /// Read from the storage's per-event index: its cost grows with the number of events, not
+    /// with the length of their histories.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pruned`] when that state needs a version of a followed event that the retention
+    /// rules removed (naming the event and from which id its state is known); storage errors
+    /// otherwise.
+    pub async fn snapshot_at(
+        &self,
+        at: At,
+        options: &SubscribeOptions,
+    ) -> Result<Vec<Version>, Error> {
+        let last_id = self.last_id();
+        let state = state_at(&*self.shared.storage, at, last_id, &options.filter).await;
+        if let Err(Error::Storage(error)) = &state {
+            self.shared.health.failed(error);
+        }
+        state
+    }
+
+    /// The greatest id pruned of `event` by the retention rules, if any was: the event's
+    /// versions up to it are gone, every later one is kept.
+    pub fn pruned_through(&self, event: &str) -> Option<u64> {
+        self.shared.horizons.get(event)
+    }
+
     /// The id of the last committed version; 0 if there is none.
     pub fn last_id(&self) -> u64 {
         self.shared.state.last_id()
@@ -296,6 +346,7 @@ impl Broker {
         };
         self.shared.state.close();
         self.shared.watch.abort();
+        self.shared.pruner.abort();
         let closed = self.shared.storage.close().await;
         if let Some(feed) = feed {
             // Closing the storage ends its tail, and so the feed.

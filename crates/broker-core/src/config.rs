@@ -1,6 +1,9 @@
 //! [`Config`]: the tuning a broker is opened with.
 
+use std::time::Duration;
+
 use crate::name::DEFAULT_MAX_EVENT_NAME_LEN;
+use crate::retention::RetentionRule;
 
 /// Tuning of a [`Broker`](crate::Broker); [`Config::default`] suits most uses.
 #[derive(Clone, Debug)]
@@ -39,7 +42,13 @@ pub struct Config {
     /// disk), is refused with [`StorageError::Unavailable`](broker_storage::StorageError) without
     /// being sent, so that an inserter gets an answer in bounded time: this, plus the time the
     /// backend takes to answer one append.
-    pub queue_timeout: std::time::Duration,
+    pub queue_timeout: Duration,
+    /// How much history each event keeps: the first rule that matches an event governs it, and
+    /// an event no rule matches keeps every version (the default: no rules). A background task
+    /// prunes what the rules let go of, a bounded step at a time; see [`RetentionRule`].
+    pub retention: Vec<RetentionRule>,
+    /// How often the retention rules are applied.
+    pub prune_interval: Duration,
 }
 
 impl Default for Config {
@@ -50,7 +59,9 @@ impl Default for Config {
             live_bytes: 64 * 1024 * 1024,
             max_batch: 1024,
             queue_capacity: 16 * 1024,
-            queue_timeout: std::time::Duration::from_secs(5),
+            queue_timeout: Duration::from_secs(5),
+            retention: Vec::new(),
+            prune_interval: Duration::from_secs(1),
         }
     }
 }

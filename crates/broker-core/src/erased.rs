@@ -7,7 +7,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use broker_storage::{NewVersion, Storage, StorageError, Tail, Uuid, Version};
+use broker_storage::{
+    Horizon, NewVersion, Pruned, Retention, Storage, StorageError, Tail, Uuid, Version,
+};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Versions = Result<Vec<Version>, StorageError>;
@@ -18,6 +20,15 @@ pub(crate) trait DynStorage: Send + Sync + 'static {
     fn history<'a>(&'a self, event: &'a str, after: u64, limit: usize) -> BoxFuture<'a, Versions>;
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Versions>;
     fn tail(&self, after: u64) -> Tail;
+    fn latest_at(&self, at: u64) -> BoxFuture<'_, Versions>;
+    fn prune<'a>(
+        &'a self,
+        event: &'a str,
+        retention: Retention,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Pruned, StorageError>>;
+    fn horizons(&self) -> BoxFuture<'_, Result<Vec<Horizon>, StorageError>>;
+    fn size(&self) -> BoxFuture<'_, Result<Option<u64>, StorageError>>;
     fn writable(&self) -> BoxFuture<'_, Result<(), StorageError>>;
     fn close(&self) -> BoxFuture<'_, Result<(), StorageError>>;
 }
@@ -41,6 +52,27 @@ impl<S: Storage> DynStorage for S {
 
     fn tail(&self, after: u64) -> Tail {
         Storage::tail(self, after)
+    }
+
+    fn latest_at(&self, at: u64) -> BoxFuture<'_, Versions> {
+        Box::pin(Storage::latest_at(self, at))
+    }
+
+    fn prune<'a>(
+        &'a self,
+        event: &'a str,
+        retention: Retention,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Pruned, StorageError>> {
+        Box::pin(Storage::prune(self, event, retention, limit))
+    }
+
+    fn horizons(&self) -> BoxFuture<'_, Result<Vec<Horizon>, StorageError>> {
+        Box::pin(Storage::horizons(self))
+    }
+
+    fn size(&self) -> BoxFuture<'_, Result<Option<u64>, StorageError>> {
+        Box::pin(Storage::size(self))
     }
 
     fn writable(&self) -> BoxFuture<'_, Result<(), StorageError>> {

@@ -38,6 +38,20 @@ pub enum Error {
         /// The most versions one insert may hold.
         max: usize,
     },
+    /// A state of the past was asked for that needs versions of `event` that were pruned: its
+    /// versions up to `pruned_through` are gone, and its state is known from `oldest_kept` on.
+    #[error(
+        "the history of event {event:?} was pruned through version {pruned_through}: its state \
+         is known from version {oldest_kept} on"
+    )]
+    Pruned {
+        /// The event.
+        event: String,
+        /// The greatest id pruned of it.
+        pruned_through: u64,
+        /// The id of its oldest version kept: the first point whose state is known.
+        oldest_kept: u64,
+    },
     /// The broker was closed with [`Broker::close`](crate::Broker::close); nothing was stored.
     #[error("the broker is closed")]
     Closed,

@@ -20,13 +20,18 @@
 //! - `name.rs`, `json.rs`, `key.rs`: validation of event names, data and idempotency keys, and
 //!   the keys of the versions of an insert of several.
 //! - `entry.rs`: [`Entry`], a committed version shared by every subscriber.
+//! - `clock.rs`: the wall clock in milliseconds, the unit of timestamps.
 //! - `filter.rs`: which events a subscription follows.
+//! - `retention.rs`: [`RetentionRule`], which events keep how much history.
 //! - `metrics.rs`: the engine's metrics; [`metrics`] names them for the embedding program.
 //! - `erased.rs`: the storage trait behind one concrete type.
 //! - `config.rs`: [`Config`], the tuning a broker is opened with.
 //! - `options.rs`: [`SubscribeOptions`], what to follow and where to start.
 //! - `window.rs`: the strong references behind the live channel, bounded in entries and bytes.
+//! - `horizons.rs`: how far back each event's history reaches, copied from the storage.
+//! - `past.rs`: [`At`], and the state of the log at a past point, from the storage's index.
 //! - `state.rs`: the latest version of every event, the live channel and its window, in memory.
+//! - `pruner.rs`: the task that prunes by the retention rules and refreshes the horizons.
 //! - `storage_health.rs`: whether the storage takes writes, and the watch for its recovery.
 //! - `item.rs`: what one insert queues for the writer (one version or several), and its answer.
 //! - `pending.rs`: the inserts taken from the queue, cut into batches of at most `max_batch`
@@ -65,19 +70,24 @@
 //! [`Storage`]: broker_storage::Storage
 
 mod broker;
+mod clock;
 mod config;
 mod entry;
 mod erased;
 mod error;
 mod feed;
 mod filter;
+mod horizons;
 mod item;
 mod json;
 mod key;
 pub mod metrics;
 mod name;
 mod options;
+mod past;
 mod pending;
+mod pruner;
+mod retention;
 mod shared;
 mod state;
 mod storage_health;
@@ -86,6 +96,8 @@ mod subscription;
 mod tests;
 #[cfg(test)]
 mod tests_many;
+#[cfg(test)]
+mod tests_retention;
 mod window;
 mod writer;
 
@@ -97,4 +109,6 @@ pub use error::Error;
 pub use json::Json;
 pub use name::{DEFAULT_MAX_EVENT_NAME_LEN, validate_event_name};
 pub use options::SubscribeOptions;
+pub use past::At;
+pub use retention::RetentionRule;
 pub use subscription::Subscription;

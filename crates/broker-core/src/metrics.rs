@@ -36,6 +36,13 @@ pub const SUBSCRIBERS: &str = "broker_subscribers";
 /// latest versions.
 pub const SUBSCRIBER_CATCH_UPS: &str = "broker_subscriber_catch_ups_total";
 
+/// Counter: versions removed by the retention rules.
+pub const VERSIONS_PRUNED: &str = "broker_versions_pruned_total";
+
+/// Gauge, in bytes: what the database takes where it is kept (a file and its journal, a
+/// stream), as the storage last said; absent when the backend cannot tell.
+pub const DATABASE_BYTES: &str = "broker_database_bytes";
+
 /// The engine's metric handles.
 ///
 /// They are registered once, when the broker opens, so that the hot paths only add to an atomic:
@@ -53,6 +60,10 @@ pub(crate) struct Metrics {
     pub(crate) subscribers: SubscriberCount,
     /// See [`SUBSCRIBER_CATCH_UPS`].
     pub(crate) catch_ups: Counter,
+    /// See [`VERSIONS_PRUNED`].
+    pub(crate) pruned: Counter,
+    /// See [`DATABASE_BYTES`].
+    pub(crate) database_bytes: Gauge,
 }
 
 impl Metrics {
@@ -77,6 +88,12 @@ impl Metrics {
             SUBSCRIBER_CATCH_UPS,
             "Subscribers that fell behind the live ring and were brought up to date."
         );
+        ::metrics::describe_counter!(VERSIONS_PRUNED, "Versions removed by the retention rules.");
+        ::metrics::describe_gauge!(
+            DATABASE_BYTES,
+            Unit::Bytes,
+            "What the database takes where it is kept, as the storage last said."
+        );
         Metrics {
             inserts: counter!(INSERTS),
             insert_failures: counter!(INSERT_FAILURES),
@@ -84,6 +101,8 @@ impl Metrics {
             commit_seconds: histogram!(COMMIT_SECONDS),
             subscribers: SubscriberCount { count: AtomicUsize::new(0), gauge: gauge!(SUBSCRIBERS) },
             catch_ups: counter!(SUBSCRIBER_CATCH_UPS),
+            pruned: counter!(VERSIONS_PRUNED),
+            database_bytes: gauge!(DATABASE_BYTES),
         }
     }
 }

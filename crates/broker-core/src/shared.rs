@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::erased::DynStorage;
+use crate::horizons::Horizons;
 use crate::item::Insert;
 use crate::metrics::Metrics;
 use crate::state::State;
@@ -35,4 +36,8 @@ pub(crate) struct Shared {
     pub(crate) health: Arc<StorageHealth>,
     /// The task that watches a failing storage for its recovery; aborted by `close`.
     pub(crate) watch: JoinHandle<()>,
+    /// How far back each event's history reaches.
+    pub(crate) horizons: Arc<Horizons>,
+    /// The task that prunes by the retention rules; aborted by `close`.
+    pub(crate) pruner: JoinHandle<()>,
 }

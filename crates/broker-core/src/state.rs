@@ -168,6 +168,21 @@ impl State {
         self.lock().last_id
     }
 
+    /// Every event and the id of its latest entry.
+    pub(crate) fn latest_ids(&self) -> Vec<(Box<str>, u64)> {
+        self.lock().by_event.iter().map(|(event, &id)| (event.clone(), id)).collect()
+    }
+
+    /// The latest entry of every event that `filter` matches, in id order.
+    pub(crate) fn snapshot(&self, filter: &Filter) -> VecDeque<Arc<Entry>> {
+        self.lock().snapshot(0, filter)
+    }
+
+    /// The newest timestamp of the latest entries; 0 when there is none.
+    pub(crate) fn newest_timestamp(&self) -> u64 {
+        self.lock().by_id.values().map(|entry| entry.timestamp()).max().unwrap_or(0)
+    }
+
     /// How many events have a version.
     pub(crate) fn event_count(&self) -> usize {
         self.lock().by_event.len()

@@ -50,6 +50,9 @@ pub struct Subscription {
     /// The id of the last entry delivered; 0 before the first.
     last_delivered: u64,
     resumed: bool,
+    /// When it was asked to resume but versions after that point were pruned: the greatest id
+    /// pruned among the events it follows.
+    pruned: Option<u64>,
 }
 
 impl Subscription {
@@ -57,7 +60,10 @@ impl Subscription {
         shared.metrics.subscribers.add();
         let filter = options.filter;
         let state = &shared.state;
-        let (joined, replay, after) = match options.resume_after {
+        // Versions after the resume point that were pruned cannot be replayed: such a
+        // subscriber starts over from a snapshot, and is told why.
+        let pruned = options.resume_after.and_then(|after| shared.horizons.above(after, &filter));
+        let (joined, replay, after) = match options.resume_after.filter(|_| pruned.is_none()) {
             Some(after) => {
                 let joined = state.join(Start::LiveOnly, &filter);
                 if after <= joined.last_id {
@@ -78,6 +84,7 @@ impl Subscription {
             caught_up_to: last_id,
             last_delivered: after.unwrap_or(0),
             resumed: after.is_some(),
+            pruned,
             shared,
         }
     }
@@ -86,6 +93,13 @@ impl Subscription {
     /// after; `false` when it started with a snapshot.
     pub fn resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// When this subscription was asked to resume, but started with a snapshot because versions
+    /// it would have replayed were pruned by the retention rules: the greatest id pruned among
+    /// the events it follows. `None` otherwise.
+    pub fn pruned_through(&self) -> Option<u64> {
+        self.pruned
     }
 
     /// The id of the last entry this subscription delivered; 0 before the first.

@@ -4,7 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use broker_storage::{MemoryStorage, NewVersion, Storage, StorageError, Tail, Uuid, Version};
+use broker_storage::{
+    Horizon, MemoryStorage, NewVersion, Pruned, Retention, Storage, StorageError, Tail, Uuid,
+    Version,
+};
 use tokio::sync::Semaphore;
 
 use crate::{Broker, Config, Entry, Error, Json, SubscribeOptions};
@@ -75,6 +78,23 @@ impl Storage for Recorded {
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Version>, StorageError> {
         self.store.since(after, limit).await
+    }
+
+    async fn latest_at(&self, at: u64) -> Result<Vec<Version>, StorageError> {
+        self.store.latest_at(at).await
+    }
+
+    async fn prune(
+        &self,
+        event: &str,
+        retention: Retention,
+        limit: usize,
+    ) -> Result<Pruned, StorageError> {
+        self.store.prune(event, retention, limit).await
+    }
+
+    async fn horizons(&self) -> Result<Vec<Horizon>, StorageError> {
+        self.store.horizons().await
     }
 
     async fn close(&self) -> Result<(), StorageError> {

@@ -13,12 +13,14 @@
 //! (`feed.rs`), which answers each insert once its versions are in memory.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use broker_storage::{NewVersion, StorageError, Version};
 use tokio::sync::mpsc;
 
 use crate::Error;
+use crate::clock::now_millis;
+use crate::config::Config;
 use crate::erased::DynStorage;
 use crate::feed::Acknowledgement;
 use crate::item::{Answer, Insert, Reply, Versions};
@@ -34,13 +36,13 @@ pub(crate) async fn run(
     health: Arc<StorageHealth>,
     mut queue: mpsc::Receiver<Insert>,
     feed: mpsc::UnboundedSender<Acknowledgement>,
-    max_batch: usize,
-    queue_timeout: Duration,
+    config: Config,
+    mut last_timestamp: u64,
 ) {
+    let Config { max_batch, queue_timeout, .. } = config;
     let mut received = Vec::with_capacity(max_batch);
     let mut pending = Pending::new(max_batch);
     let mut inserts = Vec::with_capacity(max_batch);
-    let mut last_timestamp = 0;
     loop {
         if pending.is_empty() {
             // Nothing is carried over from the last commit: wait for the next insert.
@@ -60,7 +62,9 @@ pub(crate) async fn run(
         if inserts.is_empty() {
             continue;
         }
-        // Timestamps never go backwards in commit order, even if the wall clock does.
+        // Timestamps never go backwards in commit order, even if the wall clock does, nor across
+        // a restart (`last_timestamp` starts at the newest stored), so that a time names a
+        // point of the log.
         last_timestamp = now_millis().max(last_timestamp);
         let commit = Commit::new(&mut inserts, last_timestamp);
         commit.run(&*storage, &metrics, &health, &feed).await;
@@ -214,9 +218,4 @@ fn check_len(len: usize, versions: &[Version]) -> Result<(), Error> {
         return Err(error.into());
     }
     Ok(())
-}
-
-fn now_millis() -> u64 {
-    // A clock before 1970 is a broken clock; 0 keeps timestamps well-defined if it happens.
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
