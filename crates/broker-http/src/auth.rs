@@ -7,6 +7,7 @@
 //! (see `error.rs`).
 
 use broker_auth::{Access, Verifier};
+use broker_core::SubscribeOptions;
 use headers::{Cookie, HeaderMapExt};
 use http::{HeaderMap, Uri, header};
 
@@ -14,6 +15,22 @@ use crate::error::ApiError;
 
 /// The query parameter a token may be sent in.
 const QUERY_PARAMETER: &str = "access_token";
+
+/// Limits `options` to what `access` may read, for an event stream or a snapshot: a client
+/// with no token reads only the public events, and with none public it needs a token.
+pub(crate) fn restrict(
+    access: &Access,
+    options: SubscribeOptions,
+) -> Result<SubscribeOptions, ApiError> {
+    match access {
+        Access::Open => Ok(options),
+        Access::Anonymous(public) if public.is_empty() => Err(ApiError::MissingToken),
+        access => {
+            let access = access.clone();
+            Ok(options.allow(move |event| access.may_receive(event)))
+        }
+    }
+}
 
 /// Finds and verifies the request's token, if authorization is configured.
 pub(crate) fn access(

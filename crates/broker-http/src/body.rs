@@ -29,6 +29,16 @@ pub(crate) fn json_response(status: StatusCode, json: impl Into<Bytes>) -> Respo
     response
 }
 
+/// A `200` response with a JSON `body` that is sent as it is produced.
+pub(crate) fn json_stream_response(body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 /// A response without a body.
 pub(crate) fn empty_response(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Empty::new().boxed_unsync());

@@ -108,6 +108,20 @@ pub enum ApiError {
     /// why.
     #[error("the backup could not be made: {0}")]
     BackupFailed(String),
+    /// A past state (`GET /snapshot?at=`) needs versions of an event that the retention rules
+    /// pruned.
+    #[error(
+        "the state asked for needs versions of event {event:?} that were pruned (through id \
+         {pruned_through}); its state is known from id {oldest_kept} on"
+    )]
+    Pruned {
+        /// The event, one the client may read.
+        event: String,
+        /// The greatest id pruned of it.
+        pruned_through: u64,
+        /// Its oldest version kept: the earliest `at` whose state is known.
+        oldest_kept: u64,
+    },
 }
 
 impl ApiError {
@@ -141,6 +155,7 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Pruned { .. } => StatusCode::GONE,
         }
     }
 
@@ -174,12 +189,18 @@ impl ApiError {
             ApiError::StorageFull => "storage_full",
             ApiError::StorageCorrupt => "storage_corrupt",
             ApiError::BackupFailed(_) => "backup_failed",
+            ApiError::Pruned { .. } => "pruned",
         }
     }
 
     /// The response that tells the client about the error.
     pub(crate) fn into_response(self) -> http::Response<Body> {
-        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        if let ApiError::Pruned { event, pruned_through, oldest_kept } = &self {
+            body["event"] = event.as_str().into();
+            body["pruned_through"] = (*pruned_through).into();
+            body["oldest_kept"] = (*oldest_kept).into();
+        }
         let mut response = json_response(self.status(), body.to_string());
         let headers = response.headers_mut();
         match &self {
@@ -237,6 +258,9 @@ impl From<CoreError> for ApiError {
             CoreError::Closed => ApiError::Unavailable,
             CoreError::InvalidIdempotencyKey(reason) => ApiError::InvalidIdempotencyKey(reason),
             CoreError::TooManyVersions { max } => ApiError::TooManyVersions(max),
+            CoreError::Pruned { event, pruned_through, oldest_kept } => {
+                ApiError::Pruned { event, pruned_through, oldest_kept }
+            }
             error @ CoreError::IdempotencyKeyReused { .. } => {
                 ApiError::IdempotencyKeyReused(error.to_string())
             }

@@ -13,10 +13,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::App;
+use crate::auth::restrict;
 use crate::body::{Body, EventStream};
 use crate::error::ApiError;
 use crate::metrics::{HttpMetrics, StreamEnd};
-use crate::sse::{self, Start};
+use crate::sse::{self, Reason, Start};
 
 /// A subscriber with several frames ready gets them in one write, up to this many bytes: fewer
 /// system calls, and the frames themselves stay shared until this point.
@@ -47,15 +48,7 @@ pub(crate) async fn events<B>(
             _ => {}
         }
     }
-    match access {
-        Access::Open => {}
-        // Anonymous clients get the public events; with none, they need a token.
-        Access::Anonymous(public) if public.is_empty() => return Err(ApiError::MissingToken),
-        access => {
-            let access = access.clone();
-            options = options.allow(move |event| access.may_receive(event));
-        }
-    }
+    options = restrict(access, options)?;
     // The header is what browsers send by themselves on reconnect, so it wins over the query.
     let resume_from = last_event_id(request.headers()).or(resume_from);
     let database = app.broker().database_id();
@@ -67,7 +60,12 @@ pub(crate) async fn events<B>(
     }
     let permit = app.subscriber_permit().ok_or(ApiError::TooManySubscribers)?;
     let subscription = app.broker().subscribe(options);
-    let start = Start::of(subscription.resumed());
+    let start = match (subscription.resumed(), subscription.pruned_through()) {
+        (true, _) => Start::Resumed,
+        (false, Some(pruned_through)) => Start::Snapshot(Some(Reason::Pruned(pruned_through))),
+        (false, None) if resume_from.is_some() => Start::Snapshot(Some(Reason::UnknownId)),
+        (false, None) => Start::Snapshot(None),
+    };
     let subscribers = app.broker().subscriber_count();
     tracing::debug!(start = start.as_str(), subscribers, "subscriber joined");
 
@@ -80,6 +78,9 @@ pub(crate) async fn events<B>(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert("broker-start", HeaderValue::from_static(start.as_str()));
+    if let Start::Snapshot(Some(reason)) = start {
+        headers.insert("broker-start-reason", HeaderValue::from_static(reason.as_str()));
+    }
     Ok(response)
 }
 

@@ -3,7 +3,18 @@
 //! Version data is compact JSON already, so it is copied into the output as it is rather than
 //! parsed and written again.
 
+use std::convert::Infallible;
+
 use broker_core::Version;
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+
+use crate::body::Body;
+
+/// A streamed JSON body is sent in chunks of about this many bytes, so that a long answer never
+/// sits whole in memory as text.
+pub(crate) const CHUNK: usize = 64 * 1024;
 
 /// Writes `version` as `{"id":…,"event":…,"timestamp":…,"data":…}`.
 pub(crate) fn write_version(out: &mut Vec<u8>, version: &Version) {
@@ -32,6 +43,30 @@ pub(crate) fn write_versions<'a>(
         write_version(out, version);
     }
     out.push(b']');
+}
+
+/// A JSON array of `items`, encoded a chunk at a time as the body is read.
+pub(crate) fn versions_body<T, F>(items: Vec<T>, version: F) -> Body
+where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> &Version + Send + Sync + 'static,
+{
+    let chunks = async_stream::stream! {
+        let mut out = Vec::with_capacity(CHUNK + 1024);
+        out.push(b'[');
+        for (index, item) in items.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_version(&mut out, version(item));
+            if out.len() >= CHUNK {
+                yield Ok::<_, Infallible>(Frame::data(Bytes::from(std::mem::take(&mut out))));
+            }
+        }
+        out.push(b']');
+        yield Ok(Frame::data(Bytes::from(out)));
+    };
+    StreamBody::new(chunks).boxed_unsync()
 }
 
 #[cfg(test)]

@@ -82,6 +82,7 @@ mod raw_requests;
 mod rewind;
 mod router;
 mod server;
+mod snapshot;
 mod socket_body;
 mod sse;
 mod stall;

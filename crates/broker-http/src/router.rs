@@ -13,7 +13,7 @@ use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::head::Head;
 use crate::metrics::HttpMetrics;
-use crate::{audit, auth, backup, cors, events, insert};
+use crate::{audit, auth, backup, cors, events, insert, snapshot};
 
 const GET: &[Method] = &[Method::GET, Method::OPTIONS];
 const POST: &[Method] = &[Method::POST, Method::OPTIONS];
@@ -22,6 +22,7 @@ const POST: &[Method] = &[Method::POST, Method::OPTIONS];
 enum Route<'a> {
     Insert,
     Events,
+    Snapshot,
     Audit(&'a str),
     Health,
     Ready,
@@ -35,6 +36,7 @@ impl Route<'_> {
         match self {
             Route::Insert => POST,
             Route::Events
+            | Route::Snapshot
             | Route::Audit(_)
             | Route::Health
             | Route::Ready
@@ -49,6 +51,7 @@ impl Route<'_> {
         match self {
             Route::Insert => "insert",
             Route::Events => "events",
+            Route::Snapshot => "snapshot",
             Route::Audit(_) => "audit",
             Route::Health => "healthz",
             Route::Ready => "readyz",
@@ -64,6 +67,7 @@ fn route(path: &str, demo: bool) -> Option<Route<'_>> {
         "/" if demo => Some(Route::Demo),
         "/insert" => Some(Route::Insert),
         "/events" => Some(Route::Events),
+        "/snapshot" => Some(Route::Snapshot),
         "/healthz" => Some(Route::Health),
         "/readyz" => Some(Route::Ready),
         "/metrics" => Some(Route::Metrics),
@@ -151,6 +155,10 @@ where
         Route::Insert => {
             let access = authorize(app, &request, false)?;
             insert::insert(app, &access, request).await
+        }
+        Route::Snapshot => {
+            let access = authorize(app, &request, true)?;
+            snapshot::snapshot(app, &access, request.uri().query()).await
         }
         Route::Audit(event) => {
             let access = authorize(app, &request, false)?;

@@ -44,33 +44,57 @@ pub(crate) fn encode(version: &Version, database: &Uuid) -> Bytes {
 /// comment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Start {
-    /// With the latest version of every event the subscriber follows.
-    Snapshot,
+    /// With the latest version of every event the subscriber follows; when the client asked to
+    /// resume, why it could not.
+    Snapshot(Option<Reason>),
     /// With every version after the one the client last received.
     Resumed,
 }
 
-impl Start {
-    /// The start of a subscription that did, or did not, resume.
-    pub(crate) fn of(resumed: bool) -> Start {
-        if resumed { Start::Resumed } else { Start::Snapshot }
-    }
+/// Why a client that asked to resume gets a snapshot instead, as the `Broker-Start-Reason`
+/// header and a second comment of the prelude say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The id is malformed, of another database, or was never given out.
+    UnknownId,
+    /// Versions after the id were pruned by the retention rules, through this id.
+    Pruned(u64),
+}
 
+impl Start {
     /// The word the client is told.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Start::Snapshot => "snapshot",
+            Start::Snapshot(_) => "snapshot",
             Start::Resumed => "resumed",
         }
     }
 }
 
-/// The first bytes of every stream: the reconnection delay, and a comment saying how the stream
-/// starts.
+impl Reason {
+    /// The word the client is told.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnknownId => "unknown_id",
+            Reason::Pruned(_) => "pruned",
+        }
+    }
+}
+
+/// The first bytes of every stream: the reconnection delay, a comment saying how the stream
+/// starts and, for a snapshot instead of a resume, one saying why.
 pub(crate) fn prelude(retry: Duration, start: Start) -> Bytes {
-    let mut prelude = String::with_capacity(32);
+    let mut prelude = String::with_capacity(48);
     // Writing into a `String` cannot fail.
-    let _ = write!(prelude, "retry: {}\n: {}\n\n", retry.as_millis(), start.as_str());
+    let _ = write!(prelude, "retry: {}\n: {}\n", retry.as_millis(), start.as_str());
+    let _ = match start {
+        Start::Snapshot(Some(Reason::UnknownId)) => write!(prelude, ": unknown_id\n"),
+        Start::Snapshot(Some(Reason::Pruned(through))) => {
+            write!(prelude, ": pruned through {through}\n")
+        }
+        Start::Snapshot(None) | Start::Resumed => Ok(()),
+    };
+    prelude.push('\n');
     Bytes::from(prelude)
 }
 
@@ -138,8 +162,12 @@ mod tests {
 
     #[test]
     fn prelude_sets_retry_and_says_how_the_stream_starts() {
-        let snapshot = prelude(Duration::from_secs(3), Start::Snapshot);
+        let snapshot = prelude(Duration::from_secs(3), Start::Snapshot(None));
         assert_eq!(&snapshot[..], b"retry: 3000\n: snapshot\n\n");
+        let unknown = prelude(Duration::from_secs(3), Start::Snapshot(Some(Reason::UnknownId)));
+        assert_eq!(&unknown[..], b"retry: 3000\n: snapshot\n: unknown_id\n\n");
+        let pruned = prelude(Duration::from_secs(3), Start::Snapshot(Some(Reason::Pruned(41))));
+        assert_eq!(&pruned[..], b"retry: 3000\n: snapshot\n: pruned through 41\n\n");
         let resumed = prelude(Duration::from_millis(250), Start::Resumed);
         assert_eq!(&resumed[..], b"retry: 250\n: resumed\n\n");
     }
