@@ -17,6 +17,7 @@ use crate::backup::BackupArgs;
 use crate::check::CheckArgs;
 use crate::limits;
 use crate::nats::NatsArgs;
+use crate::retain::Retain;
 use crate::{Config, Error};
 
 /// The transport's defaults, the one source of every default below that the transport owns.
@@ -70,6 +71,20 @@ pub struct Args {
     /// stream's duplicate window, at least 12 s.
     #[arg(long, env = "BROKER_IDEMPOTENCY_WINDOW", default_value_t = storage().idempotency_window.into())]
     pub idempotency_window: humantime::Duration,
+
+    /// How much history the events a pattern matches keep, as PATTERN=RULE, where RULE is a
+    /// count of versions (`100`), an age (`30d`), or both (`100,30d`: either bound prunes).
+    /// Repeat it for several rules (in the environment, separate them with spaces); the first
+    /// that matches an event governs it, and an event none matches keeps everything. The
+    /// latest version of every event is always kept, and so is every version younger than
+    /// --idempotency-window. Pruning runs in the background.
+    #[arg(
+        long = "retain",
+        env = "BROKER_RETAIN",
+        value_name = "PATTERN=RULE",
+        value_delimiter = ' '
+    )]
+    pub retain: Vec<Retain>,
 
     /// The most memory the versions not yet read by every live subscriber may hold, such as
     /// `64MiB`; a subscriber further behind catches up from the latest version of each event.
@@ -215,6 +230,7 @@ impl Args {
             data,
             min_free_space,
             idempotency_window,
+            retain,
             live_bytes,
             cache_size,
             allow_origin,
@@ -277,6 +293,7 @@ impl Args {
         config.nats = nats;
         config.listen = SocketAddr::new(bind, port);
         config.engine.max_event_name_len = max_event_name;
+        config.engine.retention = retain.iter().map(Retain::to_rule).collect();
         config.engine.live_bytes = usize::try_from(live_bytes.as_u64()).unwrap_or(usize::MAX);
         config.storage.min_free_space = min_free_space.as_u64();
         config.storage.cache_size = usize::try_from(cache_size.as_u64()).unwrap_or(usize::MAX);

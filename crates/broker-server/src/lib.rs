@@ -14,6 +14,7 @@
 //! - `backup.rs`: the `backup` subcommand ([`BackupArgs`]), which downloads a running server's
 //!   copy of its database.
 //! - `nats.rs`: the `--nats` flags ([`NatsArgs`]), for a database in a NATS JetStream stream.
+//! - `retain.rs`: `--retain PATTERN=RULE` ([`Retain`]), the retention rules.
 //! - `server.rs`: [`Server`]: open the database, bind, serve (`GET /backup` included), shut
 //!   down.
 //!
@@ -33,6 +34,7 @@ mod backup;
 mod check;
 mod limits;
 mod nats;
+mod retain;
 mod server;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -44,6 +46,7 @@ pub use auth::{AccessArgs, AuthArgs, TokenArgs};
 pub use backup::{BackupArgs, Saved};
 pub use check::{CheckArgs, Verdict};
 pub use nats::NatsArgs;
+pub use retain::Retain;
 pub use server::{Server, shutdown_signal};
 
 /// Where the server listens unless told otherwise: loopback only, port 8080.
