@@ -26,6 +26,8 @@ mod openapi;
 mod recovery;
 mod regressions;
 mod resume;
+mod retention;
 mod scaling;
+mod snapshot;
 mod storage_faults;
 mod support;

@@ -42,6 +42,8 @@ fn assert_resumed(start: &Start) {
 fn assert_snapshot(start: &Start, last_event_id: &str) {
     assert_eq!(start.comment, "snapshot", "the first comment when resuming from {last_event_id:?}");
     assert_eq!(start.header.as_deref(), Some("snapshot"), "Broker-Start for {last_event_id:?}");
+    let unknown = Some(("unknown_id".to_string(), "unknown_id".to_string()));
+    assert_eq!(start.reason, unknown, "the reason, header and comment, for {last_event_id:?}");
 }
 
 async fn insert_all(server: &Server, events: &[&str]) -> Vec<Version> {

@@ -67,6 +67,13 @@ impl Feed {
                 Some(Frame::Comment(comment)) => comment,
                 other => panic!("the line after retry: is {other:?}, not a comment"),
             };
+            if feed.head.header("broker-start-reason").is_some() {
+                // A snapshot instead of a resume says why in a second comment.
+                match feed.next_frame(Instant::now() + OPEN_TIMEOUT).await {
+                    Some(Frame::Comment(_)) => {}
+                    other => panic!("the line after the start comment is {other:?}"),
+                }
+            }
             feed
         };
         tokio::time::timeout(OPEN_TIMEOUT, open)

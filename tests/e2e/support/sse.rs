@@ -32,6 +32,9 @@ pub struct Start {
     pub comment: String,
     /// The `Broker-Start` header.
     pub header: Option<String>,
+    /// For a snapshot instead of a resume, why: the `Broker-Start-Reason` header and the
+    /// second comment (`unknown_id`, or `pruned through <id>`).
+    pub reason: Option<(String, String)>,
 }
 
 /// An open `GET /events` stream. Dropping it closes the connection.
@@ -141,7 +144,14 @@ impl Sse {
             "the start comment is {comment:?}, not snapshot or resumed"
         );
         let header = self.head.header("broker-start").map(str::to_string);
-        Start { retry, comment, header }
+        let reason = match self.head.header("broker-start-reason").map(str::to_string) {
+            Some(reason) => match self.next_frame(FRAME_TIMEOUT).await {
+                Frame::Comment(comment) => Some((reason, comment)),
+                other => panic!("the line after the start comment is {other:?}, not the reason"),
+            },
+            None => None,
+        };
+        Start { retry, comment, header, reason }
     }
 
     /// The next frame; panics if none arrives within `timeout` or the stream ends.
