@@ -3,8 +3,9 @@
 //!
 //! Each round visits the events a rule governs and prunes each in steps of at most
 //! [`PRUNE_STEP`] versions: one short storage call at a time, so that commits never wait long
-//! behind it. An event is visited again once it has new versions, and otherwise now and then
-//! (see `revisit_after`), since versions it had to keep may have aged out.
+//! behind it. An event is visited again the next round while it holds versions kept only for
+//! the idempotency window, once it has new versions, and otherwise now and then (see
+//! `revisit_after`), since versions may have aged out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,23 +94,31 @@ async fn prune_round(
             continue;
         }
         horizons.begin(&event, latest);
-        loop {
+        let done = loop {
             let pruned = storage.prune(&event, rule.retention(now_millis()), PRUNE_STEP).await?;
             metrics.pruned.increment(pruned.removed as u64);
             if !pruned.more {
-                break;
+                break true;
+            }
+            if pruned.removed < PRUNE_STEP {
+                // Versions kept for the idempotency window: the next round tries again.
+                break false;
             }
             // Let inserts and reads run between two steps.
             tokio::task::yield_now().await;
+        };
+        if done {
+            visits.insert(event, Visit { latest, at: Instant::now() });
+        } else {
+            visits.remove(&event);
         }
-        visits.insert(event, Visit { latest, at: Instant::now() });
     }
     Ok(())
 }
 
-/// How long after a visit an event without new versions is visited again: versions it kept for
-/// the idempotency window, or that were young then under a rule that bounds age, may be
-/// prunable since. Every 60 rounds, or a tenth of the age bound if sooner (at least a second).
+/// How long after a visit that left nothing to prune an event without new versions is visited
+/// again: under a rule that bounds age, versions that were young then may have aged out since.
+/// Every 60 rounds, or a tenth of the age bound if sooner (at least a second).
 fn revisit_after(rule: &RetentionRule, interval: Duration) -> Duration {
     let age = rule.kept_age().map(|age| (age / 10).max(Duration::from_secs(1)));
     (interval * 60).min(age.unwrap_or(Duration::MAX))

@@ -183,10 +183,10 @@ impl Storage for MemoryStorage {
         for (index, &id) in ids[..prunable].iter().enumerate() {
             let version = &state.log[&id];
             let newer = (ids.len() - index - 1) as u64;
-            if !retention.releases(newer, version.timestamp) || version.timestamp >= window_start {
+            if !retention.releases(newer, version.timestamp) {
                 break;
             }
-            if removed == limit {
+            if removed == limit || version.timestamp >= window_start {
                 more = true;
                 break;
             }

@@ -45,7 +45,9 @@ impl Retention {
 pub struct Pruned {
     /// How many versions it removed.
     pub removed: usize,
-    /// Whether versions the retention lets go of remain: the call stopped at its `limit`.
+    /// Whether versions the retention lets go of remain: the call stopped at its `limit` (then
+    /// `removed` is the limit, and the next call goes on at once), or at a version kept for the
+    /// idempotency window (which a call after the window has passed removes).
     pub more: bool,
 }
 

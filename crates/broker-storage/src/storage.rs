@@ -167,6 +167,8 @@ pub trait Storage: Send + Sync + 'static {
     ///   but the horizon always covers what is removed: after a crash the removed versions may be
     ///   back with the horizon as it was before, or the horizon may stay ahead of versions still
     ///   there, never the other way round.
+    /// - [`Pruned::more`] says whether versions the retention lets go of remain: ones past
+    ///   `limit`, or ones kept for the idempotency window.
     /// - An event never stored, or one with nothing to remove, gives `Pruned::default()`.
     ///
     /// The space the removed versions took is reused by later appends, or given back.
