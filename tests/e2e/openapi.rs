@@ -218,6 +218,11 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
         case(Method::GET, "/audit/nobody"),
         case(Method::GET, "/audit/user?limit=0"),
         case(Method::PUT, "/audit/user"),
+        case(Method::GET, "/snapshot"),
+        case(Method::GET, "/snapshot?event=user&at=1"),
+        case(Method::GET, "/snapshot?at=2026-11-30T10:03:00Z"),
+        case(Method::GET, "/snapshot?at=yesterday"),
+        case(Method::DELETE, "/snapshot"),
         case(Method::GET, "/healthz"),
         case(Method::GET, "/readyz"),
         case(Method::GET, "/metrics"),
@@ -243,6 +248,8 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
         case(Method::GET, "/events?event=secret").header("authorization", bearer.clone()),
         case(Method::GET, "/audit/secret"),
         case(Method::GET, "/audit/secret").header("authorization", bearer.clone()),
+        case(Method::GET, "/snapshot"),
+        case(Method::GET, "/snapshot?event=secret").header("authorization", bearer.clone()),
         case(Method::GET, "/metrics"),
         case(Method::GET, "/healthz"),
         case(Method::GET, "/backup"),
@@ -250,6 +257,21 @@ async fn every_answer_is_documented_and_every_documented_answer_happens() {
     ];
     for case in cases {
         seen.insert(check(&spec, &secured, case).await);
+    }
+
+    // Retention: the state before what was pruned is gone, and the audit says how far.
+    let pruned =
+        Server::start_with(&["--idempotency-window", "100ms", "--retain", "a=1"], &[]).await;
+    let first = pruned.insert("a", json!(1)).await;
+    pruned.insert("a", json!(2)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while pruned.audit("a").await.len() > 1 {
+        assert!(std::time::Instant::now() < deadline, "a was not pruned");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let at = format!("/snapshot?at={}", first.id);
+    for case in [case(Method::GET, &at), case(Method::GET, "/audit/a")] {
+        seen.insert(check(&spec, &pruned, case).await);
     }
 
     // A full house of event streams.
