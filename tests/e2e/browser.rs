@@ -2,8 +2,9 @@
 //! Debian's `chromium` package, driven through `chromedriver` over WebDriver.
 //!
 //! Two windows share a form: typing in one shows in the other; a reload comes back in the latest
-//! state without any request but `/events`; a restart of the server is survived by itself. A
-//! screenshot of each window is kept in the test's output directory.
+//! state without any request but `/events`; a restart of the server is survived by itself; the
+//! timeline shows the form as it was at any version. A screenshot of each window is kept in the
+//! test's output directory.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -214,6 +215,33 @@ async fn demo_page_shares_a_form_between_windows_and_survives_reload_and_restart
         wait_for_field(window, "message", "after restart").await;
         wait_until_live(window).await;
     }
+
+    // The timeline: the first position shows the form as its first version left it, the last
+    // as it is now, each asked of /snapshot?at= by the page. The slider is moved with the keys a
+    // user would press.
+    let history = server.audit("form").await;
+    let first_name = history[0].data()["name"].as_str().unwrap_or_default().to_owned();
+    first.find(Locator::Id("timeline-load")).await.expect("button").click().await.expect("click");
+    eventually("the timeline to load", || async {
+        let at = first.find(Locator::Id("past-at")).await.ok()?;
+        let id = at.attr("data-id").await.ok()??;
+        (id == history.last()?.id.to_string()).then_some(())
+    })
+    .await;
+    wait_for_field(&first, "past-name", "Ferris").await;
+    let slider = first.find(Locator::Id("timeline")).await.expect("the slider");
+    slider.send_keys("\u{E011}").await.expect("press Home"); // WebDriver's Home key.
+    wait_for_field(&first, "past-name", &first_name).await;
+    wait_for_field(&first, "past-email", "").await;
+    let at = first.find(Locator::Id("past-at")).await.expect("the label");
+    let at = at.attr("data-id").await.expect("read the id").unwrap_or_default();
+    assert_eq!(at, history[0].id.to_string(), "the first position is the first version");
+    slider.send_keys("\u{E010}").await.expect("press End"); // WebDriver's End key.
+    wait_for_field(&first, "past-message", "after restart").await;
+    assert!(
+        requests_by_route(&server).await.get("snapshot").copied().unwrap_or(0) >= 3,
+        "each position was asked of /snapshot"
+    );
 
     // The audit view lists every version of the form, oldest first.
     first.find(Locator::Id("audit-load")).await.expect("button").click().await.expect("click");
