@@ -11,8 +11,9 @@
 //!   idempotency window.
 //! - `health.rs`: whether the database failed, and when it may be reopened.
 //! - `open.rs`: opening the file, first and after a failure.
-//! - `ops.rs`: the blocking work of each operation, one redb transaction each; `prune.rs` that
-//!   of a prune, in short transactions, and `counts.rs` the per-event counts a prune reads.
+//! - `ops.rs`: the blocking work of each operation, one redb transaction each; `retention.rs`
+//!   that of a prune (in short transactions), of the horizons and of the state at a past id, and
+//!   `counts.rs` the per-event counts a prune reads.
 //! - `space.rs`: the free-space guard.
 //! - `check.rs` and `backup.rs`: [`RedbStorage::check`] ([`CheckReport`]) and
 //!   [`RedbStorage::backup`] ([`BackupReport`]).
@@ -54,7 +55,7 @@ mod journal;
 mod open;
 mod ops;
 mod options;
-mod prune;
+mod retention;
 mod schema;
 mod space;
 mod store;

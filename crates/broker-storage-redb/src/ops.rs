@@ -13,7 +13,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTr
 use crate::counts::{self, Counts};
 use crate::error::{Fault, from_io, from_redb, from_redb_write};
 use crate::journal::{self, Journal, Record, WriteError};
-use crate::prune;
+use crate::retention;
 use crate::schema::{self, BY_EVENT, COUNTS, KEY_TIMES, KEYS, LATEST, VERSIONS};
 use crate::space::{self, Space};
 
@@ -224,12 +224,12 @@ impl<'txn> Tables<'txn> {
         id: u64,
         stored_at: u64,
     ) -> Result<Option<Version>, Fault> {
-        if stored_at < prune::window_start(window)
+        if stored_at < retention::window_start(window)
             && self.versions.get(id).map_err(from_redb_write)?.is_none()
         {
             return Ok(None);
         }
-        lookup(&self.versions, id, "keys", from_redb_write).map(Some)
+        schema::lookup(&self.versions, id, "keys", from_redb_write).map(Some)
     }
 
     /// Writes the `latest` and `counts` rows of each event among `stored`, the versions a batch
@@ -316,7 +316,7 @@ pub(crate) fn latest(db: &Database) -> Result<Vec<Version>, Fault> {
     let mut found = Vec::new();
     for entry in latest.iter().map_err(from_redb)? {
         let (event, id) = entry.map_err(from_redb)?;
-        let version = lookup(&versions, id.value(), "latest", from_redb)?;
+        let version = schema::lookup(&versions, id.value(), "latest", from_redb)?;
         if version.event != event.value() {
             return Err(StorageError::Corrupt(format!(
                 "latest names version {} for event {:?}, which belongs to {:?}",
@@ -327,34 +327,6 @@ pub(crate) fn latest(db: &Database) -> Result<Vec<Version>, Fault> {
             .into());
         }
         found.push(version);
-    }
-    found.sort_unstable_by_key(|version| version.id);
-    Ok(found)
-}
-
-/// The newest version with an id up to `at` of every event that has one, in id order: per event,
-/// its `latest` row, or the last `by_event` key up to `at` when that is older, and one `versions`
-/// lookup.
-pub(crate) fn latest_at(db: &Database, at: u64) -> Result<Vec<Version>, Fault> {
-    let txn = db.begin_read().map_err(from_redb)?;
-    let latest = txn.open_table(LATEST).map_err(from_redb)?;
-    let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
-    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
-    let mut found = Vec::new();
-    for entry in latest.iter().map_err(from_redb)? {
-        let (event, newest) = entry.map_err(from_redb)?;
-        let (event, newest) = (event.value(), newest.value());
-        let (id, table) = if newest <= at {
-            (newest, "latest")
-        } else {
-            let range = (Bound::Included((event, 0)), Bound::Included((event, at)));
-            match by_event.range(range).map_err(from_redb)?.next_back() {
-                Some(entry) => (entry.map_err(from_redb)?.0.value().1, "by_event"),
-                // No version of the event up to `at` is stored: it came later, or they were pruned.
-                None => continue,
-            }
-        };
-        found.push(lookup(&versions, id, table, from_redb)?);
     }
     found.sort_unstable_by_key(|version| version.id);
     Ok(found)
@@ -379,7 +351,7 @@ pub(crate) fn history(
     for entry in by_event.range(range).map_err(from_redb)?.take(limit) {
         let (key, _) = entry.map_err(from_redb)?;
         let (_, id) = key.value();
-        found.push(lookup(&versions, id, "by_event", from_redb)?);
+        found.push(schema::lookup(&versions, id, "by_event", from_redb)?);
     }
     Ok(found)
 }
@@ -395,21 +367,4 @@ pub(crate) fn since(db: &Database, after: u64, limit: usize) -> Result<Vec<Versi
         found.push(schema::version(id.value(), row.value()));
     }
     Ok(found)
-}
-
-/// The version `id`, which the index `table` says exists; `map` maps redb's errors as the
-/// transaction reading it requires.
-fn lookup(
-    versions: &impl ReadableTable<u64, (&'static str, u64, &'static str)>,
-    id: u64,
-    table: &str,
-    map: fn(redb::StorageError) -> Fault,
-) -> Result<Version, Fault> {
-    match versions.get(id).map_err(map)? {
-        Some(row) => Ok(schema::version(id, row.value())),
-        None => {
-            Err(StorageError::Corrupt(format!("{table} names version {id}, which is missing"))
-                .into())
-        }
-    }
 }

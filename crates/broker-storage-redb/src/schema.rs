@@ -102,6 +102,23 @@ pub(crate) fn version(id: u64, (event, timestamp, data): (&str, u64, &str)) -> V
     Version { id, event: event.to_owned(), timestamp, data: data.to_owned() }
 }
 
+/// The version `id`, which the index `table` says exists; `map` maps redb's errors as the
+/// transaction reading it requires.
+pub(crate) fn lookup(
+    versions: &impl ReadableTable<u64, (&'static str, u64, &'static str)>,
+    id: u64,
+    table: &str,
+    map: fn(redb::StorageError) -> Fault,
+) -> Result<Version, Fault> {
+    match versions.get(id).map_err(map)? {
+        Some(row) => Ok(version(id, row.value())),
+        None => {
+            Err(StorageError::Corrupt(format!("{table} names version {id}, which is missing"))
+                .into())
+        }
+    }
+}
+
 /// What identifies a database and where its log ends: read when it is opened, and again when it
 /// is reopened after a failure, to be sure it is the same file with nothing acknowledged missing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

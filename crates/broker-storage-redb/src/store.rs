@@ -19,7 +19,7 @@ use crate::error::{Fault, catching, from_join, from_redb, in_file};
 use crate::health::{Access, Admission, Health};
 use crate::journal::{self, Journal};
 use crate::space::{self, Space};
-use crate::{RedbOptions, open, ops, prune};
+use crate::{RedbOptions, open, ops, retention};
 
 /// A [`Storage`] kept in one redb file.
 ///
@@ -421,7 +421,7 @@ impl Storage for RedbStorage {
     }
 
     async fn latest_at(&self, at: u64) -> Result<Vec<Version>, StorageError> {
-        self.run(Access::Read, move |_, database| ops::latest_at(database, at)).await
+        self.run(Access::Read, move |_, database| retention::latest_at(database, at)).await
     }
 
     /// Removes in transactions of at most 1,024 versions, each committed without durability (so
@@ -437,13 +437,13 @@ impl Storage for RedbStorage {
         let event = event.to_owned();
         self.run(Access::Write, move |shared, database| {
             shared.space.check(space::needed_for(0))?;
-            prune::prune(database, shared.options.idempotency_window, &event, retention, limit)
+            retention::prune(database, shared.options.idempotency_window, &event, retention, limit)
         })
         .await
     }
 
     async fn horizons(&self) -> Result<Vec<Horizon>, StorageError> {
-        self.run(Access::Read, |_, database| prune::horizons(database)).await
+        self.run(Access::Read, |_, database| retention::horizons(database)).await
     }
 
     /// The lengths of the database file and of its journal.

@@ -1,5 +1,6 @@
-//! Pruning: removing the oldest versions of one event, in short write transactions, and reading
-//! the horizons it leaves. `store.rs` runs these on tokio's blocking pool.
+//! Retention: removing the oldest versions of one event, in short write transactions, reading the
+//! horizons that leaves, and reading the state of the log at a past id, which must skip what was
+//! removed. `store.rs` runs these on tokio's blocking pool.
 //!
 //! A prune commits without durability, like an append: its removals and its horizon are in one
 //! transaction, so a crash keeps both or undoes both, and the journal's next checkpoint makes them
@@ -10,12 +11,12 @@
 use std::ops::Bound;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use broker_storage::{Horizon, Pruned, Retention, StorageError};
+use broker_storage::{Horizon, Pruned, Retention, StorageError, Version};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::counts;
 use crate::error::{Fault, from_redb, from_redb_write};
-use crate::schema::{BY_EVENT, COUNTS, HORIZONS, LATEST, VERSIONS};
+use crate::schema::{self, BY_EVENT, COUNTS, HORIZONS, LATEST, VERSIONS};
 
 /// The most versions one write transaction removes. A prune of more takes several, each of which
 /// an append may follow, so that an append never waits long behind a large prune. Each removal
@@ -123,6 +124,34 @@ pub(crate) fn horizons(db: &Database) -> Result<Vec<Horizon>, Fault> {
         let (event, through) = entry.map_err(from_redb)?;
         found.push(Horizon { event: event.value().to_owned(), pruned_through: through.value() });
     }
+    Ok(found)
+}
+
+/// The newest version with an id up to `at` of every event that has one, in id order: per event,
+/// its `latest` row, or the last `by_event` key up to `at` when that is older, and one `versions`
+/// lookup.
+pub(crate) fn latest_at(db: &Database, at: u64) -> Result<Vec<Version>, Fault> {
+    let txn = db.begin_read().map_err(from_redb)?;
+    let latest = txn.open_table(LATEST).map_err(from_redb)?;
+    let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
+    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    let mut found = Vec::new();
+    for entry in latest.iter().map_err(from_redb)? {
+        let (event, newest) = entry.map_err(from_redb)?;
+        let (event, newest) = (event.value(), newest.value());
+        let (id, table) = if newest <= at {
+            (newest, "latest")
+        } else {
+            let range = (Bound::Included((event, 0)), Bound::Included((event, at)));
+            match by_event.range(range).map_err(from_redb)?.next_back() {
+                Some(entry) => (entry.map_err(from_redb)?.0.value().1, "by_event"),
+                // No version of the event up to `at` is stored: it came later, or they were pruned.
+                None => continue,
+            }
+        };
+        found.push(schema::lookup(&versions, id, table, from_redb)?);
+    }
+    found.sort_unstable_by_key(|version| version.id);
     Ok(found)
 }
 
