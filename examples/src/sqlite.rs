@@ -3,19 +3,24 @@
 //! Schema: one `versions` table whose integer primary key is the version id (SQLite's rowid,
 //! which `AUTOINCREMENT` keeps from ever being reused), an index on `(event, id)` for exact-name
 //! history pages, a `latest` table for the snapshot, an `idempotency_keys` table (indexed by
-//! time, to prune the expired ones) and a `meta` row holding the database's identity.
+//! time, to prune the expired ones), a `horizons` table (how far each pruned event was pruned;
+//! the SQL of pruning is in `sqlite/retention.rs`) and a `meta` row holding the database's
+//! identity.
 //!
 //! Its tails come from [`LocalTails`]: one `SqliteStorage` is the only writer of its file, and
 //! hands each committed batch to them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{
-    DEFAULT_IDEMPOTENCY_WINDOW, LocalTails, NewVersion, Storage, StorageError, Tail, Uuid, Version,
+    DEFAULT_IDEMPOTENCY_WINDOW, Horizon, LocalTails, NewVersion, Pruned, Retention, Storage,
+    StorageError, Tail, Uuid, Version,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+mod retention;
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -35,6 +40,10 @@ const SCHEMA: &str = "
         timestamp INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS idempotency_keys_by_time ON idempotency_keys (timestamp);
+    CREATE TABLE IF NOT EXISTS horizons (
+        event TEXT PRIMARY KEY,
+        pruned_through INTEGER NOT NULL
+    );
 ";
 
 /// Expired idempotency keys deleted per append, beyond twice the keys it stores: more go than
@@ -49,6 +58,8 @@ type Shared = Arc<Mutex<Option<Connection>>>;
 /// Open one per file and share it (in an `Arc`) rather than opening the file twice: its tails
 /// see only the versions appended through it.
 pub struct SqliteStorage {
+    /// The database file, whose size (with its write-ahead log) is the store's.
+    path: PathBuf,
     database_id: Uuid,
     /// How long an idempotency key is remembered, from its version's timestamp.
     idempotency_window: Duration,
@@ -66,6 +77,7 @@ impl SqliteStorage {
         let path = path.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || {
             let connection = Connection::open(&path).map_err(backend)?;
+            // On a file written before pruning, this adds the `horizons` table.
             connection.execute_batch(SCHEMA).map_err(backend)?;
             let stored: Option<Vec<u8>> = connection
                 .query_row("SELECT value FROM meta WHERE key = 'database_id'", [], |row| row.get(0))
@@ -89,6 +101,7 @@ impl SqliteStorage {
                 .query_row("SELECT COALESCE(MAX(id), 0) FROM versions", [], |row| row.get(0))
                 .map_err(backend)?;
             Ok(SqliteStorage {
+                path,
                 database_id,
                 idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
                 connection: Arc::new(Mutex::new(Some(connection))),
@@ -175,6 +188,11 @@ fn prune(
         params![sql_int(expired_by), sql_int(limit)],
     )?;
     Ok(())
+}
+
+/// The length of the file at `path`, 0 when there is none (SQLite removes its log on close).
+fn file_len(path: &PathBuf) -> u64 {
+    std::fs::metadata(path).map_or(0, |metadata| metadata.len())
 }
 
 fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StorageError {
@@ -288,6 +306,35 @@ impl Storage for SqliteStorage {
         self.with(move |connection| since(connection, after, limit)).await
     }
 
+    async fn latest_at(&self, at: u64) -> Result<Vec<Version>, StorageError> {
+        self.with(move |connection| retention::latest_at(connection, at)).await
+    }
+
+    async fn prune(
+        &self,
+        event: &str,
+        retention: Retention,
+        limit: usize,
+    ) -> Result<Pruned, StorageError> {
+        let (event, window) = (event.to_owned(), self.idempotency_window);
+        self.with(move |connection| retention::prune(connection, &event, retention, limit, window))
+            .await
+    }
+
+    async fn horizons(&self) -> Result<Vec<Horizon>, StorageError> {
+        self.with(|connection| retention::horizons(connection)).await
+    }
+
+    /// The database file and its write-ahead log.
+    async fn size(&self) -> Result<Option<u64>, StorageError> {
+        let mut log = self.path.clone().into_os_string();
+        log.push("-wal");
+        let files = [self.path.clone(), PathBuf::from(log)];
+        // Through the connection, so that a closed store says so.
+        let size = self.with(move |_| Ok(files.iter().map(file_len).sum::<u64>())).await?;
+        Ok(Some(size))
+    }
+
     fn tail(&self, after: u64) -> Tail {
         // Weak, so that a tail does not keep the file open after the store is dropped.
         let connection: Weak<_> = Arc::downgrade(&self.connection);
@@ -372,6 +419,27 @@ mod tests {
         assert_eq!(retry, first, "the key survives a reopen, within the window");
         let after = store.append(vec![keyed(61_000)]).await.expect("append");
         assert!(after[0].id > first[0].id, "after the window the key stores a new version");
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_prune_survives_a_reopen() {
+        use broker_storage::{Horizon, NewVersion, Retention, Storage};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pruned.sqlite");
+        let store = SqliteStorage::open(&path).await.expect("open");
+        let batch = (0..5).map(|n| NewVersion::new("a", 1_000 + n, n.to_string())).collect();
+        let stored = store.append(batch).await.expect("append");
+        let pruned = store.prune("a", Retention::last(2), 10).await.expect("prune");
+        assert_eq!(pruned.removed, 3);
+        assert!(store.size().await.expect("size").is_some_and(|size| size > 0), "a file's size");
+        store.close().await.expect("close");
+
+        let store = SqliteStorage::open(&path).await.expect("open");
+        let horizon = Horizon { event: "a".into(), pruned_through: stored[2].id };
+        assert_eq!(store.horizons().await.expect("horizons"), [horizon]);
+        assert_eq!(store.history("a", 0, 10).await.expect("history"), stored[3..]);
         store.close().await.expect("close");
     }
 }

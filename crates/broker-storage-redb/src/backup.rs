@@ -1,6 +1,7 @@
 //! [`RedbStorage::backup`](crate::RedbStorage::backup): a consistent copy of a running store in a
 //! new file. Runs on a blocking thread, under the store's read guard.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTabl
 
 use crate::RedbOptions;
 use crate::error::{Fault, from_redb, in_file};
-use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
+use crate::schema::{self, BY_EVENT, COUNTS, HORIZONS, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
 
 /// What [`RedbStorage::backup`](crate::RedbStorage::backup) wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +74,9 @@ fn copy(
     let versions = txn.open_table(VERSIONS).map_err(source)?;
     let mut rows = versions.iter().map_err(source)?;
     let mut report = BackupReport { versions: 0, last_id: 0 };
+    // Each event's count and newest id, for the copy's `counts`, so that its first prune of an
+    // event need not count it.
+    let mut counts: HashMap<String, (u64, u64)> = HashMap::new();
     let mut done = false;
     while !done {
         // Durable only at the end: the identity written last makes the copy usable, and a crash
@@ -99,6 +103,8 @@ fn copy(
                     .map_err(|error| target(to, error))?;
                 by_event.insert((event, id), ()).map_err(|error| target(to, error))?;
                 latest.insert(event, id).map_err(|error| target(to, error))?;
+                let (count, newest) = counts.entry(event.to_owned()).or_default();
+                (*count, *newest) = (*count + 1, id);
                 report.versions += 1;
                 report.last_id = id;
             }
@@ -131,9 +137,23 @@ fn copy(
         write.commit().map_err(|error| target(to, error))?;
     }
 
+    // The horizons, which say how far back each pruned event's history reaches, and the counts:
+    // a row per event each, few enough for one transaction.
+    let horizons = txn.open_table(HORIZONS).map_err(source)?;
     let mut write = copy.begin_write().map_err(|error| target(to, error))?;
     write.set_durability(Durability::Immediate).map_err(|error| target(to, error))?;
     {
+        let mut copy_horizons = write.open_table(HORIZONS).map_err(|error| target(to, error))?;
+        for entry in horizons.iter().map_err(source)? {
+            let (event, through) = entry.map_err(source)?;
+            copy_horizons
+                .insert(event.value(), through.value())
+                .map_err(|error| target(to, error))?;
+        }
+        let mut copy_counts = write.open_table(COUNTS).map_err(|error| target(to, error))?;
+        for (event, row) in &counts {
+            copy_counts.insert(event.as_str(), *row).map_err(|error| target(to, error))?;
+        }
         let mut meta = write.open_table(META).map_err(|error| target(to, error))?;
         schema::write_identity(&mut meta, database_id)
             .map_err(|fault| Side::Copy(copy_error(to, fault.error)))?;

@@ -14,7 +14,7 @@ use redb::{
 use crate::RedbOptions;
 use crate::error::{Fault, catching, from_open, from_redb};
 use crate::journal::{self, Journal};
-use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
+use crate::schema::{self, BY_EVENT, COUNTS, HORIZONS, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
 
 /// What [`RedbStorage::check`](crate::RedbStorage::check) found in a database file.
 ///
@@ -35,6 +35,8 @@ pub struct CheckReport {
     pub last_id: u64,
     /// The number of idempotency keys read, each naming the version stored under it.
     pub keys: u64,
+    /// The number of events some versions of which were pruned (rows of the horizons table).
+    pub pruned_events: u64,
     /// The versions the file's journal holds beyond its last id: acknowledged versions that a
     /// crash kept out of the file, which the next start stores into it.
     pub journal_versions: u64,
@@ -62,6 +64,9 @@ impl fmt::Display for CheckReport {
             " {} versions of {} events, last id {}, {} idempotency keys",
             self.versions, self.events, self.last_id, self.keys
         )?;
+        if self.pruned_events > 0 {
+            write!(f, ", {} events pruned", self.pruned_events)?;
+        }
         if self.journal_versions > 0 {
             write!(f, ", {} more in its journal, stored at the next start", self.journal_versions)?;
         }
@@ -88,6 +93,7 @@ pub(crate) fn run(path: &Path) -> Result<CheckReport, StorageError> {
         events: 0,
         last_id: 0,
         keys: 0,
+        pruned_events: 0,
         journal_versions: 0,
         problem: None,
     };
@@ -146,7 +152,10 @@ fn found(mut report: CheckReport, what: &str, fault: Fault) -> Result<CheckRepor
 /// Reads every table in one read transaction, decoding every row, and checks that the indexes
 /// match the log: `by_event` holds every version once under its own event, `latest` holds the
 /// newest version of every event, and each idempotency key names a stored version, at that
-/// version's timestamp, once in `keys` and once in `key_times`.
+/// version's timestamp, once in `keys` and once in `key_times`. Where versions were pruned, every
+/// hole in the ids lies at or below a horizon, no version of a pruned event is left at or below
+/// its horizon, its latest version is above it, and a key may name a version that is gone only
+/// at or below a horizon; a current row of `counts` must count its event's versions.
 fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<(), Fault> {
     let txn = database.begin_read().map_err(from_redb)?;
     let meta = txn.open_table(META).map_err(from_redb)?;
@@ -154,6 +163,18 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
     if report.database_id.is_none() {
         return Err(corrupt("it has no database identity".to_owned()));
     }
+
+    // A file written before pruning has no horizons: nothing was pruned from it.
+    let mut horizons: HashMap<String, u64> = HashMap::new();
+    if let Some(table) = optional(&txn, HORIZONS)? {
+        for entry in table.iter().map_err(from_redb)? {
+            let (event, through) = entry.map_err(from_redb)?;
+            horizons.insert(event.value().to_owned(), through.value());
+        }
+    }
+    report.pruned_events = horizons.len() as u64;
+    // Every id up to this one may have been pruned.
+    let pruned_through = horizons.values().copied().max().unwrap_or(0);
 
     let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
     // The newest id of each event, which `latest` must name.
@@ -164,6 +185,14 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
         if id <= report.last_id {
             return Err(corrupt(format!("versions lists id {id} after id {}", report.last_id)));
         }
+        // Ids are handed out without holes; only a prune leaves them.
+        if id - 1 > report.last_id && id - 1 > pruned_through {
+            return Err(corrupt(format!(
+                "versions {} to {} are missing, and no horizon says they were pruned",
+                report.last_id + 1,
+                id - 1
+            )));
+        }
         // Decoding the row checks that its event and data are whole UTF-8 strings.
         let (event, _, _) = row.value();
         newest.insert(event.to_owned(), id);
@@ -173,11 +202,24 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
 
     let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
     let mut indexed = 0;
+    // The number of versions of each event.
+    let mut counted: HashMap<String, u64> = HashMap::new();
     for entry in by_event.iter().map_err(from_redb)? {
         let (key, _) = entry.map_err(from_redb)?;
         let (event, id) = key.value();
+        if let Some(&through) = horizons.get(event)
+            && id <= through
+        {
+            return Err(corrupt(format!(
+                "version {id} of {event:?} is stored, yet its horizon says it was pruned \
+                 (through {through})"
+            )));
+        }
         match versions.get(id).map_err(from_redb)? {
-            Some(row) if row.value().0 == event => indexed += 1,
+            Some(row) if row.value().0 == event => {
+                indexed += 1;
+                *counted.entry(event.to_owned()).or_default() += 1;
+            }
             Some(row) => {
                 return Err(corrupt(format!(
                     "by_event files version {id} under {event:?}, but it belongs to {:?}",
@@ -222,6 +264,32 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
         )));
     }
 
+    // A prune keeps the latest version of its event, so a pruned event still has one; that it
+    // lies above the horizon was checked with `by_event`.
+    for (event, through) in &horizons {
+        if !newest.contains_key(event) {
+            return Err(corrupt(format!("{event:?} has a horizon ({through}) but no versions")));
+        }
+    }
+    if let Some(counts) = optional(&txn, COUNTS)? {
+        for entry in counts.iter().map_err(from_redb)? {
+            let (event, row) = entry.map_err(from_redb)?;
+            let (event, (count, through)) = (event.value(), row.value());
+            let Some(&newest) = newest.get(event) else {
+                return Err(corrupt(format!(
+                    "counts has a row for {event:?}, which has no versions"
+                )));
+            };
+            // A stale row (an older build appended since) is counted again by the next prune.
+            let stored = counted.get(event).copied().unwrap_or(0);
+            if through == newest && count != stored {
+                return Err(corrupt(format!(
+                    "counts gives {event:?} {count} versions, and it has {stored}"
+                )));
+            }
+        }
+    }
+
     let (keys, key_times) = match (optional(&txn, KEYS)?, optional(&txn, KEY_TIMES)?) {
         (Some(keys), Some(key_times)) => (keys, key_times),
         // A file written before the idempotency tables has neither: it holds no keys.
@@ -240,6 +308,8 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
                     row.value().1
                 )));
             }
+            // Pruned, long after the key's window: the next appends delete the key.
+            None if id <= pruned_through => {}
             None => {
                 return Err(corrupt(format!(
                     "keys names version {id} for key {key:?}, which is missing"

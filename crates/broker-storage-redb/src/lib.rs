@@ -11,7 +11,9 @@
 //!   idempotency window.
 //! - `health.rs`: whether the database failed, and when it may be reopened.
 //! - `open.rs`: opening the file, first and after a failure.
-//! - `ops.rs`: the blocking work of each operation, one redb transaction each.
+//! - `ops.rs`: the blocking work of each operation, one redb transaction each; `retention.rs`
+//!   that of a prune (in short transactions), of the horizons and of the state at a past id, and
+//!   `counts.rs` the per-event counts a prune reads.
 //! - `space.rs`: the free-space guard.
 //! - `check.rs` and `backup.rs`: [`RedbStorage::check`] ([`CheckReport`]) and
 //!   [`RedbStorage::backup`] ([`BackupReport`]).
@@ -46,12 +48,14 @@
 
 mod backup;
 mod check;
+mod counts;
 mod error;
 mod health;
 mod journal;
 mod open;
 mod ops;
 mod options;
+mod retention;
 mod schema;
 mod space;
 mod store;

@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use broker_storage::{NewVersion, StorageError, Version};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
+use crate::counts::{self, Counts};
 use crate::error::{Fault, from_io, from_redb, from_redb_write};
 use crate::journal::{self, Journal, Record, WriteError};
-use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, VERSIONS};
+use crate::retention;
+use crate::schema::{self, BY_EVENT, COUNTS, KEY_TIMES, KEYS, LATEST, VERSIONS};
 use crate::space::{self, Space};
 
 /// What an append returns: the version for each new version of the batch, in batch order, and
@@ -98,8 +100,9 @@ pub(crate) fn append(
                     tables.keys.get(key).map_err(from_redb_write)?.map(|row| row.value());
                 if let Some((stored_id, stored_at)) = previous
                     && within(window, stored_at, new.timestamp)
+                    && let Some(original) = tables.stored_under_key(window, stored_id, stored_at)?
                 {
-                    appended.push(lookup(&tables.versions, stored_id, "keys", from_redb_write)?);
+                    appended.push(original);
                     continue;
                 }
             }
@@ -175,6 +178,7 @@ struct Tables<'txn> {
     latest: Table<'txn, &'static str, u64>,
     keys: Table<'txn, &'static str, (u64, u64)>,
     key_times: Table<'txn, (u64, &'static str), ()>,
+    counts: Counts<'txn>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -185,6 +189,7 @@ impl<'txn> Tables<'txn> {
             latest: txn.open_table(LATEST).map_err(from_redb_write)?,
             keys: txn.open_table(KEYS).map_err(from_redb_write)?,
             key_times: txn.open_table(KEY_TIMES).map_err(from_redb_write)?,
+            counts: txn.open_table(COUNTS).map_err(from_redb_write)?,
         })
     }
 
@@ -210,18 +215,41 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Writes the `latest` row of each event among `stored`, the versions a batch stored: one
-    /// write per event rather than per version, since a batch often holds many versions of one
-    /// event. A version may appear twice (returned again under a key used twice in the batch),
-    /// so each event gets its greatest id, wherever it is.
-    fn set_latest<'a>(&mut self, stored: impl Iterator<Item = &'a Version>) -> Result<(), Fault> {
-        let mut newest: HashMap<&str, u64> = HashMap::new();
-        for version in stored {
-            let id = newest.entry(&version.event).or_insert(version.id);
-            *id = (*id).max(version.id);
+    /// The version `id` stored under an idempotency key at `stored_at`, or `None` when it was
+    /// pruned: a prune removes only versions older than the window by the clock, so a missing
+    /// version that young is damage.
+    fn stored_under_key(
+        &self,
+        window: Duration,
+        id: u64,
+        stored_at: u64,
+    ) -> Result<Option<Version>, Fault> {
+        if stored_at < retention::window_start(window)
+            && self.versions.get(id).map_err(from_redb_write)?.is_none()
+        {
+            return Ok(None);
         }
-        for (event, id) in newest {
-            self.latest.insert(event, id).map_err(from_redb_write)?;
+        schema::lookup(&self.versions, id, "keys", from_redb_write).map(Some)
+    }
+
+    /// Writes the `latest` and `counts` rows of each event among `stored`, the versions a batch
+    /// stored, in id order: one write per event rather than per version, since a batch often
+    /// holds many versions of one event. A version may appear twice (returned again under a key
+    /// used twice in the batch), after the first time, so only a version newer than the last of
+    /// its event is counted.
+    fn set_latest<'a>(&mut self, stored: impl Iterator<Item = &'a Version>) -> Result<(), Fault> {
+        // For each event, its newest id and how many versions the batch stored.
+        let mut newest: HashMap<&str, (u64, u64)> = HashMap::new();
+        for version in stored {
+            let (id, added) = newest.entry(&version.event).or_insert((0, 0));
+            if version.id > *id {
+                *id = version.id;
+                *added += 1;
+            }
+        }
+        for (event, (id, added)) in newest {
+            let before = self.latest.insert(event, id).map_err(from_redb_write)?.map(|r| r.value());
+            counts::add(&mut self.counts, event, before, added, id)?;
         }
         Ok(())
     }
@@ -288,7 +316,7 @@ pub(crate) fn latest(db: &Database) -> Result<Vec<Version>, Fault> {
     let mut found = Vec::new();
     for entry in latest.iter().map_err(from_redb)? {
         let (event, id) = entry.map_err(from_redb)?;
-        let version = lookup(&versions, id.value(), "latest", from_redb)?;
+        let version = schema::lookup(&versions, id.value(), "latest", from_redb)?;
         if version.event != event.value() {
             return Err(StorageError::Corrupt(format!(
                 "latest names version {} for event {:?}, which belongs to {:?}",
@@ -323,7 +351,7 @@ pub(crate) fn history(
     for entry in by_event.range(range).map_err(from_redb)?.take(limit) {
         let (key, _) = entry.map_err(from_redb)?;
         let (_, id) = key.value();
-        found.push(lookup(&versions, id, "by_event", from_redb)?);
+        found.push(schema::lookup(&versions, id, "by_event", from_redb)?);
     }
     Ok(found)
 }
@@ -339,21 +367,4 @@ pub(crate) fn since(db: &Database, after: u64, limit: usize) -> Result<Vec<Versi
         found.push(schema::version(id.value(), row.value()));
     }
     Ok(found)
-}
-
-/// The version `id`, which the index `table` says exists; `map` maps redb's errors as the
-/// transaction reading it requires.
-fn lookup(
-    versions: &impl ReadableTable<u64, (&'static str, u64, &'static str)>,
-    id: u64,
-    table: &str,
-    map: fn(redb::StorageError) -> Fault,
-) -> Result<Version, Fault> {
-    match versions.get(id).map_err(map)? {
-        Some(row) => Ok(schema::version(id, row.value())),
-        None => {
-            Err(StorageError::Corrupt(format!("{table} names version {id}, which is missing"))
-                .into())
-        }
-    }
 }

@@ -1,6 +1,6 @@
 //! The tables of a store's redb file, and the identity written into it when it is created.
 //!
-//! A store is one redb file holding six tables:
+//! A store is one redb file holding eight tables:
 //!
 //! - `versions`: id (`u64`) → `(event, timestamp, data)` as `(&str, u64, &str)`. The log itself,
 //!   in id order; `since` is a range scan over it, and its last key is the last id handed out.
@@ -14,6 +14,14 @@
 //! - `key_times`: `(timestamp, key)` as `(u64, &str)` → `()`. The keys of `keys` by the timestamp
 //!   they were stored at, oldest first, so that an append finds the expired ones without reading
 //!   the rest, and prunes a few of them.
+//! - `counts`: event (`&str`) → `(count, through)` as `(u64, u64)`: how many versions of the
+//!   event are stored, counted up to and including its version `through`. A prune needs the count
+//!   to tell how many versions are newer than the one it looks at, and redb can only count a
+//!   range by reading it. The row is **current** when `through` is the event's `latest` id, and
+//!   **stale** otherwise (a build without this table appended to the event since); a prune counts
+//!   a stale or missing row again, once, and writes it back current.
+//! - `horizons`: event (`&str`) → id (`u64`): the greatest id pruned of each event that was
+//!   pruned. Every version of the event up to it is gone, every later one is stored.
 //! - `meta`: name (`&str`) → bytes. `database_id` holds the 16 bytes of the database's UUID,
 //!   `format_version` the little-endian `u64` [`FORMAT_VERSION`] of this layout.
 //!
@@ -22,13 +30,28 @@
 //! always agree. A version stored
 //! under an idempotency key also writes its row of `keys` and `key_times` in that transaction
 //! (replacing the rows of an expired use of the key), so those two always agree as well, and
-//! every id in `keys` names a version in `versions`.
+//! every id in `keys` names a version in `versions`, unless that version was pruned: a prune
+//! removes only versions whose timestamp is older than the idempotency window by the clock, so
+//! an append treats a key whose version is gone, and that is that old, as expired. An append also
+//! keeps the `counts` row of each event it stores current, when it was.
+//!
+//! A prune removes a prefix of one event's `by_event` rows and their `versions` rows, never the
+//! event's latest version, and in the same transaction lowers its `counts` row and raises its
+//! `horizons` row to the greatest id removed. So every row of `latest` names a stored version,
+//! the last id of `versions` is still the last id handed out (it is the latest of its event), and
+//! a hole in the ids is always at or below some horizon.
 //!
 //! `keys` and `key_times` came after the first files of format 1 were written, and did not change
 //! the format version: a file without them is whole (no version in it was stored under a key), and
 //! opening it creates them empty; a build that predates them ignores them, and what it appends
 //! without keys leaves them consistent. The format version changes only when a build could
 //! misread a file.
+//!
+//! `counts` and `horizons` came later still, also in format 1, for the same reasons: a file
+//! without them has pruned nothing (opening it creates them empty, and each event is counted at
+//! its first prune); a build that predates them can still read a pruned file, and what it appends
+//! leaves `horizons` true and makes the `counts` rows it touches stale, which the next prune
+//! notices.
 
 use std::path::Path;
 
@@ -58,6 +81,13 @@ pub(crate) const KEYS: TableDefinition<'static, &str, (u64, u64)> = TableDefinit
 pub(crate) const KEY_TIMES: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("key_times");
 
+/// How many versions of each event are stored, and the id of the newest one counted.
+pub(crate) const COUNTS: TableDefinition<'static, &str, (u64, u64)> =
+    TableDefinition::new("counts");
+
+/// The greatest id pruned of each event that was pruned.
+pub(crate) const HORIZONS: TableDefinition<'static, &str, u64> = TableDefinition::new("horizons");
+
 /// The database's identity and the version of this layout.
 pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
@@ -70,6 +100,23 @@ const FORMAT_VERSION_KEY: &str = "format_version";
 /// Builds the version stored under `id` from its `versions` row.
 pub(crate) fn version(id: u64, (event, timestamp, data): (&str, u64, &str)) -> Version {
     Version { id, event: event.to_owned(), timestamp, data: data.to_owned() }
+}
+
+/// The version `id`, which the index `table` says exists; `map` maps redb's errors as the
+/// transaction reading it requires.
+pub(crate) fn lookup(
+    versions: &impl ReadableTable<u64, (&'static str, u64, &'static str)>,
+    id: u64,
+    table: &str,
+    map: fn(redb::StorageError) -> Fault,
+) -> Result<Version, Fault> {
+    match versions.get(id).map_err(map)? {
+        Some(row) => Ok(version(id, row.value())),
+        None => {
+            Err(StorageError::Corrupt(format!("{table} names version {id}, which is missing"))
+                .into())
+        }
+    }
 }
 
 /// What identifies a database and where its log ends: read when it is opened, and again when it
@@ -96,6 +143,9 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
         // A file written before the idempotency tables gets them here, empty.
         txn.open_table(KEYS).map_err(from_redb_write)?;
         txn.open_table(KEY_TIMES).map_err(from_redb_write)?;
+        // And one written before pruning gets these.
+        txn.open_table(COUNTS).map_err(from_redb_write)?;
+        txn.open_table(HORIZONS).map_err(from_redb_write)?;
         let last_id = versions.last().map_err(from_redb_write)?.map_or(0, |(id, _)| id.value());
         let database_id = match read_identity(&meta, path)? {
             Some(database_id) => database_id,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use broker_storage::{LocalTails, NewVersion, Storage, StorageError, Tail, Uuid, Version};
+use broker_storage::{
+    Horizon, LocalTails, NewVersion, Pruned, Retention, Storage, StorageError, Tail, Uuid, Version,
+};
 use redb::Database;
 use tokio::sync::RwLock;
 use tokio::task;
@@ -15,9 +17,9 @@ use crate::backup::{self, BackupReport};
 use crate::check::{self, CheckReport};
 use crate::error::{Fault, catching, from_join, from_redb, in_file};
 use crate::health::{Access, Admission, Health};
-use crate::journal::Journal;
+use crate::journal::{self, Journal};
 use crate::space::{self, Space};
-use crate::{RedbOptions, open, ops};
+use crate::{RedbOptions, open, ops, retention};
 
 /// A [`Storage`] kept in one redb file.
 ///
@@ -416,6 +418,49 @@ impl Storage for RedbStorage {
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Version>, StorageError> {
         self.run(Access::Read, move |_, database| ops::since(database, after, limit)).await
+    }
+
+    async fn latest_at(&self, at: u64) -> Result<Vec<Version>, StorageError> {
+        self.run(Access::Read, move |_, database| retention::latest_at(database, at)).await
+    }
+
+    /// Removes in transactions of at most 1,024 versions, each committed without durability (so
+    /// a crash may undo the last few, with their horizon); the journal's next checkpoint makes
+    /// them durable, and lets later appends reuse their space. Refused with
+    /// [`StorageError::Full`] when an append of nothing would be: a prune writes a few pages too.
+    async fn prune(
+        &self,
+        event: &str,
+        retention: Retention,
+        limit: usize,
+    ) -> Result<Pruned, StorageError> {
+        let event = event.to_owned();
+        self.run(Access::Write, move |shared, database| {
+            shared.space.check(space::needed_for(0))?;
+            retention::prune(database, shared.options.idempotency_window, &event, retention, limit)
+        })
+        .await
+    }
+
+    async fn horizons(&self) -> Result<Vec<Horizon>, StorageError> {
+        self.run(Access::Read, |_, database| retention::horizons(database)).await
+    }
+
+    /// The lengths of the database file and of its journal.
+    async fn size(&self) -> Result<Option<u64>, StorageError> {
+        self.run(Access::Read, |shared, _| {
+            let mut size = 0;
+            for path in [shared.path.clone(), journal::path_of(&shared.path)] {
+                match std::fs::metadata(&path) {
+                    Ok(metadata) => size += metadata.len(),
+                    // A store closed cleanly has no journal; an open one always has.
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(crate::error::from_io(error).into()),
+                }
+            }
+            Ok(Some(size))
+        })
+        .await
     }
 
     fn tail(&self, after: u64) -> Tail {

@@ -8,6 +8,8 @@ mod damage;
 mod full_disk;
 mod journal;
 mod keys;
+mod prune;
+mod reuse;
 mod tmpfs;
 
 use std::path::{Path, PathBuf};

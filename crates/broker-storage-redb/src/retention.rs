@@ -1,0 +1,168 @@
+//! Retention: removing the oldest versions of one event, in short write transactions, reading the
+//! horizons that leaves, and reading the state of the log at a past id, which must skip what was
+//! removed. `store.rs` runs these on tokio's blocking pool.
+//!
+//! A prune commits without durability, like an append: its removals and its horizon are in one
+//! transaction, so a crash keeps both or undoes both, and the journal's next checkpoint makes them
+//! durable. The journal never needs to know: it replays only versions above the file's last id,
+//! and a prune never removes that one (it is the latest of its event). The space the removed rows
+//! took is reused by later commits once a durable commit (a checkpoint) has followed the prune.
+
+use std::ops::Bound;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use broker_storage::{Horizon, Pruned, Retention, StorageError, Version};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+
+use crate::counts;
+use crate::error::{Fault, from_redb, from_redb_write};
+use crate::schema::{self, BY_EVENT, COUNTS, HORIZONS, LATEST, VERSIONS};
+
+/// The most versions one write transaction removes. A prune of more takes several, each of which
+/// an append may follow, so that an append never waits long behind a large prune. Each removal
+/// is one `versions` read and two deletes: a transaction of this many takes a few milliseconds.
+const PER_TRANSACTION: usize = 1024;
+
+/// Removes up to `limit` of the oldest versions of `event` that `retention` lets go of, in
+/// transactions of at most [`PER_TRANSACTION`] removals, and never its latest version nor one
+/// stamped less than `window` before the clock.
+///
+/// After an error, the transactions that committed stay: their horizon covers what they removed.
+pub(crate) fn prune(
+    db: &Database,
+    window: Duration,
+    event: &str,
+    retention: Retention,
+    limit: usize,
+) -> Result<Pruned, Fault> {
+    if retention.keeps_everything() {
+        return Ok(Pruned::default());
+    }
+    let mut removed = 0;
+    loop {
+        let step =
+            prune_once(db, window, event, retention, (limit - removed).min(PER_TRANSACTION))?;
+        removed += step.removed;
+        // `more` here says only that this transaction stopped at its own bound.
+        if !step.more || removed == limit {
+            return Ok(Pruned { removed, more: step.more });
+        }
+    }
+}
+
+/// One transaction of [`prune`]: walks the event's `by_event` keys oldest first, stops at the
+/// first version it must keep, or after `limit`, and removes those before it. Reads at most
+/// `limit + 1` keys, whatever the size of the event.
+fn prune_once(
+    db: &Database,
+    window: Duration,
+    event: &str,
+    retention: Retention,
+    limit: usize,
+) -> Result<Pruned, Fault> {
+    let young = window_start(window);
+    let mut txn = db.begin_write().map_err(from_redb_write)?;
+    txn.set_durability(Durability::None).map_err(from_redb_write)?;
+    let pruned = {
+        let latest = txn.open_table(LATEST).map_err(from_redb_write)?;
+        let newest = latest.get(event).map_err(from_redb_write)?.map(|row| row.value());
+        // An event never stored: nothing to remove, nothing to commit.
+        let Some(newest) = newest else { return Ok(Pruned::default()) };
+        let mut by_event = txn.open_table(BY_EVENT).map_err(from_redb_write)?;
+        let mut versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
+        let mut counts = txn.open_table(COUNTS).map_err(from_redb_write)?;
+        let count = counts::get(&mut counts, &by_event, event, newest)?;
+
+        let mut removed: Vec<u64> = Vec::new();
+        let mut more = false;
+        let range = (Bound::Included((event, 0)), Bound::Included((event, u64::MAX)));
+        for entry in by_event.range(range).map_err(from_redb_write)? {
+            let (key, _) = entry.map_err(from_redb_write)?;
+            let (_, id) = key.value();
+            if id >= newest {
+                break;
+            }
+            let Some(row) = versions.get(id).map_err(from_redb_write)? else {
+                return Err(corrupt(format!("by_event names version {id}, which is missing")));
+            };
+            let (owner, timestamp, _) = row.value();
+            if owner != event {
+                return Err(corrupt(format!(
+                    "by_event files version {id} under {event:?}, but it belongs to {owner:?}"
+                )));
+            }
+            let newer = count.saturating_sub(removed.len() as u64 + 1);
+            if !retention.releases(newer, timestamp) || timestamp >= young {
+                break;
+            }
+            if removed.len() == limit {
+                more = true;
+                break;
+            }
+            removed.push(id);
+        }
+        let Some(&through) = removed.last() else { return Ok(Pruned { removed: 0, more }) };
+        for &id in &removed {
+            versions.remove(id).map_err(from_redb_write)?;
+            by_event.remove((event, id)).map_err(from_redb_write)?;
+        }
+        counts::set(&mut counts, event, count - removed.len() as u64, newest)?;
+        let mut horizons = txn.open_table(HORIZONS).map_err(from_redb_write)?;
+        horizons.insert(event, through).map_err(from_redb_write)?;
+        Pruned { removed: removed.len(), more }
+    };
+    txn.commit().map_err(from_redb_write)?;
+    Ok(pruned)
+}
+
+/// Every pruned event with the greatest id pruned of it: the `horizons` table.
+pub(crate) fn horizons(db: &Database) -> Result<Vec<Horizon>, Fault> {
+    let txn = db.begin_read().map_err(from_redb)?;
+    let horizons = txn.open_table(HORIZONS).map_err(from_redb)?;
+    let mut found = Vec::new();
+    for entry in horizons.iter().map_err(from_redb)? {
+        let (event, through) = entry.map_err(from_redb)?;
+        found.push(Horizon { event: event.value().to_owned(), pruned_through: through.value() });
+    }
+    Ok(found)
+}
+
+/// The newest version with an id up to `at` of every event that has one, in id order: per event,
+/// its `latest` row, or the last `by_event` key up to `at` when that is older, and one `versions`
+/// lookup.
+pub(crate) fn latest_at(db: &Database, at: u64) -> Result<Vec<Version>, Fault> {
+    let txn = db.begin_read().map_err(from_redb)?;
+    let latest = txn.open_table(LATEST).map_err(from_redb)?;
+    let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
+    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    let mut found = Vec::new();
+    for entry in latest.iter().map_err(from_redb)? {
+        let (event, newest) = entry.map_err(from_redb)?;
+        let (event, newest) = (event.value(), newest.value());
+        let (id, table) = if newest <= at {
+            (newest, "latest")
+        } else {
+            let range = (Bound::Included((event, 0)), Bound::Included((event, at)));
+            match by_event.range(range).map_err(from_redb)?.next_back() {
+                Some(entry) => (entry.map_err(from_redb)?.0.value().1, "by_event"),
+                // No version of the event up to `at` is stored: it came later, or they were pruned.
+                None => continue,
+            }
+        };
+        found.push(schema::lookup(&versions, id, table, from_redb)?);
+    }
+    found.sort_unstable_by_key(|version| version.id);
+    Ok(found)
+}
+
+/// The oldest timestamp that is within `window` of the clock now: a prune keeps every version
+/// stamped at or after it, so that a retry still finds it.
+pub(crate) fn window_start(window: Duration) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let start = now.saturating_sub(window);
+    u64::try_from(start.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn corrupt(message: String) -> Fault {
+    StorageError::Corrupt(message).into()
+}
