@@ -40,11 +40,12 @@ pub(crate) fn prune(
     }
     let mut removed = 0;
     loop {
-        let step =
-            prune_once(db, window, event, retention, (limit - removed).min(PER_TRANSACTION))?;
+        let bound = (limit - removed).min(PER_TRANSACTION);
+        let step = prune_once(db, window, event, retention, bound)?;
         removed += step.removed;
-        // `more` here says only that this transaction stopped at its own bound.
-        if !step.more || removed == limit {
+        // Another transaction only when this one stopped at its own bound, not at a version it
+        // keeps (by the retention, or for the idempotency window).
+        if !step.more || step.removed < bound || removed == limit {
             return Ok(Pruned { removed, more: step.more });
         }
     }
@@ -92,10 +93,11 @@ fn prune_once(
                 )));
             }
             let newer = count.saturating_sub(removed.len() as u64 + 1);
-            if !retention.releases(newer, timestamp) || timestamp >= young {
+            if !retention.releases(newer, timestamp) {
                 break;
             }
-            if removed.len() == limit {
+            // Past the limit, or kept for the idempotency window: left for a later call.
+            if removed.len() == limit || timestamp >= young {
                 more = true;
                 break;
             }

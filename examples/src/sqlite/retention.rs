@@ -64,10 +64,11 @@ pub(super) fn prune(
     let mut more = false;
     for (index, &(_, timestamp)) in candidates.iter().enumerate() {
         let newer = (count as u64).saturating_sub(index as u64 + 1);
-        if !retention.releases(newer, timestamp) || timestamp >= young {
+        if !retention.releases(newer, timestamp) {
             break;
         }
-        if removed == limit {
+        // Past the limit, or kept for the idempotency window: left for a later call.
+        if removed == limit || timestamp >= young {
             more = true;
             break;
         }
