@@ -1,5 +1,7 @@
 //! Batched direct gets: one request to `$JS.API.DIRECT.GET.<stream>`, answered by any replica
-//! of the stream with a series of messages closed by an end-of-batch status.
+//! of the stream with a series of messages closed by an end-of-batch status. Each message is
+//! decoded by the caller: a version of the database's stream, or a horizon of the horizons
+//! bucket.
 //!
 //! async-nats has no call for them, so the request goes out by hand: a reply inbox, the request,
 //! then every message until the closing `204 EOB`, whose headers say how many matching messages
@@ -10,18 +12,16 @@
 
 use std::time::Duration;
 
-use async_nats::{Client, StatusCode};
-use broker_storage::{StorageError, Version};
+use async_nats::{Client, Message, StatusCode};
+use broker_storage::StorageError;
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use crate::record;
-
 /// What a batched direct get answered.
 #[derive(Debug)]
-pub(crate) enum Answer {
-    /// Some messages and the end of the batch.
-    Batch(Vec<Version>, EndOfBatch),
+pub(crate) enum Answer<T> {
+    /// Some messages, decoded, and the end of the batch.
+    Batch(Vec<T>, EndOfBatch),
     /// No message matches (`404`).
     NotFound,
     /// A multi-subject get matched more subjects than the server answers for at once (`413`).
@@ -42,14 +42,15 @@ pub(crate) struct EndOfBatch {
     pub(crate) up_to_sequence: Option<u64>,
 }
 
-/// Sends `request` (a direct get request's JSON) to the stream `stream` and reads the batch.
-pub(crate) async fn get(
+/// Sends `request` (a direct get request's JSON) to the stream `stream` and reads the batch,
+/// each message through `decode`.
+pub(crate) async fn get<T>(
     client: &Client,
     stream: &str,
-    prefix: &str,
     request: &Value,
     timeout: Duration,
-) -> Result<Answer, StorageError> {
+    decode: impl Fn(&Message) -> Result<T, StorageError>,
+) -> Result<Answer<T>, StorageError> {
     let subject = format!("$JS.API.DIRECT.GET.{stream}");
     let inbox = client.new_inbox();
     let unavailable = |error: &dyn std::fmt::Display| StorageError::Unavailable(error.to_string());
@@ -58,21 +59,21 @@ pub(crate) async fn get(
         .publish_with_reply(subject.clone(), inbox, request.to_string().into())
         .await
         .map_err(|e| unavailable(&e))?;
-    let mut versions = Vec::new();
+    let mut decoded = Vec::new();
     loop {
         let message = match tokio::time::timeout(timeout, answers.next()).await {
             Ok(Some(message)) => message,
             Ok(None) | Err(_) => return Ok(Answer::Unanswered),
         };
         match message.status {
-            None | Some(StatusCode::OK) => versions.push(record::from_direct(prefix, &message)?),
+            None | Some(StatusCode::OK) => decoded.push(decode(&message)?),
             Some(StatusCode::NO_RESPONDERS) => return Ok(Answer::Unanswered),
             Some(status) => {
                 return match status.as_u16() {
-                    204 => Ok(Answer::Batch(versions, end_of_batch(&message)?)),
+                    204 => Ok(Answer::Batch(decoded, end_of_batch(&message)?)),
                     // A 404 after some messages is a batch cut short: the replica lost what it
                     // was reading. Asking again is the answer.
-                    404 if versions.is_empty() => Ok(Answer::NotFound),
+                    404 if decoded.is_empty() => Ok(Answer::NotFound),
                     404 => Ok(Answer::Unanswered),
                     413 => Ok(Answer::TooManyResults),
                     code => Err(StorageError::backend(format!(

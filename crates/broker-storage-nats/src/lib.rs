@@ -13,6 +13,10 @@
 //! moments of their timestamp. Every version is published with a message id, its idempotency
 //! key or a fresh one, so that the store's own retries of a lost answer are never stored twice.
 //!
+//! Pruning is an option ([`NatsOptions::prune`]): it removes old versions with the stream's own
+//! purge, which the stream must then allow, and keeps each pruned event's horizon in a
+//! key-value bucket beside the stream, which every broker on the stream reads.
+//!
 //! # Layout
 //!
 //! - `store.rs`: [`NatsStorage`], the trait's implementation: connecting, and each operation
@@ -22,8 +26,10 @@
 //! - `stream.rs`: creating the stream, and the start-up checks of its settings.
 //! - `append.rs`: atomic batch publishes with message ids, their retries, and telling retries
 //!   from new versions.
-//! - `reads.rs`: `latest`, `history` and `since` through batched direct gets, read again when a
-//!   replica that is behind answers; `direct.rs`: the direct get request itself.
+//! - `reads.rs`: `history` and `since` through batched direct gets, read again when a replica
+//!   that is behind answers; `snapshot.rs`: `latest` and `latest_at`, through multi-subject
+//!   gets; `direct.rs`: the direct get request itself.
+//! - `prune.rs`: pruning with purges; `horizons.rs`: the horizons bucket.
 //! - `tail.rs`: tails, as ordered consumers that resume by themselves.
 //! - `subject.rs`: event names as subjects; `record.rs`: versions as messages.
 //! - `api.rs`: requests to the JetStream API and how its errors map into
@@ -53,14 +59,20 @@
 mod api;
 mod append;
 mod direct;
+mod horizons;
 mod options;
+mod prune;
 mod reads;
 mod record;
 mod shared;
+mod snapshot;
 mod store;
 mod stream;
 mod subject;
 mod tail;
+
+#[cfg(test)]
+mod tests;
 
 pub use options::{Credentials, NatsOptions};
 pub use store::NatsStorage;

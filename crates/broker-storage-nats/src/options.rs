@@ -35,6 +35,18 @@ pub struct NatsOptions {
     /// storage's idempotency window. Default:
     /// [`DEFAULT_IDEMPOTENCY_WINDOW`](broker_storage::DEFAULT_IDEMPOTENCY_WINDOW).
     pub duplicate_window: Duration,
+    /// Whether the store may prune: remove old versions with
+    /// [`Storage::prune`](broker_storage::Storage::prune). Default: `false`.
+    ///
+    /// Pruning removes versions with the stream's purge, which a broker's stream otherwise
+    /// forbids (`deny_purge`) so that no tool can lose versions by mistake. With this set, the
+    /// stream is created allowing purges (still not deletes of single messages, nor limits that
+    /// discard versions), a stream that forbids them is refused, and the horizons of pruned
+    /// events are kept in the key-value bucket `<stream>_horizons` beside it. Without it, a
+    /// stream that allows purges is refused, and `prune` fails. Every broker on one stream must
+    /// agree on it. NATS never lets a stream's `deny_purge` be lifted: a stream created without
+    /// this option can never be pruned.
+    pub prune: bool,
     /// How to log in. Default: [`Credentials::None`].
     pub credentials: Credentials,
     /// A PEM file of the certificate authorities to trust, which also turns TLS on. Default:
@@ -75,6 +87,7 @@ impl Default for NatsOptions {
             stream: "broker".into(),
             replicas: 3,
             duplicate_window: broker_storage::DEFAULT_IDEMPOTENCY_WINDOW,
+            prune: false,
             credentials: Credentials::None,
             tls_ca: None,
             request_timeout: NatsOptions::DEFAULT_REQUEST_TIMEOUT,
@@ -92,6 +105,7 @@ impl std::fmt::Debug for NatsOptions {
             .field("stream", &self.stream)
             .field("replicas", &self.replicas)
             .field("duplicate_window", &self.duplicate_window)
+            .field("prune", &self.prune)
             .field("credentials", &self.credentials)
             .field("tls_ca", &self.tls_ca)
             .field("request_timeout", &self.request_timeout)

@@ -1,18 +1,26 @@
 //! Reads: batched direct gets, answered by any replica of the stream, checked so that they never
 //! go back in time.
 //!
-//! A replica may be behind the leader. It still holds an exact prefix of the log (the log is
-//! append-only, and sequences have no holes since nothing can be deleted), so whatever it
-//! answers is true; it may only leave out the newest versions. The store remembers the highest
-//! sequence it has seen (see [`Shared::saw`]), and each read checks that its answer covers it:
+//! A replica may be behind the leader. It still holds the log as it was at some point, so
+//! whatever it answers was true then: it may leave out the newest versions, and, where
+//! versions were pruned, still hold some that the leader has purged. The store remembers the
+//! highest sequence it has seen (see [`Shared::saw`]), and each read checks that its answer
+//! covers it:
 //!
 //! - `since` filters on every subject, so the end of batch tells how far the replica's log
-//!   reaches: the last sequence of the batch plus the matching messages after it.
-//! - `latest` is a multi-subject get, whose end of batch names the sequence it reflects.
+//!   reaches: the last sequence of the batch plus the matching messages after it. Purges leave
+//!   holes in the sequences, which only make the log reach further than that sum, and never
+//!   remove the stream's last message (an event's latest version is never pruned): a batch
+//!   with nothing pending after it ends at the replica's last sequence.
 //! - `history` filters on one subject, whose end of batch says nothing of the rest of the log.
 //!   A page that holds fewer than `limit` versions and does not reach the high mark is checked
 //!   with the stream leader: the leader's next version of the event after the page must be
 //!   newer than the mark, or missing.
+//! - `latest` and `latest_at` are multi-subject gets; see `snapshot.rs`.
+//!
+//! Versions a replica still holds after a purge are left out by the horizons the store knows
+//! (see [`Shared::drop_pruned`]): `history` starts after its event's horizon, and every other
+//! read drops what is at or below one.
 //!
 //! An answer that does not cover the mark, and a request that no replica answered, are asked
 //! for again, until
@@ -27,17 +35,17 @@ use tokio::time::Instant;
 
 use crate::api::{self, ApiError, codes};
 use crate::direct::{self, Answer};
-use crate::record::RawMessage;
+use crate::record::{self, RawMessage};
 use crate::shared::Shared;
 use crate::subject;
 
 /// The most messages asked for in one direct get.
-const MAX_DIRECT_BATCH: usize = 1000;
+pub(crate) const MAX_DIRECT_BATCH: usize = 1000;
 
 /// About the most bytes of messages asked for in one direct get: the replica stops after the
 /// message that reaches it, and the read asks for the rest in another. Versions of up to a
 /// megabyte would otherwise make a batch of a thousand a gigabyte in memory at once.
-const MAX_DIRECT_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_DIRECT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Versions of every event after `after`, at most `limit`.
 pub(crate) async fn since(
@@ -75,6 +83,8 @@ pub(crate) async fn history(
     limit: usize,
 ) -> Result<Vec<Version>, StorageError> {
     let filter = &subject::encode(&shared.options.stream, event);
+    // Every version up to the horizon is gone, though a replica may still hold some.
+    let after = after.max(shared.pruned_through(event));
     retrying(shared, "history", |known| {
         async move {
             let Some((page, end)) = pages(shared, filter, after, limit).await? else {
@@ -97,123 +107,13 @@ pub(crate) async fn history(
     .await
 }
 
-/// The latest version of every event, in id order.
-pub(crate) async fn latest(shared: &Shared) -> Result<Vec<Version>, StorageError> {
-    retrying(shared, "latest", |known| latest_once(shared, known)).await
-}
-
-/// One try at `latest`: `None` when an answer did not cover `known`.
-///
-/// The whole stream is asked for at once first. The server answers a multi-subject get for at
-/// most 1,024 subjects and refuses more (`413`); the snapshot is then read in groups of the
-/// buckets of `subject.rs`, halved until each group is answered, every group as of one
-/// sequence: the stream's last when the read began, as the leader tells it. A replica whose log
-/// does not reach that sequence answers "no results" to such a request rather than a stale
-/// snapshot, but so would a replica that is up to date for a group that holds no event; so
-/// every group also names the subject of the message at that sequence, whose last version
-/// there is that message, and "no results" then only means a replica behind.
-async fn latest_once(shared: &Shared, known: u64) -> Result<Option<Vec<Version>>, StorageError> {
-    let prefix = &shared.options.stream;
-    match multi_last(shared, &[subject::all(prefix)], None).await? {
-        Multi::Versions(versions, reflects) => return Ok((reflects >= known).then_some(versions)),
-        // An empty stream is only an answer for a store that has seen nothing.
-        Multi::NotFound => return Ok((known == 0).then(Vec::new)),
-        Multi::Unanswered => return Ok(None),
-        Multi::TooManyResults => {}
-    }
-    let Some(last) = leader_get(shared, json!({ "last_by_subj": subject::all(prefix) })).await?
-    else {
-        return Ok(None);
-    };
-    let (up_to, anchor) = (last.seq, last.subject);
-    if up_to < known {
-        return Ok(None);
-    }
-    let half = subject::BUCKETS / 2;
-    let mut groups = vec![(0, half), (half, subject::BUCKETS)];
-    let mut versions = Vec::new();
-    while let Some((start, end)) = groups.pop() {
-        let mut filters: Vec<String> =
-            (start..end).map(|bucket| subject::bucket_filter(prefix, bucket)).collect();
-        filters.push(anchor.clone());
-        match multi_last(shared, &filters, Some(up_to)).await? {
-            Multi::Versions(group, reflects) if reflects == up_to => versions.extend(group),
-            Multi::Versions(..) | Multi::NotFound | Multi::Unanswered => return Ok(None),
-            Multi::TooManyResults if end - start == 1 => {
-                return Err(StorageError::backend(format!(
-                    "more than 1,024 events fall into bucket {start:02x} of stream {prefix}, \
-                     more than a multi-subject get answers for"
-                )));
-            }
-            Multi::TooManyResults => {
-                let middle = start + (end - start) / 2;
-                groups.push((start, middle));
-                groups.push((middle, end));
-            }
-        }
-    }
-    // The anchor's version came with every group.
-    versions.sort_by_key(|version| version.id);
-    versions.dedup_by_key(|version| version.id);
-    Ok(Some(versions))
-}
-
-/// What a multi-subject get answered.
-enum Multi {
-    /// The latest version of each matching subject, and the sequence the answer reflects.
-    Versions(Vec<Version>, u64),
-    /// No subject matches, or the replica's log does not reach `up_to_seq`.
-    NotFound,
-    /// More than 1,024 subjects match.
-    TooManyResults,
-    /// No replica answered.
-    Unanswered,
-}
-
-/// A multi-subject get of `filters`, as of `up_to` when given, in as many batches as the replica
-/// cuts it into, each later batch pinned to the sequence the first reflected.
-async fn multi_last(
-    shared: &Shared,
-    filters: &[String],
-    up_to: Option<u64>,
-) -> Result<Multi, StorageError> {
-    let mut versions = Vec::new();
-    let mut pinned = up_to;
-    let mut from = 0;
-    loop {
-        let mut request = json!({ "multi_last": filters, "max_bytes": MAX_DIRECT_BYTES });
-        if let Some(pinned) = pinned {
-            request["up_to_seq"] = json!(pinned);
-        }
-        if from > 0 {
-            request["seq"] = json!(from);
-        }
-        match direct_get(shared, &request).await? {
-            Answer::Batch(batch, end) => {
-                let reflects = end.up_to_sequence.unwrap_or(end.last_sequence);
-                if pinned.is_some_and(|pinned| reflects != pinned) {
-                    return Ok(Multi::Unanswered);
-                }
-                pinned = Some(reflects);
-                versions.extend(batch);
-                if end.num_pending == 0 {
-                    return Ok(Multi::Versions(versions, reflects));
-                }
-                from = end.last_sequence + 1;
-            }
-            Answer::NotFound if from == 0 => return Ok(Multi::NotFound),
-            Answer::NotFound | Answer::Unanswered => return Ok(Multi::Unanswered),
-            Answer::TooManyResults => return Ok(Multi::TooManyResults),
-        }
-    }
-}
-
 /// What [`pages`] read: the versions, and the end of the last batch, if a batch came, as its
 /// last sequence and the matching messages it left out.
 type Pages = (Vec<Version>, Option<(u64, u64)>);
 
-/// Up to `limit` messages matching `filter` after `after`, in as many direct gets as it takes
-/// (a replica may cut a batch short); `None` when no replica answered.
+/// Up to `limit` versions matching `filter` after `after`, leaving out the pruned ones, in as
+/// many direct gets as it takes (a replica may cut a batch short); `None` when no replica
+/// answered.
 async fn pages(
     shared: &Shared,
     filter: &str,
@@ -232,10 +132,11 @@ async fn pages(
             "max_bytes": MAX_DIRECT_BYTES,
         });
         match direct_get(shared, &request).await? {
-            Answer::Batch(versions, eob) => {
+            Answer::Batch(mut versions, eob) => {
                 end = Some((eob.last_sequence, eob.num_pending));
                 let Some(last) = versions.last() else { break };
                 position = last.id;
+                shared.drop_pruned(&mut versions);
                 page.extend(versions);
                 if eob.num_pending == 0 {
                     break;
@@ -264,8 +165,19 @@ pub(crate) async fn by_sequence(shared: &Shared, sequence: u64) -> Result<Versio
 
 /// A `$JS.API.STREAM.MSG.GET` request, which the stream leader answers; `None` when no message
 /// matches.
-async fn leader_get(shared: &Shared, request: Value) -> Result<Option<RawMessage>, StorageError> {
-    let stream = &shared.options.stream;
+pub(crate) async fn leader_get(
+    shared: &Shared,
+    request: Value,
+) -> Result<Option<RawMessage>, StorageError> {
+    leader_get_from(shared, &shared.options.stream, request).await
+}
+
+/// [`leader_get`] from the stream `stream`.
+pub(crate) async fn leader_get_from(
+    shared: &Shared,
+    stream: &str,
+    request: Value,
+) -> Result<Option<RawMessage>, StorageError> {
     let subject = format!("$JS.API.STREAM.MSG.GET.{stream}");
     match api::request_json(&shared.client, subject, &request, shared.options.request_timeout).await
     {
@@ -278,15 +190,21 @@ async fn leader_get(shared: &Shared, request: Value) -> Result<Option<RawMessage
 }
 
 /// A direct get of this store's stream.
-async fn direct_get(shared: &Shared, request: &Value) -> Result<Answer, StorageError> {
+pub(crate) async fn direct_get(
+    shared: &Shared,
+    request: &Value,
+) -> Result<Answer<Version>, StorageError> {
     let options = &shared.options;
-    direct::get(&shared.client, &options.stream, &options.stream, request, options.request_timeout)
-        .await
+    let prefix = &options.stream;
+    direct::get(&shared.client, prefix, request, options.request_timeout, |message| {
+        record::from_direct(prefix, message)
+    })
+    .await
 }
 
 /// Runs `read` with the store's high mark until it answers, or the retry timeout runs out, and
 /// raises the mark to the last id it returns.
-async fn retrying<F, Fut>(
+pub(crate) async fn retrying<F, Fut>(
     shared: &Shared,
     what: &str,
     mut read: F,

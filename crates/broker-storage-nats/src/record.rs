@@ -120,12 +120,22 @@ impl RawMessage {
             Some(hdrs) => STANDARD.decode(hdrs).map_err(|_| corrupt("headers are not base64"))?,
             None => Vec::new(),
         };
-        let data = match &self.data {
-            Some(data) => STANDARD.decode(data).map_err(|_| corrupt("data is not base64"))?,
-            None => Vec::new(),
-        };
+        let data = self.data()?;
         let timestamp = header_value(&headers, TIMESTAMP);
         version(prefix, self.seq, &self.subject, timestamp.as_deref(), &data)
+    }
+
+    /// The message's data.
+    pub(crate) fn data(&self) -> Result<Vec<u8>, StorageError> {
+        match &self.data {
+            Some(data) => STANDARD.decode(data).map_err(|_| {
+                StorageError::Corrupt(format!(
+                    "message {} on subject {:?}: data is not base64",
+                    self.seq, self.subject
+                ))
+            }),
+            None => Ok(Vec::new()),
+        }
     }
 }
 

@@ -3,16 +3,16 @@
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use async_nats::{ConnectOptions, ServerAddr};
-use broker_storage::{NewVersion, Storage, StorageError, Tail, Uuid, Version};
-use tokio_util::sync::CancellationToken;
+use broker_storage::{
+    Horizon, NewVersion, Pruned, Retention, Storage, StorageError, Tail, Uuid, Version,
+};
 
 use crate::options::{Credentials, NatsOptions};
 use crate::shared::Shared;
-use crate::{append, reads, stream, tail};
+use crate::{append, horizons, prune, reads, snapshot, stream, tail};
 
 /// A store whose versions live in a NATS JetStream stream, shared by every broker that connects
 /// to it.
@@ -30,7 +30,7 @@ impl NatsStorage {
     pub const MAX_ATOMIC_BATCH: usize = append::MAX_BATCH;
 
     /// Connects to the servers of `options`, creates the stream if it is missing, and checks its
-    /// settings.
+    /// settings; with [`NatsOptions::prune`], does the same for the horizons bucket.
     ///
     /// # Errors
     ///
@@ -50,7 +50,7 @@ impl NatsStorage {
             .collect::<Result<Vec<_>, _>>()?;
         // Nodes may start before their NATS servers, or with them: keep trying for a while.
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
-        let (client, database_id, last) = loop {
+        let (client, opened) = loop {
             match open(&options, &servers).await {
                 Ok(opened) => break opened,
                 Err(StorageError::Unavailable(reason))
@@ -62,19 +62,17 @@ impl NatsStorage {
                 Err(error) => return Err(error),
             }
         };
+        let stream::Opened { database_id, last, duplicate_window } = opened;
         tracing::info!(
             servers = ?options.servers,
             stream = options.stream,
             %database_id,
             last_id = last,
+            prune = options.prune,
             "connected to the NATS stream"
         );
-        let shared = Shared {
-            client,
-            options,
-            seen: AtomicU64::new(last),
-            closed: CancellationToken::new(),
-        };
+        let window = duplicate_window.max(options.duplicate_window);
+        let shared = Shared::new(client, options, window, last);
         Ok(NatsStorage { shared: Arc::new(shared), database_id })
     }
 
@@ -104,12 +102,11 @@ impl std::fmt::Debug for NatsStorage {
 /// The pause between two attempts to reach the stream at start-up.
 const CONNECT_RETRY: Duration = Duration::from_millis(500);
 
-/// Connects to `servers` and opens the stream: the client, the database id and the stream's last
-/// sequence.
+/// Connects to `servers` and opens the stream, and the horizons bucket when pruning is on.
 async fn open(
     options: &NatsOptions,
     servers: &[ServerAddr],
-) -> Result<(async_nats::Client, Uuid, u64), StorageError> {
+) -> Result<(async_nats::Client, stream::Opened), StorageError> {
     let connect = connect_options(options).await?;
     let client = tokio::time::timeout(options.request_timeout * 2, connect.connect(servers))
         .await
@@ -125,10 +122,15 @@ async fn open(
                 _ => unreachable(options, &error),
             }
         })?;
-    let (database_id, last) = bounded(options, stream::open(&client, options))
+    let opened = bounded(options, stream::open(&client, options))
         .await
         .unwrap_or_else(|| Err(unreachable(options, &"no answer in time")))?;
-    Ok((client, database_id, last))
+    if options.prune {
+        bounded(options, horizons::open(&client, options))
+            .await
+            .unwrap_or_else(|| Err(unreachable(options, &"no answer in time")))?;
+    }
+    Ok((client, opened))
 }
 
 fn limit(options: &NatsOptions) -> Duration {
@@ -140,12 +142,13 @@ async fn bounded<T>(options: &NatsOptions, operation: impl Future<Output = T>) -
     tokio::time::timeout(limit(options), operation).await.ok()
 }
 
-/// [`bounded`] for a read, which changes nothing and may fail as unavailable.
-async fn read_bounded(
+/// [`bounded`] for a read, which changes nothing and may fail as unavailable; and for a prune,
+/// whose failure the horizon covers.
+async fn read_bounded<T>(
     shared: &Shared,
     what: &str,
-    read: impl Future<Output = Result<Vec<Version>, StorageError>>,
-) -> Result<Vec<Version>, StorageError> {
+    read: impl Future<Output = Result<T, StorageError>>,
+) -> Result<T, StorageError> {
     bounded(&shared.options, read).await.unwrap_or_else(|| {
         Err(StorageError::Unavailable(format!(
             "{what} did not finish within {:?}",
@@ -174,6 +177,13 @@ fn validate(options: &NatsOptions) -> Result<(), StorageError> {
     {
         return invalid(format!(
             "invalid NATS stream name {stream:?}: use letters, digits, `-` and `_`"
+        ));
+    }
+    // The horizons bucket is named after the stream, and a bucket's name is narrower.
+    if options.prune && !stream.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+        return invalid(format!(
+            "pruning keeps horizons in a bucket named after the stream, so the stream's name \
+             {stream:?} may hold only ASCII letters, digits, `-` and `_`"
         ));
     }
     if !(1..=5).contains(&options.replicas) {
@@ -249,7 +259,40 @@ impl Storage for NatsStorage {
 
     async fn latest(&self) -> Result<Vec<Version>, StorageError> {
         let shared = self.open()?;
-        read_bounded(shared, "latest", reads::latest(shared)).await
+        read_bounded(shared, "latest", snapshot::latest(shared)).await
+    }
+
+    async fn latest_at(&self, at: u64) -> Result<Vec<Version>, StorageError> {
+        let shared = self.open()?;
+        read_bounded(shared, "latest_at", snapshot::latest_at(shared, at)).await
+    }
+
+    async fn prune(
+        &self,
+        event: &str,
+        retention: Retention,
+        limit: usize,
+    ) -> Result<Pruned, StorageError> {
+        let shared = self.open()?;
+        read_bounded(shared, "prune", prune::prune(shared, event, retention, limit)).await
+    }
+
+    async fn horizons(&self) -> Result<Vec<Horizon>, StorageError> {
+        let shared = self.open()?;
+        let horizons = read_bounded(shared, "horizons", horizons::all(shared)).await?;
+        Ok(horizons
+            .into_iter()
+            .map(|(event, pruned_through)| Horizon { event, pruned_through })
+            .collect())
+    }
+
+    async fn size(&self) -> Result<Option<u64>, StorageError> {
+        let shared = self.open()?;
+        let stream = &shared.options.stream;
+        let info = stream::info(&shared.client, stream, shared.options.request_timeout)
+            .await
+            .map_err(|error| error.into_storage(&format!("stream info of {stream}")))?;
+        Ok(info["state"]["bytes"].as_u64())
     }
 
     async fn history(

@@ -7,8 +7,10 @@
 //! - `subjects: ["<stream>.>"]`, `retention: limits`, no `max_msgs`, `max_bytes`, `max_age` or
 //!   `max_msgs_per_subject`: versions are kept for ever. `discard: new`, so that a limit added by
 //!   hand later makes appends fail as full instead of deleting the oldest versions.
-//! - `deny_delete`, `deny_purge`: no API call can remove a version. Sequences then have no
-//!   holes, which the reads rely on to tell a replica that is behind (see `reads.rs`).
+//! - `deny_delete`, `deny_purge`: no API call can remove a version. With
+//!   [`NatsOptions::prune`] the stream allows purges instead, the one way `prune.rs` removes
+//!   versions (a prefix of one event's history at a time), and refuses rollup headers, which
+//!   would purge on a publish. NATS lets `deny_purge` be set on a stream later, never lifted.
 //! - `num_replicas`: the configured number; a stream with another is refused.
 //! - `allow_direct`: reads are served by every replica; `allow_atomic`: a batch is stored whole
 //!   or not at all.
@@ -28,16 +30,23 @@ use crate::subject;
 /// The metadata key of the database identity.
 pub(crate) const DATABASE_ID: &str = "broker_database_id";
 
-/// Finds or creates the stream of `options`, checks its settings, and returns its identity and
-/// its last sequence.
+/// What [`open`] found of the stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opened {
+    /// The database identity.
+    pub(crate) database_id: Uuid,
+    /// The stream's last sequence.
+    pub(crate) last: u64,
+    /// The stream's `duplicate_window`.
+    pub(crate) duplicate_window: Duration,
+}
+
+/// Finds or creates the stream of `options` and checks its settings.
 ///
 /// A stream that was just created, by this broker or another, answers its info only once its
 /// replicas have elected a leader; until then, and until the retry timeout, the info is asked
 /// for again.
-pub(crate) async fn open(
-    client: &Client,
-    options: &NatsOptions,
-) -> Result<(Uuid, u64), StorageError> {
+pub(crate) async fn open(client: &Client, options: &NatsOptions) -> Result<Opened, StorageError> {
     let stream = &options.stream;
     let deadline = tokio::time::Instant::now() + options.retry_timeout;
     let info = loop {
@@ -57,8 +66,14 @@ pub(crate) async fn open(
             }
         }
     };
-    let id = check(&info["config"], options)?;
-    Ok((id, info["state"]["last_seq"].as_u64().unwrap_or(0)))
+    let database_id = check(&info["config"], options)?;
+    Ok(Opened {
+        database_id,
+        last: info["state"]["last_seq"].as_u64().unwrap_or(0),
+        duplicate_window: Duration::from_nanos(
+            info["config"]["duplicate_window"].as_u64().unwrap_or(0),
+        ),
+    })
 }
 
 /// The stream's `$JS.API.STREAM.INFO` answer.
@@ -137,14 +152,25 @@ async fn create(client: &Client, options: &NatsOptions) -> Result<Value, Storage
         "max_msgs_per_subject": -1,
         "duplicate_window": options.duplicate_window.as_nanos() as u64,
         "deny_delete": true,
-        "deny_purge": true,
+        "deny_purge": !options.prune,
         "allow_direct": true,
         "allow_atomic": true,
         "allow_rollup_hdrs": false,
         "metadata": { DATABASE_ID: Uuid::new_v4().to_string() },
     });
+    create_or_find(client, options, stream, &config).await
+}
+
+/// Creates the stream `config` describes, named `stream`, or finds the one another broker
+/// created at the same moment, and returns its info.
+pub(crate) async fn create_or_find(
+    client: &Client,
+    options: &NatsOptions,
+    stream: &str,
+    config: &Value,
+) -> Result<Value, StorageError> {
     let subject = format!("$JS.API.STREAM.CREATE.{stream}");
-    match api::request_json(client, subject, &config, options.request_timeout).await {
+    match api::request_json(client, subject, config, options.request_timeout).await {
         Ok(created) => {
             tracing::info!(stream, replicas = options.replicas, "created the NATS stream");
             Ok(created)
@@ -212,11 +238,36 @@ pub(crate) fn check(config: &Value, options: &NatsOptions) -> Result<Uuid, Stora
                 .into(),
         );
     }
-    if !flag("deny_delete") || !flag("deny_purge") {
+    if !flag("deny_delete") {
         return refuse(format!(
-            "allows deleting or purging messages, which would lose versions: \
-             nats stream edit {stream} --deny-delete --deny-purge"
+            "allows deleting messages, which would lose versions: \
+             nats stream edit {stream} --deny-delete"
         ));
+    }
+    match (options.prune, flag("deny_purge")) {
+        (false, false) => {
+            return refuse(format!(
+                "allows purging messages, which only a broker that prunes may do: turn \
+                 pruning on (--retain) on every broker of this stream, or forbid purges for \
+                 good: nats stream edit {stream} --deny-purge"
+            ));
+        }
+        (true, true) => {
+            return refuse(
+                "forbids purges, which pruning removes versions with, and NATS never lifts \
+                 that setting: keep this stream without pruning, or prune into a new stream \
+                 (--nats-stream)"
+                    .into(),
+            );
+        }
+        (true, false) if flag("allow_rollup_hdrs") => {
+            return refuse(
+                "allows rollup headers, with which a publish purges versions: set \
+                 allow_rollup_hdrs to false on it"
+                    .into(),
+            );
+        }
+        _ => {}
     }
     if int("max_age") > 0 || int("max_msgs_per_subject") > 0 {
         return refuse(format!(
@@ -289,6 +340,7 @@ mod tests {
         check_refused(|c| c["num_replicas"] = json!(1), "--nats-replicas 1");
         check_refused(|c| c["deny_delete"] = json!(false), "--deny-delete");
         check_refused(|c| c["deny_purge"] = json!(false), "--deny-purge");
+        check_refused(|c| c["deny_purge"] = json!(false), "--retain");
         check_refused(|c| c["max_age"] = json!(1_000_000_000), "max_age");
         check_refused(|c| c["max_msgs_per_subject"] = json!(1), "max_msgs_per_subject");
         check_refused(
@@ -302,6 +354,45 @@ mod tests {
         check_refused(|c| c["allow_atomic"] = json!(false), "allow_atomic");
         check_refused(|c| c["subjects"] = json!(["broker.>", "other"]), "subjects");
         check_refused(|c| c["metadata"] = json!({}), "not created by a broker");
+    }
+
+    #[test]
+    fn pruning_needs_a_stream_that_allows_purges_and_nothing_more() {
+        let pruning = NatsOptions { prune: true, ..NatsOptions::default() };
+        let check_pruning = |change: fn(&mut Value), expected: Option<&str>| {
+            let mut config = good();
+            change(&mut config);
+            match (check(&config, &pruning), expected) {
+                (Ok(_), None) => {}
+                (Err(error), Some(expected)) => {
+                    assert!(error.to_string().contains(expected), "{error}");
+                }
+                (outcome, _) => panic!("{config}: {outcome:?}, expected {expected:?}"),
+            }
+        };
+        check_pruning(|c| c["deny_purge"] = json!(false), None);
+        check_pruning(|_| {}, Some("NATS never lifts"));
+        check_pruning(
+            |c| {
+                c["deny_purge"] = json!(false);
+                c["allow_rollup_hdrs"] = json!(true);
+            },
+            Some("rollup"),
+        );
+        check_pruning(
+            |c| {
+                c["deny_purge"] = json!(false);
+                c["deny_delete"] = json!(false);
+            },
+            Some("--deny-delete"),
+        );
+        check_pruning(
+            |c| {
+                c["deny_purge"] = json!(false);
+                c["max_age"] = json!(1_000_000_000);
+            },
+            Some("max_age"),
+        );
     }
 
     #[test]

@@ -25,16 +25,26 @@ const EMPTY: &str = "_";
 
 /// The subject a version of `event` is published to in the stream with subject prefix `prefix`.
 pub(crate) fn encode(prefix: &str, event: &str) -> String {
-    let token = if event.is_empty() { EMPTY.to_owned() } else { URL_SAFE_NO_PAD.encode(event) };
-    format!("{prefix}.{:02x}.{token}", bucket(event))
+    format!("{prefix}.{}", key(event))
 }
 
 /// The event name of a subject made by [`encode`] with the same prefix, or `None` when the
 /// subject is not one: another prefix, a bucket that does not match the name, or a token that is
 /// not base64url of UTF-8 text.
 pub(crate) fn decode(prefix: &str, subject: &str) -> Option<String> {
-    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
-    let (bucket_hex, token) = rest.split_once('.')?;
+    from_key(subject.strip_prefix(prefix)?.strip_prefix('.')?)
+}
+
+/// The subject of `event` without the stream's prefix, `<bucket>.<token>`: what names the event
+/// wherever the prefix is another, such as the keys of the horizons (see `horizons.rs`).
+pub(crate) fn key(event: &str) -> String {
+    let token = if event.is_empty() { EMPTY.to_owned() } else { URL_SAFE_NO_PAD.encode(event) };
+    format!("{:02x}.{token}", bucket(event))
+}
+
+/// The event name of a key made by [`key`], or `None` when it is not one.
+pub(crate) fn from_key(key: &str) -> Option<String> {
+    let (bucket_hex, token) = key.split_once('.')?;
     let event = if token == EMPTY {
         String::new()
     } else {
@@ -78,6 +88,7 @@ mod tests {
             "{event:?} makes a subject of safe tokens: {subject}"
         );
         assert_eq!(decode("broker", &subject).as_deref(), Some(event), "{subject} round-trips");
+        assert_eq!(from_key(&key(event)).as_deref(), Some(event), "its key round-trips");
     }
 
     #[test]

@@ -159,7 +159,8 @@ async fn open(shared: &Shared, position: u64) -> Result<Ordered, StorageError> {
         .map_err(|error| StorageError::Unavailable(format!("consuming the stream: {error}")))
 }
 
-/// The version `message` holds, unless the tail delivered it already; moves `position` past it.
+/// The version `message` holds, unless the tail delivered it already or it is pruned (a
+/// replica that has not applied a purge may deliver it); moves `position` past it.
 fn take(
     shared: &Shared,
     message: async_nats::jetstream::Message,
@@ -187,5 +188,5 @@ fn take(
         &message.payload,
     )?;
     *position = sequence;
-    Ok(Some(version))
+    Ok((version.id > shared.pruned_through(&version.event)).then_some(version))
 }
