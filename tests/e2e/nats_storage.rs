@@ -1,8 +1,7 @@
-//! The NATS JetStream storage on a real three-node cluster: every contract of the storage trait
-//! (the conformance suite, for one store and for two sharing a stream), the settings a stream
-//! must have, reads that never go back in time while a replica is behind, and two servers with
+//! The NATS JetStream storage on a real three-node cluster: the settings a stream must have, reads that never go back in time while a replica is behind, and two servers with
 //! `--nats` as one database. `failover.rs`: appends and tails while servers die; `logins.rs`:
-//! credentials and TLS.
+//! credentials and TLS. The conformance suite runs in the crate's own tests, on a cluster of
+//! three as well.
 
 mod failover;
 mod logins;
@@ -10,7 +9,7 @@ mod logins;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use broker_storage::{NewVersion, Storage, Version, conformance};
+use broker_storage::{NewVersion, Storage, Version};
 use broker_storage_nats::{NatsOptions, NatsStorage};
 
 use crate::support::{NODES, NatsCluster, Server, Sse, ids};
@@ -35,27 +34,6 @@ async fn connect(urls: &str, stream: &str) -> NatsStorage {
     NatsStorage::connect(options(urls, stream))
         .await
         .unwrap_or_else(|error| panic!("connect to stream {stream} at {urls}: {error}"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_storage_passes_the_conformance_suite() {
-    let cluster = NatsCluster::start().await;
-    let urls = cluster.urls();
-    conformance::run(|| {
-        let urls = urls.clone();
-        async move { connect(&urls, &fresh_stream("conformance")).await }
-    })
-    .await;
-    conformance::run_shared(|| {
-        let urls = urls.clone();
-        async move {
-            let stream = fresh_stream("shared");
-            let first = connect(&urls, &stream).await;
-            let second = connect(&urls, &stream).await;
-            (first, second)
-        }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,4 +200,53 @@ async fn reads_of_large_versions_come_whole() {
     assert_eq!(store.history("e1", 0, 100).await.expect("history"), history);
     assert_eq!(store.latest().await.expect("latest"), stored[20..], "the last of each event");
     store.close().await.expect("close");
+}
+
+/// `--retain` over NATS: the stream's own purge removes what the rules let go of, and every node
+/// sharing the stream sees the horizon: in its audit, its resumes and its past states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_a_shared_stream_is_seen_by_every_node() {
+    let cluster = NatsCluster::start().await;
+    let urls = cluster.urls();
+    let stream = fresh_stream("retained");
+    let args = [
+        "--nats",
+        urls.as_str(),
+        "--nats-stream",
+        stream.as_str(),
+        "--retain",
+        "cursor=2",
+        "--idempotency-window",
+        "12s",
+    ];
+    let pruning = Server::start_with(&args, &[]).await;
+    let other = Server::start_with(&args, &[]).await;
+    let mut cursor = Vec::new();
+    for n in 0..6 {
+        cursor.push(pruning.insert("cursor", serde_json::json!(n)).await);
+        other.insert("form", serde_json::json!(n)).await;
+    }
+    // Pruning spares versions younger than the idempotency window, at least 12 s on NATS.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while other.audit("cursor").await.len() > 2 {
+        assert!(Instant::now() < deadline, "cursor was not pruned: {}", pruning.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ids(&other.audit("cursor").await), ids(&cursor[4..]), "the newest two stay");
+    assert_eq!(other.audit("form").await.len(), 6, "an event no rule matches keeps everything");
+    let horizon = cursor[3].id.to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // The other node learns the horizon from the stream's bucket within a few seconds.
+    while other.get("/audit/cursor").await.header("broker-pruned-through") != Some(&*horizon) {
+        assert!(Instant::now() < deadline, "the other node never saw the horizon");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let gone = other.get(&format!("/snapshot?at={}", cursor[1].id)).await;
+    gone.expect_error(410, "pruned");
+    assert_eq!(gone.json()["oldest_kept"], serde_json::json!(cursor[4].id), "{gone}");
+
+    let database = other.health().await.database_id;
+    let resume_at = format!("{}@{database}", cursor[0].id);
+    let (_, start) = Sse::subscribe(&other, "/events", &[("Last-Event-ID", &resume_at)]).await;
+    assert_eq!(start.reason.map(|(reason, _)| reason).as_deref(), Some("pruned"));
 }

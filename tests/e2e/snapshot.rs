@@ -38,7 +38,10 @@ async fn the_snapshot_is_the_latest_version_of_every_event_in_id_order() {
     assert_eq!(versions(&server.get(&only).await), [a2.clone(), c1.clone()], "?event= filters");
     assert_eq!(versions(&server.get("/snapshot?event=zzz").await), []);
 
-    assert_eq!(versions(&server.get(&format!("/snapshot?at={}", a1.id)).await), [a1.clone()]);
+    assert_eq!(
+        versions(&server.get(&format!("/snapshot?at={}", a1.id)).await),
+        std::slice::from_ref(&a1)
+    );
     assert_eq!(
         versions(&server.get(&format!("/snapshot?at={}", a2.id)).await),
         [b1.clone(), a2.clone()],
@@ -46,7 +49,7 @@ async fn the_snapshot_is_the_latest_version_of_every_event_in_id_order() {
     );
     assert_eq!(versions(&server.get("/snapshot?at=0").await), []);
     let at_b = format!("/snapshot?at={}&event=b", c1.id);
-    assert_eq!(versions(&server.get(&at_b).await), [b1.clone()]);
+    assert_eq!(versions(&server.get(&at_b).await), std::slice::from_ref(&b1));
 }
 
 #[tokio::test]
@@ -94,7 +97,7 @@ async fn a_state_before_the_horizon_is_gone_naming_the_event_and_where_its_histo
         assert_eq!(body["pruned_through"], json!(a1.id), "{body}");
     }
     let only_b = format!("/snapshot?at={}&event=b", b1.id);
-    assert_eq!(versions(&server.get(&only_b).await), [b1.clone()], "b lost nothing");
+    assert_eq!(versions(&server.get(&only_b).await), std::slice::from_ref(&b1), "b lost nothing");
     let at_horizon = format!("/snapshot?at={}", a2.id);
     assert_eq!(versions(&server.get(&at_horizon).await), [b1, a2]);
 }

@@ -88,9 +88,9 @@ pub(crate) fn prelude(retry: Duration, start: Start) -> Bytes {
     // Writing into a `String` cannot fail.
     let _ = write!(prelude, "retry: {}\n: {}\n", retry.as_millis(), start.as_str());
     let _ = match start {
-        Start::Snapshot(Some(Reason::UnknownId)) => write!(prelude, ": unknown_id\n"),
+        Start::Snapshot(Some(Reason::UnknownId)) => writeln!(prelude, ": unknown_id"),
         Start::Snapshot(Some(Reason::Pruned(through))) => {
-            write!(prelude, ": pruned through {through}\n")
+            writeln!(prelude, ": pruned through {through}")
         }
         Start::Snapshot(None) | Start::Resumed => Ok(()),
     };

@@ -282,6 +282,8 @@ impl Args {
         let mut nats = nats.into_options()?;
         if let Some(nats) = &mut nats {
             nats.duplicate_window = idempotency_window;
+            // Retention purges the stream, which a stream must allow from its creation.
+            nats.prune = !retain.is_empty();
         }
         let data = match (data, &nats) {
             (Some(data), _) => data,

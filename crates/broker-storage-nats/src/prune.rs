@@ -87,13 +87,11 @@ fn cut(
     let mut removed = 0;
     for (index, version) in versions.iter().enumerate() {
         let newer = count.saturating_sub(index as u64 + 1);
-        if newer == 0
-            || !retention.releases(newer, version.timestamp)
-            || version.timestamp >= window_start
-        {
+        if newer == 0 || !retention.releases(newer, version.timestamp) {
             return (removed, false);
         }
-        if removed == limit {
+        // Past the limit, or kept for the idempotency window: left for a later call.
+        if removed == limit || version.timestamp >= window_start {
             return (removed, true);
         }
         removed += 1;
@@ -211,8 +209,8 @@ mod tests {
         check(&[1], 1, all, 100, (0, false));
         // By time: stop at the first version kept.
         check(&[1, 2, 30, 4], 4, Retention::since(10), 100, (2, false));
-        // The idempotency window keeps versions from 100 on.
-        check(&[1, 99, 100, 101], 10, all, 100, (2, false));
+        // The idempotency window keeps versions from 100 on, for a later call.
+        check(&[1, 99, 100, 101], 10, all, 100, (2, true));
         // A limit of 0 removes nothing, and says whether there is something to remove.
         check(&[1, 2], 2, all, 0, (0, true));
         check(&[1, 2], 2, Retention::last(5), 0, (0, false));
