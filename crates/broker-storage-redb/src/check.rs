@@ -155,7 +155,7 @@ fn found(mut report: CheckReport, what: &str, fault: Fault) -> Result<CheckRepor
 /// version's timestamp, once in `keys` and once in `key_times`. Where versions were pruned, every
 /// hole in the ids lies at or below a horizon, no version of a pruned event is left at or below
 /// its horizon, its latest version is above it, and a key may name a version that is gone only
-/// at or below a horizon; a current row of `counts` must count its event's versions.
+/// at or below a horizon; a row of `counts` must count its event's versions up to its `through`.
 fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<(), Fault> {
     let txn = database.begin_read().map_err(from_redb)?;
     let meta = txn.open_table(META).map_err(from_redb)?;
@@ -202,8 +202,8 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
 
     let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
     let mut indexed = 0;
-    // The number of versions of each event.
-    let mut counted: HashMap<String, u64> = HashMap::new();
+    // The ids of each event's versions, in order.
+    let mut counted: HashMap<String, Vec<u64>> = HashMap::new();
     for entry in by_event.iter().map_err(from_redb)? {
         let (key, _) = entry.map_err(from_redb)?;
         let (event, id) = key.value();
@@ -218,7 +218,7 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
         match versions.get(id).map_err(from_redb)? {
             Some(row) if row.value().0 == event => {
                 indexed += 1;
-                *counted.entry(event.to_owned()).or_default() += 1;
+                counted.entry(event.to_owned()).or_default().push(id);
             }
             Some(row) => {
                 return Err(corrupt(format!(
@@ -275,16 +275,17 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
         for entry in counts.iter().map_err(from_redb)? {
             let (event, row) = entry.map_err(from_redb)?;
             let (event, (count, through)) = (event.value(), row.value());
-            let Some(&newest) = newest.get(event) else {
+            if !newest.contains_key(event) {
                 return Err(corrupt(format!(
                     "counts has a row for {event:?}, which has no versions"
                 )));
-            };
-            // A stale row (an older build appended since) is counted again by the next prune.
-            let stored = counted.get(event).copied().unwrap_or(0);
-            if through == newest && count != stored {
+            }
+            // Versions appended since the last prune are above `through`, and not in the row.
+            let ids = counted.get(event).map_or(&[][..], Vec::as_slice);
+            let stored = ids.partition_point(|&id| id <= through) as u64;
+            if count != stored {
                 return Err(corrupt(format!(
-                    "counts gives {event:?} {count} versions, and it has {stored}"
+                    "counts gives {event:?} {count} versions up to {through}, and it has {stored}"
                 )));
             }
         }

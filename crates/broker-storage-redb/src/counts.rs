@@ -1,11 +1,13 @@
-//! The `counts` table: how many versions of each event are stored, kept by appends and prunes so
-//! that a prune learns an event's count from one row. redb counts a range only by reading every
-//! key in it, which for an event with a million versions is far more than a prune step may cost.
+//! The `counts` table: how many versions of each event a prune last counted, so that the next
+//! one counts only what was appended since. redb counts a range only by reading every key in
+//! it, which for an event with a million versions is far more than a prune step may cost; and
+//! appends, the hot path, write nothing here.
 //!
-//! A row is `(count, through)`: the count is right while `through` is the event's `latest` id.
-//! An append that finds its event's row current moves both on; a row left behind (by a build
-//! that did not keep this table, or by a file written before it) stays stale until a prune
-//! counts the event once, from `by_event`, and writes the row back current.
+//! A row is `(count, through)`: the event has `count` stored versions with an id up to
+//! `through`. Appends only add versions above the event's latest, and prunes remove versions
+//! below it and write the row in the same transaction, so a row stays true; the event's count is
+//! the row's plus its `by_event` keys above `through`. An event without a row (never pruned, or
+//! in a file written before this table) is counted whole at its first prune.
 
 use std::ops::Bound;
 
@@ -16,50 +18,22 @@ use crate::error::{Fault, from_redb_write};
 /// The `counts` table, open in a write transaction.
 pub(crate) type Counts<'txn> = Table<'txn, &'static str, (u64, u64)>;
 
-/// Records that a batch stored `added` versions of `event`, the newest of them `newest`, where
-/// the event's newest version was `before` (`None` for an event new to the file).
-///
-/// A current row stays current. A stale or missing row of an event the file already held is
-/// left as it is: its count is unknown, and the next prune of the event counts it.
-pub(crate) fn add(
-    counts: &mut Counts<'_>,
-    event: &str,
-    before: Option<u64>,
-    added: u64,
-    newest: u64,
-) -> Result<(), Fault> {
-    let count = match before {
-        None => added,
-        Some(before) => match counts.get(event).map_err(from_redb_write)?.map(|row| row.value()) {
-            Some((count, through)) if through == before => count + added,
-            _ => return Ok(()),
-        },
-    };
-    counts.insert(event, (count, newest)).map_err(from_redb_write)?;
-    Ok(())
-}
-
-/// The number of stored versions of `event`, whose newest version is `newest`: its row when
-/// current, or else counted from `by_event` and written back, which reads the event's whole
-/// index once.
+/// The number of stored versions of `event`: its row's count, plus its `by_event` keys above
+/// the row's `through` (all of them without a row), which a prune then writes back.
 pub(crate) fn get(
-    counts: &mut Counts<'_>,
+    counts: &Counts<'_>,
     by_event: &impl ReadableTable<(&'static str, u64), ()>,
     event: &str,
-    newest: u64,
 ) -> Result<u64, Fault> {
-    if let Some((count, through)) = counts.get(event).map_err(from_redb_write)?.map(|r| r.value())
-        && through == newest
-    {
-        return Ok(count);
-    }
-    let range = (Bound::Included((event, 0)), Bound::Included((event, u64::MAX)));
-    let mut count = 0;
+    let row = counts.get(event).map_err(from_redb_write)?.map(|row| row.value());
+    let (mut count, through) = row.map_or((0, None), |(count, through)| (count, Some(through)));
+    let from =
+        through.map_or(Bound::Included((event, 0)), |through| Bound::Excluded((event, through)));
+    let range = (from, Bound::Included((event, u64::MAX)));
     for entry in by_event.range(range).map_err(from_redb_write)? {
         entry.map_err(from_redb_write)?;
         count += 1;
     }
-    set(counts, event, count, newest)?;
     Ok(count)
 }
 

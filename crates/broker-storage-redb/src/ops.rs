@@ -10,11 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use broker_storage::{NewVersion, StorageError, Version};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
-use crate::counts::{self, Counts};
 use crate::error::{Fault, from_io, from_redb, from_redb_write};
 use crate::journal::{self, Journal, Record, WriteError};
 use crate::retention;
-use crate::schema::{self, BY_EVENT, COUNTS, KEY_TIMES, KEYS, LATEST, VERSIONS};
+use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, VERSIONS};
 use crate::space::{self, Space};
 
 /// What an append returns: the version for each new version of the batch, in batch order, and
@@ -178,7 +177,6 @@ struct Tables<'txn> {
     latest: Table<'txn, &'static str, u64>,
     keys: Table<'txn, &'static str, (u64, u64)>,
     key_times: Table<'txn, (u64, &'static str), ()>,
-    counts: Counts<'txn>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -189,7 +187,6 @@ impl<'txn> Tables<'txn> {
             latest: txn.open_table(LATEST).map_err(from_redb_write)?,
             keys: txn.open_table(KEYS).map_err(from_redb_write)?,
             key_times: txn.open_table(KEY_TIMES).map_err(from_redb_write)?,
-            counts: txn.open_table(COUNTS).map_err(from_redb_write)?,
         })
     }
 
@@ -232,24 +229,17 @@ impl<'txn> Tables<'txn> {
         schema::lookup(&self.versions, id, "keys", from_redb_write).map(Some)
     }
 
-    /// Writes the `latest` and `counts` rows of each event among `stored`, the versions a batch
-    /// stored, in id order: one write per event rather than per version, since a batch often
-    /// holds many versions of one event. A version may appear twice (returned again under a key
-    /// used twice in the batch), after the first time, so only a version newer than the last of
-    /// its event is counted.
+    /// Writes the `latest` row of each event among `stored`, the versions a batch stored: one
+    /// write per event rather than per version, since a batch often holds many versions of one
+    /// event.
     fn set_latest<'a>(&mut self, stored: impl Iterator<Item = &'a Version>) -> Result<(), Fault> {
-        // For each event, its newest id and how many versions the batch stored.
-        let mut newest: HashMap<&str, (u64, u64)> = HashMap::new();
+        let mut newest: HashMap<&str, u64> = HashMap::new();
         for version in stored {
-            let (id, added) = newest.entry(&version.event).or_insert((0, 0));
-            if version.id > *id {
-                *id = version.id;
-                *added += 1;
-            }
+            let id = newest.entry(&version.event).or_insert(0);
+            *id = (*id).max(version.id);
         }
-        for (event, (id, added)) in newest {
-            let before = self.latest.insert(event, id).map_err(from_redb_write)?.map(|r| r.value());
-            counts::add(&mut self.counts, event, before, added, id)?;
+        for (event, id) in newest {
+            self.latest.insert(event, id).map_err(from_redb_write)?;
         }
         Ok(())
     }

@@ -72,7 +72,7 @@ fn prune_once(
         let mut by_event = txn.open_table(BY_EVENT).map_err(from_redb_write)?;
         let mut versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
         let mut counts = txn.open_table(COUNTS).map_err(from_redb_write)?;
-        let count = counts::get(&mut counts, &by_event, event, newest)?;
+        let count = counts::get(&counts, &by_event, event)?;
 
         let mut removed: Vec<u64> = Vec::new();
         let mut more = false;

@@ -15,11 +15,10 @@
 //!   they were stored at, oldest first, so that an append finds the expired ones without reading
 //!   the rest, and prunes a few of them.
 //! - `counts`: event (`&str`) → `(count, through)` as `(u64, u64)`: how many versions of the
-//!   event are stored, counted up to and including its version `through`. A prune needs the count
-//!   to tell how many versions are newer than the one it looks at, and redb can only count a
-//!   range by reading it. The row is **current** when `through` is the event's `latest` id, and
-//!   **stale** otherwise (a build without this table appended to the event since); a prune counts
-//!   a stale or missing row again, once, and writes it back current.
+//!   event with an id up to `through` are stored, as its last prune counted them. A prune needs
+//!   the count to tell how many versions are newer than the one it looks at, and redb can only
+//!   count a range by reading it: a prune counts the row's plus the event's keys above `through`,
+//!   and writes the row back. Appends never write it.
 //! - `horizons`: event (`&str`) → id (`u64`): the greatest id pruned of each event that was
 //!   pruned. Every version of the event up to it is gone, every later one is stored.
 //! - `meta`: name (`&str`) → bytes. `database_id` holds the 16 bytes of the database's UUID,
@@ -32,8 +31,7 @@
 //! (replacing the rows of an expired use of the key), so those two always agree as well, and
 //! every id in `keys` names a version in `versions`, unless that version was pruned: a prune
 //! removes only versions whose timestamp is older than the idempotency window by the clock, so
-//! an append treats a key whose version is gone, and that is that old, as expired. An append also
-//! keeps the `counts` row of each event it stores current, when it was.
+//! an append treats a key whose version is gone, and that is that old, as expired.
 //!
 //! A prune removes a prefix of one event's `by_event` rows and their `versions` rows, never the
 //! event's latest version, and in the same transaction lowers its `counts` row and raises its
@@ -49,9 +47,8 @@
 //!
 //! `counts` and `horizons` came later still, also in format 1, for the same reasons: a file
 //! without them has pruned nothing (opening it creates them empty, and each event is counted at
-//! its first prune); a build that predates them can still read a pruned file, and what it appends
-//! leaves `horizons` true and makes the `counts` rows it touches stale, which the next prune
-//! notices.
+//! its first prune); a build that predates them can still read a pruned file, and what it
+//! appends (versions above every `through`) leaves both true.
 
 use std::path::Path;
 
