@@ -32,7 +32,7 @@ const VERSIONS: usize = 1500;
 const WARM_UP: usize = 100;
 
 /// A field of `/proc/<pid>/status` given in kB, such as `VmRSS`, in bytes.
-fn status(server: &Server, field: &str) -> u64 {
+pub fn status(server: &Server, field: &str) -> u64 {
     let path = format!("/proc/{}/status", server.pid());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
     let value = text

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::snapshot::versions;
-use crate::support::{Server, Sse, Version, ids};
+use crate::support::{Server, Sse, Version, ids, run};
 
 /// Pruning spares the versions younger than the idempotency window: a short one lets the tests
 /// see pruning within a second or two.
@@ -167,4 +167,26 @@ async fn pruning_lets_the_database_file_stop_growing() {
         growth(&pruned) < growth(&kept) / 4,
         "with retention the file stops growing: {pruned:?} against {kept:?}"
     );
+}
+
+#[tokio::test]
+async fn rules_come_from_the_environment_and_a_bad_one_stops_the_server_saying_why() {
+    let server = Server::start_with(&[WINDOW], &[("BROKER_RETAIN", "a=1 b=2")]).await;
+    for n in 0..4 {
+        server.insert("a", json!(n)).await;
+        server.insert("b", json!(n)).await;
+    }
+    assert_eq!(wait_for_history(&server, "a", 1).await.len(), 1);
+    assert_eq!(wait_for_history(&server, "b", 2).await.len(), 2);
+
+    for bad in ["metrics", "metrics.*=0", "a=soon", "=5", "a=1,2"] {
+        let output = run(&["--retain", bad, "--port", "0"], &[]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--retain {bad:?} must be refused: {stderr}");
+        assert!(stderr.contains("--retain"), "the error names the flag: {stderr}");
+        assert!(
+            stderr.contains("PATTERN=RULE") || stderr.contains("count"),
+            "and says why: {stderr}"
+        );
+    }
 }

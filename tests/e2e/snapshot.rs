@@ -161,3 +161,38 @@ async fn an_audit_without_limit_is_the_whole_history_streamed() {
     assert_eq!(ids(&versions(&page)), ids(&inserted[..100]), "with limit, one page");
     assert!(page.next_link().is_some(), "and a link to the next");
 }
+
+/// The snapshot of 10,000 events, 20 MB of JSON, is written as it is encoded: the server's peak
+/// memory grows by far less than the answer, and the answer has no `Content-Length`.
+#[tokio::test]
+async fn a_snapshot_of_ten_thousand_events_is_streamed_with_bounded_memory() {
+    const MIB: u64 = 1024 * 1024;
+    let server = Server::start_with(&["--max-body", "4194304"], &[]).await;
+    let data = "x".repeat(2000);
+    let mut inserted = Vec::new();
+    for round in 0..10 {
+        let array: Vec<Value> =
+            (0..1000).map(|i| json!({"event": format!("e{round}.{i}"), "data": data})).collect();
+        let reply = server.post_insert(&Value::from(array).to_string()).await;
+        assert_eq!(reply.status, 201, "{reply}");
+        inserted.extend(serde_json::from_str::<Vec<Version>>(&reply.body).expect("versions"));
+    }
+    let before = crate::memory::status(&server, "VmHWM");
+    let reply = server.get("/snapshot").await;
+    let peak = crate::memory::status(&server, "VmHWM");
+    assert_eq!(reply.header("content-length"), None, "streamed, not sent whole");
+    let snapshot = versions(&reply);
+    assert_eq!(ids(&snapshot), ids(&inserted), "every event once, in id order");
+    let grown = peak.saturating_sub(before);
+    println!(
+        "a {} MiB snapshot raised the peak memory by {} KiB",
+        reply.body.len() as u64 / MIB,
+        grown / 1024
+    );
+    assert!(reply.body.len() as u64 > 19 * MIB, "{} bytes", reply.body.len());
+    assert!(
+        grown < 4 * MIB,
+        "the peak grew by {grown} bytes for a {} byte answer",
+        reply.body.len()
+    );
+}
