@@ -7,7 +7,7 @@
 //! (see `error.rs`).
 
 use broker_auth::{Access, Verifier};
-use broker_core::SubscribeOptions;
+use broker_core::{SubscribeOptions, validate_event_name};
 use headers::{Cookie, HeaderMapExt};
 use http::{HeaderMap, Uri, header};
 
@@ -15,6 +15,20 @@ use crate::error::ApiError;
 
 /// The query parameter a token may be sent in.
 const QUERY_PARAMETER: &str = "access_token";
+
+/// Adds `event`, named by `?event=`, to what `options` follow, once it is a valid name of at most
+/// `max_len` bytes that `access` may subscribe to.
+pub(crate) fn follow(
+    access: &Access,
+    options: SubscribeOptions,
+    event: &str,
+    max_len: usize,
+) -> Result<SubscribeOptions, ApiError> {
+    validate_event_name(event, max_len)
+        .map_err(|error| ApiError::InvalidQuery(format!("event: {error}")))?;
+    access.may_subscribe(event)?;
+    Ok(options.events([event]))
+}
 
 /// Limits `options` to what `access` may read, for an event stream or a snapshot: a client
 /// with no token reads only the public events, and with none public it needs a token.

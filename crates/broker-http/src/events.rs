@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 
 use broker_auth::Access;
-use broker_core::{Entry, SubscribeOptions, Subscription, validate_event_name};
+use broker_core::{Entry, SubscribeOptions, Subscription};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::Frame;
@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 
 use crate::App;
-use crate::auth::restrict;
+use crate::auth::{follow, restrict};
 use crate::body::{Body, EventStream};
 use crate::error::ApiError;
 use crate::metrics::{HttpMetrics, StreamEnd};
@@ -39,10 +39,8 @@ pub(crate) async fn events<B>(
     {
         match &*key {
             "event" => {
-                validate_event_name(&value, app.broker().config().max_event_name_len)
-                    .map_err(|error| ApiError::InvalidQuery(format!("event: {error}")))?;
-                access.may_subscribe(&value)?;
-                options = options.events([&*value]);
+                options =
+                    follow(access, options, &value, app.broker().config().max_event_name_len)?;
             }
             "lastEventId" => resume_from = Some(value.into_owned()),
             _ => {}

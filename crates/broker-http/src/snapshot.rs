@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use broker_auth::Access;
-use broker_core::{At, Entry, SubscribeOptions, Version, validate_event_name};
+use broker_core::{At, Entry, SubscribeOptions, Version};
 use http::Response;
 
 use crate::App;
-use crate::auth::restrict;
+use crate::auth::{follow, restrict};
 use crate::body::{Body, json_stream_response};
 use crate::error::ApiError;
 use crate::json::versions_body;
@@ -23,10 +23,8 @@ pub(crate) async fn snapshot(
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match &*key {
             "event" => {
-                validate_event_name(&value, app.broker().config().max_event_name_len)
-                    .map_err(|error| ApiError::InvalidQuery(format!("event: {error}")))?;
-                access.may_subscribe(&value)?;
-                options = options.events([&*value]);
+                options =
+                    follow(access, options, &value, app.broker().config().max_event_name_len)?;
             }
             "at" => at = Some(parse_at(&value)?),
             _ => {}
