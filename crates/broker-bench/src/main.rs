@@ -9,8 +9,9 @@
 //!
 //! # Layout
 //!
-//! - `scenario.rs`: the six scenarios, their defaults, the targets.
-//! - `load.rs`: insert, fan-out and idle runs; `snapshot.rs`, `restart.rs`: the other two;
+//! - `scenario.rs`: the seven scenarios, their defaults, the targets.
+//! - `load.rs`: insert, fan-out and idle runs; `snapshot.rs`, `restart.rs`, `past.rs`: the other
+//!   three;
 //!   `plan.rs`: the shape of a load run and how it is shared out among workers and nodes.
 //! - `fleet.rs`: worker processes as the coordinator sees them; `worker.rs`: a worker itself;
 //!   `progress.rs`: what a worker reports.
@@ -35,6 +36,7 @@ mod machine;
 mod monitor;
 mod nats;
 mod netns;
+mod past;
 mod payload;
 mod plan;
 mod ports;
@@ -123,13 +125,13 @@ struct RunArgs {
     /// Payload bytes of each insert.
     #[arg(long, default_value_t = 100)]
     payload: usize,
-    /// Distinct events (snapshot, restart).
+    /// Distinct events (snapshot, restart, past).
     #[arg(long)]
     events: Option<u64>,
-    /// Stored versions (restart).
+    /// Stored versions (restart, past).
     #[arg(long)]
     versions: Option<u64>,
-    /// Repetitions (snapshot, restart).
+    /// Repetitions (snapshot, restart, past).
     #[arg(long)]
     repeats: Option<usize>,
     /// Publishers publish as fast as they are acknowledged, whatever the scenario's rate: a
