@@ -18,8 +18,7 @@ use http::Version;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::server::conn::http1;
 use hyper_util::server::graceful::Watcher;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 use crate::head::{self, Head, MAX_REQUEST_HEAD, Parsed};
@@ -39,12 +38,18 @@ const REFUSAL_HEAD_WAIT: Duration = Duration::from_millis(500);
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves one connection, directly or through hyper, and says why it closed.
-pub(crate) async fn serve(
+///
+/// `stream` is a TCP socket, or the TLS stream over one once its handshake is done: every path
+/// serves both alike.
+pub(crate) async fn serve<S>(
     app: &App,
     http: &http1::Builder,
     graceful: Watcher,
-    mut stream: TcpStream,
-) -> CloseCause {
+    mut stream: S,
+) -> CloseCause
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let config = app.config();
     let mut buffer = BytesMut::with_capacity(512);
     let started = timeout(config.header_read_timeout, read_start(&mut stream, &mut buffer));
@@ -78,13 +83,16 @@ pub(crate) async fn serve(
 
 /// Hands the connection to hyper at a request boundary, with `buffer`, the bytes already read
 /// from it, put back in front of the socket.
-async fn to_hyper(
+async fn to_hyper<S>(
     app: &App,
     http: &http1::Builder,
     graceful: Watcher,
     buffer: BytesMut,
-    stream: TcpStream,
-) -> CloseCause {
+    stream: S,
+) -> CloseCause
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = Rewind::new(buffer.freeze(), stream);
     // hyper shuts the connection down when it is done with it: lingering then lets an early
     // answer (413, 415) reach a client that is still sending its body.
@@ -100,7 +108,10 @@ async fn to_hyper(
 
 /// Answers a connection over the limit with `503` and `Retry-After`, and closes it so that the
 /// client reads the answer rather than a reset.
-pub(crate) async fn refuse(app: App, mut stream: TcpStream) {
+pub(crate) async fn refuse<S>(app: App, mut stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buffer = BytesMut::with_capacity(1024);
     let head = head::read(&mut stream, &mut buffer, REFUSAL_HEAD_WAIT).await;
     let response = router::refuse_busy(&app, head.as_deref());
@@ -124,7 +135,10 @@ enum Start {
 
 /// Reads until the first bytes rule out a request served directly, or until its whole head is
 /// in.
-async fn read_start(stream: &mut TcpStream, buffer: &mut BytesMut) -> io::Result<Start> {
+async fn read_start(
+    stream: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
+) -> io::Result<Start> {
     loop {
         if let Some(start) = classify(buffer) {
             return Ok(start);

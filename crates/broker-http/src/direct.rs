@@ -18,8 +18,7 @@ use bytes::{Buf, Bytes};
 use http::header::TRANSFER_ENCODING;
 use http::{HeaderValue, Response};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Body;
 use crate::body::is_event_stream;
@@ -33,11 +32,14 @@ const MAX_TRAILING: usize = 64 * 1024;
 
 /// Writes `response`: an event stream chunk by chunk until it ends, anything else whole, after
 /// which the connection closes.
-pub(crate) async fn write_response(
-    stream: &mut TcpStream,
+pub(crate) async fn write_response<S>(
+    stream: &mut S,
     response: Response<Body>,
     write_timeout: Duration,
-) -> io::Result<CloseCause> {
+) -> io::Result<CloseCause>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if !is_event_stream(&response) {
         // An error answer (401, 403, 400...): whole, then the connection closes.
         write_whole(&mut *stream, response, write_timeout).await?;
@@ -48,15 +50,16 @@ pub(crate) async fn write_response(
         (Response::from_parts(parts, ()), body)
     };
     response.headers_mut().insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-    let (mut reader, writer) = stream.split();
     // Frames are written as they come; the guard fails a write that stays blocked, and costs no
-    // timer while writes flow.
-    let mut writer = StallGuard::new(writer, write_timeout);
+    // timer while writes flow. The stream is not split into halves: a TLS stream's reads and
+    // writes share one session. A read is only ever waited for beside the body, and dropped (it
+    // is cancel-safe) before anything is written.
+    let mut io = StallGuard::new(stream, write_timeout);
     let head = head::encode(&response);
     // Only the body lives on: the head's header map would cost an idle subscriber more than the
     // rest of its state.
     drop(response);
-    writer.write_all(&head).await?;
+    write_out(&mut io, &head).await?;
     drop(head);
     let mut trailing = [0; 512];
     let mut trailing_len = 0;
@@ -64,14 +67,15 @@ pub(crate) async fn write_response(
         tokio::select! {
             frame = body.frame() => {
                 let Some(Ok(frame)) = frame else {
-                    writer.write_all(b"0\r\n\r\n").await?;
+                    write_out(&mut io, b"0\r\n\r\n").await?;
                     return Ok(CloseCause::Closed);
                 };
                 if let Ok(data) = frame.into_data() {
-                    write_chunk(&mut writer, data).await?;
+                    write_chunk(&mut io, data).await?;
+                    io.flush().await?;
                 }
             }
-            read = reader.read(&mut trailing) => {
+            read = io.read(&mut trailing) => {
                 match read? {
                     0 => return Ok(CloseCause::Closed),
                     n => {
@@ -86,6 +90,13 @@ pub(crate) async fn write_response(
     }
 }
 
+/// Writes `bytes` and flushes them: a TLS stream may hold written bytes back until it is
+/// flushed (a plain socket flushes at once).
+async fn write_out(io: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
 /// Writes a response that is not an event stream whole, with `Content-Length` and
 /// `Connection: close`.
 pub(crate) async fn write_whole(
@@ -98,7 +109,9 @@ pub(crate) async fn write_whole(
     let mut head = Vec::with_capacity(512);
     head::encode_into(parts.status, &parts.headers, Some(body.len()), true, &mut head);
     let mut whole = Buf::chain(Bytes::from(head), body);
-    StallGuard::new(io, write_timeout).write_all_buf(&mut whole).await
+    let mut io = StallGuard::new(io, write_timeout);
+    io.write_all_buf(&mut whole).await?;
+    io.flush().await
 }
 
 /// Writes one chunk of the chunked transfer coding: size line, data, line end, in one vectored

@@ -30,8 +30,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRAD
 use http::{HeaderMap, Method, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep, sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
@@ -145,12 +144,15 @@ fn wants_close(headers: &HeaderMap) -> bool {
 ///
 /// Returns when the connection closed, or when the buffer starts with a request that hyper must
 /// serve.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S>(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut S,
     buffer: &mut BytesMut,
     first: Insert,
-) -> Outcome {
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let config = app.config();
     let shutdown = app.shutdown_token().cancelled();
     tokio::pin!(shutdown);
@@ -179,7 +181,9 @@ pub(crate) async fn serve(
         if !keep_alive {
             // Lingering lets an answer given before the body was read (413, 408) reach a client
             // still sending it, rather than be destroyed by the reset its unread bytes cause.
-            let _ = Linger::new(&mut *stream).shutdown().await;
+            // The guard bounds the shutdown, which writes over TLS (its `close_notify`).
+            let stream = StallGuard::new(&mut *stream, config.write_timeout);
+            let _ = Linger::new(stream).shutdown().await;
             let cause = if end == BodyEnd::Failed { CloseCause::Error } else { CloseCause::Closed };
             return Outcome::Closed(cause);
         }
@@ -199,7 +203,7 @@ pub(crate) async fn serve(
 
 /// Reads until the buffer starts with a whole plain insert head, or with anything else.
 async fn next(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
     mut deadline: Pin<&mut Sleep>,
     mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
@@ -231,9 +235,10 @@ async fn next(
 }
 
 /// Writes `response` whole, in one write: head with `Content-Length` (and `Connection: close`
-/// unless `keep_alive`), then body.
+/// unless `keep_alive`), then body, and flushes it (a TLS stream holds written bytes back until
+/// then).
 async fn write(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     response: Response<Body>,
     keep_alive: bool,
     out: &mut Vec<u8>,
@@ -244,7 +249,9 @@ async fn write(
     out.clear();
     head::encode_into(parts.status, &parts.headers, Some(body.len()), !keep_alive, out);
     out.extend_from_slice(&body);
-    StallGuard::new(&mut *stream, write_timeout).write_all(out).await
+    let mut stream = StallGuard::new(&mut *stream, write_timeout);
+    stream.write_all(out).await?;
+    stream.flush().await
 }
 
 /// The bytes of a whole body. Only inserts are served here, whose answers (the stored version, or

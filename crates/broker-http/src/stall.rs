@@ -2,10 +2,11 @@
 //!
 //! The event stream of a client that stops reading fills the kernel's socket buffer, then
 //! hyper's write buffer, and then nothing moves: the subscriber holds its connection and buffers
-//! for nothing. The guard wraps the socket and starts a deadline when a write cannot proceed;
-//! any write that proceeds clears it, and a write still blocked at the deadline fails with
-//! `TimedOut`, which makes hyper close the connection. A connection that merely has nothing to
-//! send never arms the deadline, so idle subscribers are unaffected.
+//! for nothing. The guard wraps the socket and starts a deadline when a write cannot proceed (or
+//! a flush or a shutdown, which write too over TLS); any write that proceeds clears it, and a
+//! write still blocked at the deadline fails with `TimedOut`, which makes hyper close the
+//! connection. A connection that merely has nothing to send never arms the deadline, so idle
+//! subscribers are unaffected.
 //!
 //! The deadline is a timer owned by the connection and polled by the connection's own task: no
 //! extra task, and no timer at all while writes flow.
@@ -86,12 +87,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Only bytes written count as progress: a socket flushes instantly whatever its peer does.
-        Pin::new(&mut self.inner).poll_flush(cx)
+        // A plain socket flushes at once whatever its peer does; a TLS stream writes out the
+        // bytes it holds, which stays blocked while the peer reads nothing, as a write does.
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, result)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        // A TLS stream's shutdown writes its `close_notify` alert first.
+        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, result)
     }
 }
 
