@@ -105,6 +105,12 @@ pub struct HttpConfig {
     pub auth: Option<Verifier>,
     /// Whether `GET /` serves the live demo page. Default: no.
     pub demo: bool,
+    /// The HSTS policy: with it, every response of an app that serves HTTPS
+    /// ([`App::with_tls`](crate::App::with_tls)), errors included, carries
+    /// `Strict-Transport-Security: max-age=<seconds>`, and browsers then reach the host over
+    /// HTTPS alone for that long. `Some(Duration::ZERO)` tells them to forget the policy. It is
+    /// never sent over plain HTTP, where RFC 6797 forbids it. Default: `None`, no header.
+    pub hsts: Option<Duration>,
     /// How long the server goes on serving after it is told to shut down, with `/readyz`
     /// answering 503, so that load balancers move new clients elsewhere first. Default: 0.
     pub drain_delay: Duration,
@@ -151,6 +157,7 @@ impl Default for HttpConfig {
             shutdown_timeout: Duration::from_secs(10),
             auth: None,
             demo: false,
+            hsts: None,
         };
         config.fit_open_files(10_000 + FILE_RESERVE);
         config

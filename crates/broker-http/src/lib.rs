@@ -6,7 +6,9 @@
 //! (set in [`HttpConfig::auth`]); `GET /metrics` serves whatever the renderer given to
 //! [`App::with_metrics`] returns, so the transport depends on no metrics exporter, and
 //! `GET /backup` sends the copy of the database that the function given to
-//! [`App::with_backup`] writes, so it depends on no database either.
+//! [`App::with_backup`] writes, so it depends on no database either. Given a certificate
+//! ([`App::with_tls`], a [`Tls`]), it serves HTTPS on rustls, reloading the certificate without
+//! dropping a connection.
 //!
 //! # Features
 //!
@@ -26,12 +28,15 @@
 //!   `insert_body.rs`: the body of an insert, one version or an array of them.
 //! - `insert.rs`, `events.rs`, `audit.rs`, `backup.rs`: one route each; `backup.rs` also has
 //!   [`Backup`], the function that writes the copies it sends.
-//! - `router.rs`: [`handle`], routing, methods, and the CORS headers on every response.
+//! - `router.rs`: [`handle`], routing, methods, and the CORS headers (over TLS, HSTS too) on
+//!   every response.
 //! - `stall.rs`, `rewind.rs`, `linger.rs`: socket wrappers: the guard that drops connections
 //!   whose peer stopped reading, the bytes already read put back in front of the socket, and
 //!   the close that lets an early answer reach a client still sending.
 //! - `socket_body.rs`: the body of a request served without hyper, read from the connection as
 //!   the route asks for it.
+//! - `tls.rs`: [`Tls`], the certificate and key, reloaded from their files, and each
+//!   connection's TLS handshake.
 //! - `direct.rs`: responses written straight to the socket: event streams, refusals.
 //! - `keep_alive.rs`: publishers' connections, `POST /insert` after `POST /insert`, served
 //!   without hyper until a request comes that hyper must answer.
@@ -86,11 +91,13 @@ mod snapshot;
 mod socket_body;
 mod sse;
 mod stall;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use broker_core::Broker;
+use http::HeaderValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -102,6 +109,7 @@ pub use config::{AllowOrigin, FILE_RESERVE, HttpConfig, InvalidOrigin};
 pub use error::ApiError;
 pub use router::handle;
 pub use server::serve;
+pub use tls::{Tls, TlsError};
 
 /// Renders `GET /metrics` from whatever recorder the program installed: the transport knows no
 /// recorder, it only calls this.
@@ -124,6 +132,12 @@ struct Inner {
     /// Writes the copies `GET /backup` sends; without it the route answers 404. Set at most
     /// once, by [`App::with_backup`].
     backup: OnceLock<Backup>,
+    /// The certificate every connection is served with over TLS; without it, plain HTTP. Set
+    /// at most once, by [`App::with_tls`].
+    tls: OnceLock<Tls>,
+    /// The `Strict-Transport-Security` value of every response over TLS, from
+    /// `HttpConfig::hsts`.
+    hsts: Option<HeaderValue>,
     /// Cancelled when shutdown begins; every event stream ends on it.
     shutdown: CancellationToken,
     /// Set when the server starts draining: `/readyz` answers 503 from then on.
@@ -159,12 +173,19 @@ impl App {
         let draining = AtomicBool::new(false);
         let subscribers = Arc::new(Semaphore::new(config.max_subscribers));
         let backup = OnceLock::new();
+        let tls = OnceLock::new();
+        let hsts = config.hsts.map(|max_age| {
+            HeaderValue::from_str(&format!("max-age={}", max_age.as_secs()))
+                .expect("digits are a valid header value")
+        });
         let inner = Inner {
             broker,
             config,
             metrics,
             render_metrics,
             backup,
+            tls,
+            hsts,
             shutdown,
             draining,
             subscribers,
@@ -183,6 +204,26 @@ impl App {
             tracing::warn!("a backup function was set already; the first one stays");
         }
         self
+    }
+
+    /// Serves HTTPS with `tls`, on the same listener: every connection starts with a TLS
+    /// handshake (TLS 1.2 or 1.3), which must finish within the header timeout, and is then
+    /// served as over plain TCP. [`serve`] also reloads the certificate whenever its files
+    /// change; [`Tls::reload`] reloads it at once. With `HttpConfig::hsts` set, every response
+    /// carries `Strict-Transport-Security`.
+    ///
+    /// Clones share everything, this included; it can be set once, and a second call keeps the
+    /// first certificate (and logs a warning).
+    pub fn with_tls(self, tls: Tls) -> App {
+        if self.inner.tls.set(tls).is_err() {
+            tracing::warn!("a TLS certificate was set already; the first one stays");
+        }
+        self
+    }
+
+    /// The certificate the app serves HTTPS with, if it does.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.inner.tls.get()
     }
 
     /// The broker served.
@@ -223,6 +264,11 @@ impl App {
 
     pub(crate) fn metrics(&self) -> &HttpMetrics {
         &self.inner.metrics
+    }
+
+    /// The `Strict-Transport-Security` header's value, when the app serves HTTPS with a policy.
+    pub(crate) fn hsts(&self) -> Option<&HeaderValue> {
+        self.tls().and(self.inner.hsts.as_ref())
     }
 
     /// What writes the copies of `GET /backup`, if anything does.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use broker_core::{Broker, Config};
 use broker_storage::MemoryStorage;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,7 +28,11 @@ pub(crate) struct Server {
 impl Server {
     pub(crate) async fn start(config: HttpConfig) -> Server {
         let broker = Broker::open(MemoryStorage::new(), Config::default()).await.expect("open");
-        let app = App::new(broker, config);
+        Server::serve(App::new(broker, config)).await
+    }
+
+    /// Serves `app`, a broker and settings of the test's own making.
+    pub(crate) async fn serve(app: App) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -73,13 +77,19 @@ impl Reply {
     }
 }
 
-/// One client connection, reading responses one after the other.
-pub(crate) struct Client {
-    pub(crate) stream: TcpStream,
+/// One client connection, reading responses one after the other: over TCP, or over TLS
+/// (`S` is then a TLS stream).
+pub(crate) struct Client<S = TcpStream> {
+    pub(crate) stream: S,
     buffer: Vec<u8>,
 }
 
-impl Client {
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// A client on `stream`, connected already.
+    pub(crate) fn over(stream: S) -> Client<S> {
+        Client { stream, buffer: Vec::new() }
+    }
+
     pub(crate) async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("send");
     }
@@ -142,8 +152,10 @@ impl Client {
                 self.buffer.extend_from_slice(&chunk[..n]);
                 true
             }
+            // Over TLS, a close without the `close_notify` alert is an unexpected end.
             Err(error) => {
-                assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "read: {error}");
+                let ends = [std::io::ErrorKind::ConnectionReset, std::io::ErrorKind::UnexpectedEof];
+                assert!(ends.contains(&error.kind()), "read: {error}");
                 false
             }
         }
@@ -163,6 +175,22 @@ impl Client {
         started.elapsed()
     }
 
+    /// Reads until the bytes received hold `text`, and returns them all, taking them off the
+    /// buffer: for a response that does not end, such as an event stream.
+    pub(crate) async fn read_until(&mut self, text: &str) -> String {
+        let read = async {
+            while !String::from_utf8_lossy(&self.buffer).contains(text) {
+                assert!(self.fill().await, "the connection closed before {text:?}");
+            }
+        };
+        tokio::time::timeout(PATIENCE, read).await.unwrap_or_else(|_| {
+            panic!("no {text:?} in time: {:?}", String::from_utf8_lossy(&self.buffer))
+        });
+        String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned()
+    }
+}
+
+impl Client {
     /// Whether the connection is still open after `wait`.
     pub(crate) async fn open_after(&mut self, wait: Duration) -> bool {
         let mut byte = [0; 1];

@@ -81,6 +81,8 @@ causes! {
         WriteTimeout => "write_timeout",
         /// The connection failed: a reset, malformed input, or too much unread input.
         Error => "error",
+        /// The TLS handshake failed, or did not finish within the header timeout.
+        TlsHandshake => "tls_handshake",
     }
 }
 
@@ -181,7 +183,7 @@ mod tests {
         let streams: Vec<_> = StreamEnd::ALL.iter().map(|cause| cause.as_str()).collect();
         assert_eq!(streams, ["client_gone", "shutdown", "broker_closed", "token_expired"]);
         let closes: Vec<_> = CloseCause::ALL.iter().map(|cause| cause.as_str()).collect();
-        assert_eq!(closes, ["closed", "header_timeout", "write_timeout", "error"]);
+        assert_eq!(closes, ["closed", "header_timeout", "write_timeout", "error", "tls_handshake"]);
         assert_eq!(listed(CloseCause::ALL, CloseCause::as_str), closes.join(", "));
     }
 }

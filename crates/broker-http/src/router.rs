@@ -111,7 +111,8 @@ pub(crate) fn refuse_busy(app: &App, head: Option<&Head>) -> Response<Body> {
     respond(app, origin, ApiError::TooManyConnections.into_response())
 }
 
-/// The last step of every response the transport gives: the CORS headers.
+/// The last step of every response the transport gives: the CORS headers, and over TLS the HSTS
+/// policy, if there is one.
 fn respond(
     app: &App,
     origin: Option<&HeaderValue>,
@@ -119,6 +120,9 @@ fn respond(
 ) -> Response<Body> {
     let credentials = app.config().auth.as_ref().is_some_and(|auth| auth.cookie_name().is_some());
     app.config().allow_origin.apply(origin, credentials, &mut response);
+    if let Some(hsts) = app.hsts() {
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     response
 }
 

@@ -4,12 +4,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper::server::conn::http1;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::metrics::HttpMetrics;
-use crate::{App, connection, hyper_conn};
+use crate::metrics::{CloseCause, HttpMetrics};
+use crate::{App, connection, hyper_conn, tls};
 
 /// How long the accept loop pauses after a failed accept, such as running out of file
 /// descriptors, before it tries again; connections already open are served meanwhile.
@@ -19,8 +20,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_REFUSING: usize = 256;
 /// The least time between two log lines about failed accepts.
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a connection over the limit may take over its TLS handshake before it is closed
+/// without an answer.
+const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the refusal of a connection over the limit may take in all, over TLS: the
+/// handshake, the head, the answer and the lingering close.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `app` on `listener` until `shutdown` completes, then shuts down gracefully.
+///
+/// An app with a certificate ([`App::with_tls`]) serves HTTPS: every connection is a TLS one,
+/// and the certificate is reloaded whenever its files change, for as long as this runs.
 ///
 /// Shutdown stops accepting, ends every event stream, lets requests in flight (inserts waiting
 /// for their commit among them) finish, and gives up on connections still open after the
@@ -46,6 +56,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         }
     };
     tokio::pin!(stop);
+    let watch = app.tls().map(|tls| tokio::spawn(tls::watch(tls.clone())));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -67,7 +78,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
             if let Ok(refusal) = refusals.clone().try_acquire_owned() {
                 let app = app.clone();
                 tokio::spawn(async move {
-                    connection::refuse(app, stream).await;
+                    refuse(app, stream).await;
                     drop(refusal);
                 });
             }
@@ -80,7 +91,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         open.increment(1);
         tokio::spawn(async move {
             tracing::debug!(%peer, "connection opened");
-            let cause = connection::serve(&app, &http, watcher, stream).await;
+            let cause = serve_connection(&app, &http, watcher, stream).await;
             tracing::debug!(%peer, cause = cause.as_str(), "connection closed");
             HttpMetrics::connection_closed(cause);
             open.decrement(1);
@@ -88,10 +99,49 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         });
     }
     drop(listener);
+    if let Some(watch) = watch {
+        watch.abort();
+    }
     tracing::info!(connections = graceful.count(), "shutting down: no longer accepting");
     app.begin_shutdown();
     let deadline = app.config().shutdown_timeout;
     if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
         tracing::warn!(?deadline, "connections still open at the shutdown deadline; closing them");
     }
+}
+
+/// Serves one accepted connection: over TLS once its handshake is done, when the app serves
+/// HTTPS, the handshake within the header timeout; directly otherwise.
+async fn serve_connection(
+    app: &App,
+    http: &http1::Builder,
+    watcher: Watcher,
+    stream: TcpStream,
+) -> CloseCause {
+    let Some(tls) = app.tls() else {
+        return connection::serve(app, http, watcher, stream).await;
+    };
+    match tls.accept(stream, app.config().header_read_timeout).await {
+        // Every protocol the handshake may settle on (`tls::alpn_protocols`) is served by
+        // `connection::serve`; one served otherwise would branch here, on `tls::alpn_protocol`.
+        Ok(stream) => {
+            tracing::trace!(alpn = ?tls::alpn_protocol(&stream), "TLS handshake done");
+            connection::serve(app, http, watcher, stream).await
+        }
+        Err(cause) => cause,
+    }
+}
+
+/// Answers a connection over the limit with `503`, over TLS when the app serves HTTPS, within
+/// [`REFUSAL_TIMEOUT`] in all.
+async fn refuse(app: App, stream: TcpStream) {
+    let Some(tls) = app.tls().cloned() else {
+        return connection::refuse(app, stream).await;
+    };
+    let refused = async {
+        if let Ok(stream) = tls.accept(stream, REFUSAL_HANDSHAKE_TIMEOUT).await {
+            connection::refuse(app, stream).await;
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refused).await;
 }
