@@ -18,6 +18,7 @@ use crate::check::CheckArgs;
 use crate::limits;
 use crate::nats::NatsArgs;
 use crate::retain::Retain;
+use crate::tls::TlsArgs;
 use crate::{Config, Error};
 
 /// The transport's defaults, the one source of every default below that the transport owns.
@@ -169,6 +170,10 @@ pub struct Args {
     #[command(flatten)]
     pub access: AccessArgs,
 
+    /// HTTPS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     /// What to do; without a subcommand, serve.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -249,6 +254,7 @@ impl Args {
             nats,
             auth,
             access,
+            tls,
             command: _,
             drain_delay,
             shutdown_timeout,
@@ -291,8 +297,10 @@ impl Args {
             (None, Some(_)) => PathBuf::new(),
             (None, None) => crate::default_data_path()?,
         };
+        let https = tls.load()?;
         let mut config = Config::new(data);
         config.nats = nats;
+        config.tls = https.tls;
         config.listen = SocketAddr::new(bind, port);
         config.engine.max_event_name_len = max_event_name;
         config.engine.retention = retain.iter().map(Retain::to_rule).collect();
@@ -340,6 +348,7 @@ impl Args {
         http.body_timeout = body_timeout.into();
         http.write_timeout = write_timeout.into();
         http.demo = demo;
+        http.hsts = https.hsts;
         http.shutdown_timeout = shutdown_timeout.into();
         http.drain_delay = drain_delay.into();
         Ok(config)

@@ -15,8 +15,9 @@
 //!   copy of its database.
 //! - `nats.rs`: the `--nats` flags ([`NatsArgs`]), for a database in a NATS JetStream stream.
 //! - `retain.rs`: `--retain PATTERN=RULE` ([`Retain`]), the retention rules.
-//! - `server.rs`: [`Server`]: open the database, bind, serve (`GET /backup` included), shut
-//!   down.
+//! - `tls.rs`: `--tls-cert`, `--tls-key` and `--hsts` ([`TlsArgs`]), HTTPS.
+//! - `server.rs`: [`Server`]: open the database, bind, serve (`GET /backup` included), reload
+//!   the certificate on SIGHUP, shut down.
 //!
 //! # Example
 //!
@@ -36,6 +37,7 @@ mod limits;
 mod nats;
 mod retain;
 mod server;
+mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -48,6 +50,7 @@ pub use check::{CheckArgs, Verdict};
 pub use nats::NatsArgs;
 pub use retain::Retain;
 pub use server::{Server, shutdown_signal};
+pub use tls::TlsArgs;
 
 /// Where the server listens unless told otherwise: loopback only, port 8080.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -85,6 +88,9 @@ pub struct Config {
     pub engine: broker_core::Config,
     /// Settings of the HTTP transport.
     pub http: broker_http::HttpConfig,
+    /// The certificate to serve HTTPS with, instead of plain HTTP; the server reloads it on
+    /// SIGHUP and whenever its files change. Default: `None`.
+    pub tls: Option<broker_http::Tls>,
     /// How many files the process may open, when known: the server warns at start-up when
     /// the connection limits exceed it. Default: `None`.
     pub open_files: Option<usize>,
@@ -100,6 +106,7 @@ impl Config {
             nats: None,
             engine: broker_core::Config::default(),
             http: broker_http::HttpConfig::default(),
+            tls: None,
             open_files: None,
         }
     }
@@ -145,6 +152,9 @@ pub enum Error {
     /// The engine failed to open or close.
     #[error(transparent)]
     Engine(#[from] broker_core::Error),
+    /// The TLS certificate or key could not be loaded; the cause names the file and why.
+    #[error("cannot load the TLS certificate")]
+    Tls(#[source] broker_http::TlsError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {

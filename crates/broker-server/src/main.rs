@@ -69,7 +69,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let server = Server::bind(config).await.context("cannot start")?;
     // The one line on standard output: scripts and tests read the address from it.
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "broker-server listening on http://{}", server.local_addr())?;
+    writeln!(stdout, "broker-server listening on {}://{}", server.scheme(), server.local_addr())?;
     stdout.flush()?;
     drop(stdout);
     server.run(shutdown_signal()).await.context("shutdown failed")?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use broker_core::Broker;
-use broker_http::{App, Backup};
+use broker_http::{App, Backup, Tls};
 use broker_storage_nats::{NatsOptions, NatsStorage};
 use broker_storage_redb::RedbStorage;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -22,6 +22,10 @@ pub struct Server {
     config: Config,
     /// The recorder behind `GET /metrics`, kept for its upkeep.
     prometheus: Option<PrometheusHandle>,
+    /// SIGHUP, listened for from `bind` on when the server serves HTTPS, so that a SIGHUP sent
+    /// as soon as the server says it listens reloads the certificate rather than ending the
+    /// process, as it would by default.
+    hangup: Option<Hangup>,
 }
 
 impl Server {
@@ -45,8 +49,18 @@ impl Server {
             Some(handle) => App::with_metrics(broker, config.http.clone(), move || handle.render()),
             None => App::new(broker, config.http.clone()),
         };
-        let app = app.with_backup(backup);
-        Ok(Server { listener, app, config, prometheus })
+        let mut app = app.with_backup(backup);
+        let mut hangup = None;
+        if let Some(tls) = &config.tls {
+            app = app.with_tls(tls.clone());
+            hangup = Hangup::listen();
+        }
+        Ok(Server { listener, app, config, prometheus, hangup })
+    }
+
+    /// `https` when the server serves HTTPS, `http` otherwise.
+    pub fn scheme(&self) -> &'static str {
+        if self.config.tls.is_some() { "https" } else { "http" }
     }
 
     /// The address the server listens on; with port 0, the port the system picked.
@@ -66,10 +80,16 @@ impl Server {
     /// Connections get the configured shutdown deadline to finish; the engine and database get
     /// the same again to commit what was queued.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let Server { listener, app, config, prometheus } = self;
+        let scheme = self.scheme();
+        let Server { listener, app, config, prometheus, hangup } = self;
         match &config.nats {
-            Some(nats) => tracing::info!(addr = %config.listen, stream = nats.stream, "serving"),
-            None => tracing::info!(addr = %config.listen, data = %config.data.display(), "serving"),
+            Some(nats) => {
+                tracing::info!(addr = %config.listen, scheme, stream = nats.stream, "serving");
+            }
+            None => {
+                let data = config.data.display();
+                tracing::info!(addr = %config.listen, scheme, %data, "serving");
+            }
         }
         warn_over_open_files(&config);
         if config.http.auth.is_none() {
@@ -79,9 +99,13 @@ impl Server {
             );
         }
         let upkeep = prometheus.map(|prometheus| tokio::spawn(upkeep(prometheus)));
+        let reload = match (hangup, &config.tls) {
+            (Some(hangup), Some(tls)) => Some(tokio::spawn(hangup.reload(tls.clone()))),
+            _ => None,
+        };
         broker_http::serve(listener, app.clone(), shutdown).await;
-        if let Some(upkeep) = upkeep {
-            upkeep.abort();
+        for task in [upkeep, reload].into_iter().flatten() {
+            task.abort();
         }
         let deadline = config.http.shutdown_timeout;
         match tokio::time::timeout(deadline, app.broker().close()).await {
@@ -237,6 +261,59 @@ async fn upkeep(prometheus: PrometheusHandle) {
     loop {
         ticks.tick().await;
         prometheus.run_upkeep();
+    }
+}
+
+/// SIGHUP, which reloads the TLS certificate and key from their files.
+struct Hangup {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangup {
+    /// Listens for SIGHUP from now on; `None` (logged) where it cannot be listened for.
+    fn listen() -> Option<Hangup> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::hangup()) {
+                Ok(signal) => Some(Hangup { signal }),
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGHUP: the certificate is \
+                        reloaded only when its files change");
+                    None
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        None
+    }
+
+    /// Reloads `tls` on every SIGHUP; never ends. A reload that fails is logged, and the
+    /// certificate served so far stays.
+    async fn reload(self, tls: Tls) {
+        #[cfg(unix)]
+        {
+            let mut signal = self.signal;
+            while signal.recv().await.is_some() {
+                let reloading = tls.clone();
+                match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                    Ok(Ok(())) => tracing::info!(
+                        cert = %tls.cert_path().display(),
+                        "SIGHUP: the TLS certificate is reloaded, new connections get it"
+                    ),
+                    Ok(Err(error)) => tracing::warn!(
+                        "SIGHUP: the TLS certificate cannot be loaded; the previous one stays: \
+                         {:#}",
+                        anyhow::Error::new(error)
+                    ),
+                    // The runtime is shutting down.
+                    Err(_) => return,
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (self, tls);
     }
 }
 
