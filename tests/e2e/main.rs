@@ -31,3 +31,4 @@ mod scaling;
 mod snapshot;
 mod storage_faults;
 mod support;
+mod tls;

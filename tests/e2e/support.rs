@@ -1,8 +1,8 @@
 //! The test harness: the real server binary ([`Server`]), an ordinary HTTP client for JSON
 //! requests (`http`), an SSE client that checks every frame ([`Sse`]), raw HTTP/1.1 over TCP
 //! for exact bytes (`raw`), the binary run as a command ([`run`]), a three-node NATS
-//! JetStream cluster for the clustered storage ([`NatsCluster`]), and a small file system to
-//! fill up ([`Tmpfs`]).
+//! JetStream cluster for the clustered storage ([`NatsCluster`]), a small file system to
+//! fill up ([`Tmpfs`]), and certificates for HTTPS with a client that trusts them ([`Pki`]).
 //!
 //! Every wait is bounded: a test that waits for something that never comes fails with a message
 //! instead of hanging.
@@ -17,6 +17,7 @@ mod node;
 mod raw;
 mod server;
 mod sse;
+mod tls;
 mod tmpfs;
 
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub use node::INSERT_BOUND;
 pub use raw::exchange;
 pub use server::{Server, binary};
 pub use sse::{Sse, Start};
+pub use tls::{Https, Pki, replace_file};
 pub use tmpfs::{Tmpfs, fill};
 
 /// The `(event, id)` of each version or event, for comparing sequences.

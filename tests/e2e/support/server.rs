@@ -12,8 +12,8 @@ use tokio::process::{Child, ChildStdout, Command};
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What the server prints on stdout, followed by the address.
-const LISTENING: &str = "broker-server listening on http://";
+/// What the server prints on stdout, followed by `http://` or `https://` and the address.
+const LISTENING: &str = "broker-server listening on ";
 
 /// Environment variables the server reads besides those starting with `BROKER_`; the harness
 /// removes them all from the child's environment so that only what a test passes configures the
@@ -27,6 +27,8 @@ pub struct Server {
     child: Child,
     stdout: Lines<BufReader<ChildStdout>>,
     addr: SocketAddr,
+    /// `http`, or `https` for a server given a certificate.
+    scheme: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
     data_path: PathBuf,
@@ -62,13 +64,13 @@ impl Server {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let env: Vec<(String, String)> =
             env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
-        let (child, stdout, addr) = spawn(&args, &env, &data_path, &log_path).await;
+        let (child, stdout, (scheme, addr)) = spawn(&args, &env, &data_path, &log_path).await;
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("build an HTTP client");
-        Server { child, stdout, addr, args, env, data_path, log_path, client, _dir: dir }
+        Server { child, stdout, addr, scheme, args, env, data_path, log_path, client, _dir: dir }
     }
 
     /// The address the server listens on.
@@ -78,7 +80,7 @@ impl Server {
 
     /// The absolute URL of `path_and_query` on this server.
     pub fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.addr)
+        format!("{}://{}{path_and_query}", self.scheme, self.addr)
     }
 
     /// The database file.
@@ -156,11 +158,12 @@ impl Server {
     /// Starts the server again after [`Server::stop`], with the same arguments on the same
     /// database file. The new process listens on a new port.
     pub async fn start_again(&mut self) {
-        let (child, stdout, addr) =
+        let (child, stdout, (scheme, addr)) =
             spawn(&self.args, &self.env, &self.data_path, &self.log_path).await;
         self.child = child;
         self.stdout = stdout;
         self.addr = addr;
+        self.scheme = scheme;
     }
 }
 
@@ -187,7 +190,7 @@ async fn spawn(
     env: &[(String, String)],
     data_path: &Path,
     log_path: &Path,
-) -> (Child, Lines<BufReader<ChildStdout>>, SocketAddr) {
+) -> (Child, Lines<BufReader<ChildStdout>>, (String, SocketAddr)) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -223,11 +226,15 @@ async fn spawn(
         Ok(Err(error)) => panic!("reading broker-server's stdout failed: {error}"),
         Err(_) => panic!("broker-server did not listen within {START_TIMEOUT:?}; log:\n{}", log()),
     };
-    let addr: SocketAddr = line
+    let (scheme, addr): (String, SocketAddr) = line
         .strip_prefix(LISTENING)
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("the first line on stdout is {line:?}, not {LISTENING}IP:PORT"));
+        .and_then(|url| url.split_once("://"))
+        .filter(|(scheme, _)| ["http", "https"].contains(scheme))
+        .and_then(|(scheme, addr)| Some((scheme.to_string(), addr.parse().ok()?)))
+        .unwrap_or_else(|| {
+            panic!("the first line on stdout is {line:?}, not {LISTENING}http(s)://IP:PORT")
+        });
     assert_eq!(addr.ip().to_string(), "127.0.0.1", "the server listens where --bind says");
     assert_ne!(addr.port(), 0, "the listening line names the port actually bound");
-    (child, stdout, addr)
+    (child, stdout, (scheme, addr))
 }
