@@ -10,7 +10,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::metrics::{CloseCause, HttpMetrics};
-use crate::{App, connection, hyper_conn, tls};
+use crate::tls::{self, Tls};
+use crate::{App, connection, hyper_conn};
 
 /// How long the accept loop pauses after a failed accept, such as running out of file
 /// descriptors, before it tries again; connections already open are served meanwhile.
@@ -111,16 +112,29 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
 }
 
 /// Serves one accepted connection: over TLS once its handshake is done, when the app serves
-/// HTTPS, the handshake within the header timeout; directly otherwise.
+/// HTTPS; directly otherwise.
 async fn serve_connection(
     app: &App,
     http: &http1::Builder,
     watcher: Watcher,
     stream: TcpStream,
 ) -> CloseCause {
-    let Some(tls) = app.tls() else {
-        return connection::serve(app, http, watcher, stream).await;
-    };
+    match app.tls() {
+        None => connection::serve(app, http, watcher, stream).await,
+        // Boxed: a TLS connection's state (rustls's session, the handshake) inline here would
+        // make every connection's task that much larger, plain ones included.
+        Some(tls) => Box::pin(serve_tls(app, http, watcher, tls, stream)).await,
+    }
+}
+
+/// Serves one connection over TLS, the handshake within the header timeout.
+async fn serve_tls(
+    app: &App,
+    http: &http1::Builder,
+    watcher: Watcher,
+    tls: &Tls,
+    stream: TcpStream,
+) -> CloseCause {
     match tls.accept(stream, app.config().header_read_timeout).await {
         // Every protocol the handshake may settle on (`tls::alpn_protocols`) is served by
         // `connection::serve`; one served otherwise would branch here, on `tls::alpn_protocol`.
