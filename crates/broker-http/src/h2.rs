@@ -16,13 +16,15 @@
 //!   `REFUSED_STREAM`), a header list of at most `MAX_REQUEST_HEAD` bytes (h2 answers a larger
 //!   one `431` and resets its stream), and h2's own limits against abuse (streams reset before
 //!   they were accepted, resets h2 sent for a client's errors, CONTINUATION and empty DATA
-//!   floods), each answered with GOAWAY and `ENHANCE_YOUR_CALM`.
+//!   floods), each answered with GOAWAY and `ENHANCE_YOUR_CALM`;
+//! - control frames beyond a budget close the connection (`h2_flood.rs`).
 //!
 //! A connection closed for abuse is counted with the cause `h2_abuse`.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -33,6 +35,7 @@ use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep};
 
+use crate::h2_flood::FloodGuard;
 use crate::h2_streams::{Streams, WatchedBody};
 use crate::head::MAX_REQUEST_HEAD;
 use crate::linger::Linger;
@@ -77,7 +80,8 @@ where
         Streams::new(config.write_timeout, app.metrics().h2_stream_write_timeouts.clone());
     // h2 shuts the socket down when it is done with it: lingering lets its last frames (a
     // GOAWAY) reach a client that is still sending.
-    let io = Linger::new(StallGuard::new(io, config.write_timeout));
+    let io = FloodGuard::new(Linger::new(StallGuard::new(io, config.write_timeout)));
+    let flooded = io.flooded();
     let connection =
         builder(app, streams.clone()).serve_connection(TokioIo::new(io), Handler(app.clone()));
     tokio::pin!(connection);
@@ -112,6 +116,9 @@ where
             },
         }
     };
+    if flooded.load(Ordering::Relaxed) {
+        return CloseCause::H2Abuse;
+    }
     match result {
         Ok(()) if was_idle => CloseCause::HeaderTimeout,
         Ok(()) => CloseCause::Closed,

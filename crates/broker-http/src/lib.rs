@@ -36,8 +36,9 @@
 //! - `direct.rs`: responses written straight to the socket: event streams, refusals.
 //! - `keep_alive.rs`: publishers' connections, `POST /insert` after `POST /insert`, served
 //!   without hyper until a request comes that hyper must answer.
-//! - `h2_frames.rs`: HTTP/2 frames as bytes; `h2_streams.rs`: each HTTP/2 stream as a task,
-//!   and the watchdog that resets one whose client opens no flow-control window.
+//! - `h2_frames.rs`: HTTP/2 frame heads as bytes; `h2_flood.rs`: the socket wrapper that closes a
+//!   connection flooding the server with control frames; `h2_streams.rs`: each HTTP/2 stream
+//!   as a task, and the watchdog that resets one whose client opens no flow-control window.
 //! - `hyper_conn.rs`: connections served by hyper over HTTP/1.1; `h2.rs`: over HTTP/2.
 //! - `connection.rs`: one connection: which path serves it, and refusals.
 //! - `server.rs`: [`serve`], the accept loop, connection limits, graceful shutdown.
@@ -71,6 +72,7 @@ mod direct;
 mod error;
 mod events;
 mod h2;
+mod h2_flood;
 mod h2_frames;
 mod h2_streams;
 mod head;
