@@ -3,8 +3,10 @@
 //! PING. Each is refused or disconnected, and the server goes on serving everyone else.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::wait_for_metric;
 use crate::support::frames::{
@@ -54,6 +56,24 @@ async fn h2_streams_beyond_the_limit_are_refused_while_the_others_go_on() {
         }
     }
     assert_eq!(delivered, answered);
+}
+
+#[tokio::test]
+async fn a_connection_without_streams_gets_goaway_at_the_header_timeout_and_is_closed() {
+    let server = Server::start_with(&["--header-timeout", "1s"], &[]).await;
+    let mut raw = RawH2::connect(server.addr()).await;
+    raw.send(&frames::get(1, "/healthz")).await;
+    let (_, answer) = raw.until(H2_TIMEOUT, |frame| frame.kind == HEADERS).await;
+    assert!(answer.is_some(), "/healthz is answered");
+    let idle = Instant::now();
+    let (_, go_away) = raw.until(H2_TIMEOUT, |frame| frame.kind == GOAWAY).await;
+    assert_eq!(go_away.expect("a GOAWAY").error_code(), 0, "NO_ERROR");
+    assert!(idle.elapsed() >= Duration::from_millis(900), "GOAWAY after {:?}", idle.elapsed());
+    // This client acknowledges nothing and closes nothing: the server closes.
+    let (_, frame) = raw.until(H2_TIMEOUT, |_| false).await;
+    assert!(frame.is_none(), "the connection closes");
+    let cause = r#"broker_connections_closed_total{cause="header_timeout"}"#;
+    wait_for_metric(&server, cause, 1.0).await;
 }
 
 #[tokio::test]
