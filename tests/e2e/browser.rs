@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::support::Server;
+use crate::support::{Pki, Server};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -65,16 +65,27 @@ impl Driver {
 
     /// A new browser window with a profile of its own.
     async fn window(&self) -> Client {
+        self.window_with(&[]).await
+    }
+
+    /// A new browser window with a profile of its own, started with `flags` besides the usual.
+    async fn window_with(&self, flags: &[&str]) -> Client {
+        // The flags this machine's closed network needs, besides headless.
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1100,800",
+        ];
+        args.extend_from_slice(flags);
         let capabilities = serde_json::from_value(json!({
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                // The flags this machine's closed network needs, besides headless.
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1100,800",
-                ],
-            }
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
         }))
         .expect("capabilities are a JSON object");
         ClientBuilder::new(HttpConnector::new())
@@ -256,4 +267,100 @@ async fn demo_page_shares_a_form_between_windows_and_survives_reload_and_restart
     screenshot(&second, "demo-second-window").await;
     first.close().await.expect("close the first window");
     second.close().await.expect("close the second window");
+}
+
+/// Writes a certificate for 127.0.0.1, signed by `pki`, and its key into `dir`; returns their
+/// paths.
+fn certificate(pki: &Pki, dir: &std::path::Path) -> (String, String) {
+    let leaf = pki.leaf("broker browser test");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, &leaf.chain).expect("write the certificate");
+    std::fs::write(&key, &leaf.key).expect("write the key");
+    (cert.display().to_string(), key.display().to_string())
+}
+
+/// Opens `count` more `EventSource`s on `/events?event=<event>` in the page, each counting the
+/// versions of `event` it receives into `window.h2test[i]`.
+async fn open_event_sources(window: &Client, event: &str, count: usize) {
+    let script = r#"
+        const [event, count] = arguments;
+        window.h2test = [];
+        window.h2sources = [];
+        for (let i = 0; i < count; i++) {
+            window.h2test.push(0);
+            const source = new EventSource(`/events?event=${event}`);
+            source.addEventListener(event, () => { window.h2test[i] += 1; });
+            window.h2sources.push(source);
+        }
+    "#;
+    window.execute(script, vec![json!(event), json!(count)]).await.expect("open the sources");
+}
+
+/// How many of the page's extra `EventSource`s received a version, and how many are open.
+async fn event_sources(window: &Client) -> (usize, usize) {
+    let script = "return [window.h2test.filter(n => n > 0).length, \
+                  window.h2sources.filter(s => s.readyState === 1).length]";
+    let counts = window.execute(script, Vec::new()).await.expect("count the sources");
+    serde_json::from_value::<(usize, usize)>(counts).expect("two counts")
+}
+
+#[tokio::test]
+async fn over_https_and_http2_ten_event_streams_share_one_origin_and_over_http1_the_seventh_waits()
+{
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pki = Pki::new();
+    let (cert, key) = certificate(&pki, dir.path());
+    let port = free_port().to_string();
+    let tls = ["--demo", "--port", &port, "--tls-cert", &cert, "--tls-key", &key];
+    let secure = Server::start_with(&tls, &[]).await;
+    let driver = Driver::start().await;
+    // The test's own authority is trusted by skipping the check, in this browser only.
+    let window = driver.window_with(&["--ignore-certificate-errors"]).await;
+    let origin = format!("https://127.0.0.1:{port}");
+    window.goto(&format!("{origin}/")).await.expect("open the demo page over https");
+    wait_until_live(&window).await;
+    let protocol = window
+        .execute("return performance.getEntriesByType('navigation')[0].nextHopProtocol", vec![])
+        .await
+        .expect("read the protocol");
+    assert_eq!(protocol, json!("h2"), "the page came over HTTP/2");
+
+    open_event_sources(&window, "h2test", 10).await;
+    eventually("the 10 event streams to open", || async {
+        (event_sources(&window).await.1 == 10).then_some(())
+    })
+    .await;
+    let insert = pki.client(&secure).insert("h2test", json!("live")).await;
+    assert_eq!(insert.status, 201, "insert over https");
+    eventually("every one of the 10 streams to receive the insert", || async {
+        (event_sources(&window).await.0 == 10).then_some(())
+    })
+    .await;
+    screenshot(&window, "demo-https-h2").await;
+    window.close().await.expect("close the window");
+
+    // The same page over plain HTTP/1.1: six connections per origin, one of them the demo's own
+    // stream, so of ten more streams five open and the rest wait.
+    let plain = Server::start_with(&["--demo"], &[]).await;
+    let window = driver.window().await;
+    window.goto(&plain.url("/")).await.expect("open the demo page over http");
+    wait_until_live(&window).await;
+    open_event_sources(&window, "h2test", 10).await;
+    eventually("the first streams to open", || async {
+        (event_sources(&window).await.1 >= 5).then_some(())
+    })
+    .await;
+    plain.insert("h2test", json!("live")).await;
+    eventually("the open streams to receive the insert", || async {
+        (event_sources(&window).await.0 >= 5).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (received, open) = event_sources(&window).await;
+    assert!(
+        open <= 5 && received <= 5,
+        "over HTTP/1.1 only 5 of 10 more streams open: {open}, {received}"
+    );
+    screenshot(&window, "demo-http1-seventh-waits").await;
+    window.close().await.expect("close the window");
 }

@@ -13,6 +13,7 @@ mod cors;
 mod durability;
 mod errors;
 mod events;
+mod h2;
 mod idempotency;
 mod insert;
 mod lifecycle;

@@ -1,8 +1,9 @@
 //! The test harness: the real server binary ([`Server`]), an ordinary HTTP client for JSON
 //! requests (`http`), an SSE client that checks every frame ([`Sse`]), raw HTTP/1.1 over TCP
-//! for exact bytes (`raw`), the binary run as a command ([`run`]), a three-node NATS
-//! JetStream cluster for the clustered storage ([`NatsCluster`]), a small file system to
-//! fill up ([`Tmpfs`]), and certificates for HTTPS with a client that trusts them ([`Pki`]).
+//! for exact bytes (`raw`), an HTTP/2 client ([`H2`]) and HTTP/2 frames by hand (`frames`),
+//! the binary run as a command ([`run`]), a three-node NATS JetStream cluster for the clustered
+//! storage ([`NatsCluster`]), a small file system to fill up ([`Tmpfs`]), and certificates for
+//! HTTPS with a client that trusts them ([`Pki`]).
 //!
 //! Every wait is bounded: a test that waits for something that never comes fails with a message
 //! instead of hanging.
@@ -10,7 +11,9 @@
 mod command;
 mod feed;
 mod frame;
+pub mod frames;
 mod http;
+mod http2;
 mod nats;
 mod nginx;
 mod node;
@@ -26,6 +29,7 @@ pub use command::run;
 pub use feed::Feed;
 pub use frame::{Event, Frame};
 pub use http::{Reply, Version, audit_path, encode};
+pub use http2::{H2, H2_TIMEOUT, H2Events};
 pub use nats::{NODES, NatsCluster};
 pub use nginx::Nginx;
 pub use node::INSERT_BOUND;

@@ -100,6 +100,9 @@ pub struct HttpConfig {
     /// How long a write may stay blocked because the client reads nothing before the connection
     /// is closed. An event stream client reconnects and resumes. Default: 30 s.
     pub write_timeout: Duration,
+    /// The most streams one HTTP/2 connection may have open at once; the client is told so, and
+    /// a stream beyond it is refused (`REFUSED_STREAM`) while the others go on. Default: 256.
+    pub h2_max_concurrent_streams: u32,
     /// Token authorization; `None` leaves the broker open to anyone who can reach it.
     /// Default: `None`.
     pub auth: Option<Verifier>,
@@ -153,6 +156,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            h2_max_concurrent_streams: 256,
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
             auth: None,

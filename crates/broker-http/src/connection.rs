@@ -6,9 +6,10 @@
 //! [`handle`] as every other request (routing, authorization, CORS and errors are not
 //! duplicated), and its response is written straight to the socket by `direct.rs`. One that opens
 //! with a plain insert (`POST /insert`, HTTP/1.1, with `Content-Length`) is served by the
-//! keep-alive loop of `keep_alive.rs`, until a request comes that is not a plain insert. Every
-//! other connection, and the rest of one the loop gives up, goes to hyper, with the bytes already
-//! read put back in front of the socket.
+//! keep-alive loop of `keep_alive.rs`, until a request comes that is not a plain insert. One that
+//! opens with the HTTP/2 preface (h2c with prior knowledge) is served by `h2.rs`. Every other
+//! connection, and the rest of one the loop gives up, goes to hyper's HTTP/1.1, with the bytes
+//! already read put back in front of the socket.
 
 use std::io;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use crate::linger::Linger;
 use crate::metrics::CloseCause;
 use crate::rewind::Rewind;
 use crate::stall::StallGuard;
-use crate::{App, direct, handle, hyper_conn, router};
+use crate::{App, direct, h2, handle, hyper_conn, router};
 
 /// The start of every event stream request served directly.
 const EVENTS: &[u8] = b"GET /events";
@@ -69,6 +70,11 @@ where
             };
         }
         Ok(Ok(Start::Hyper)) => return to_hyper(app, http, graceful, buffer, stream).await,
+        Ok(Ok(Start::H2)) => {
+            // Boxed, like hyper's HTTP/1.1 connection state, and for the same reason.
+            let io = Rewind::new(buffer.freeze(), stream);
+            return Box::pin(h2::serve(app, io, graceful)).await;
+        }
     };
     drop(buffer);
     // Boxed: every route's future is inline in `handle`'s, inserts' body timeout among them, and
@@ -129,6 +135,8 @@ enum Start {
     Inserts(Insert),
     /// With anything else: hand the connection, and the bytes read, to hyper.
     Hyper,
+    /// With the HTTP/2 preface: hand the connection, and the bytes read, to `h2.rs`.
+    H2,
     /// With nothing: the client closed the connection.
     Closed,
 }
@@ -152,6 +160,9 @@ async fn read_start(
 
 /// How a connection whose first bytes are `buffer` starts, or `None` while more are needed.
 fn classify(buffer: &[u8]) -> Option<Start> {
+    if head::may_start_with(buffer, h2::PREFACE) {
+        return (buffer.len() >= h2::PREFACE.len()).then_some(Start::H2);
+    }
     if !head::may_start_with(buffer, EVENTS) {
         return match keep_alive::classify(buffer) {
             Next::Insert(insert) => Some(Start::Inserts(insert)),

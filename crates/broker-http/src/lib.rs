@@ -1,4 +1,5 @@
-//! The broker's HTTP transport: routes, Server-Sent Events, CORS, limits and errors, on hyper.
+//! The broker's HTTP transport: routes, Server-Sent Events, CORS, limits and errors, on hyper,
+//! over HTTP/1.1 and HTTP/2.
 //!
 //! This is the only crate that knows HTTP and SSE. It serves a [`Broker`] from `broker-core`:
 //! [`handle`] answers one request (tests call it without a socket), and [`serve`] runs the accept
@@ -40,7 +41,10 @@
 //! - `direct.rs`: responses written straight to the socket: event streams, refusals.
 //! - `keep_alive.rs`: publishers' connections, `POST /insert` after `POST /insert`, served
 //!   without hyper until a request comes that hyper must answer.
-//! - `hyper_conn.rs`: connections served by hyper.
+//! - `h2_frames.rs`: HTTP/2 frame heads as bytes; `h2_flood.rs`: the socket wrapper that closes a
+//!   connection flooding the server with control frames; `h2_streams.rs`: each HTTP/2 stream
+//!   as a task, and the watchdog that resets one whose client opens no flow-control window.
+//! - `hyper_conn.rs`: connections served by hyper over HTTP/1.1; `h2.rs`: over HTTP/2.
 //! - `connection.rs`: one connection: which path serves it, and refusals.
 //! - `server.rs`: [`serve`], the accept loop, connection limits, graceful shutdown.
 //!
@@ -72,6 +76,10 @@ mod cors;
 mod direct;
 mod error;
 mod events;
+mod h2;
+mod h2_flood;
+mod h2_frames;
+mod h2_streams;
 mod head;
 mod hyper_conn;
 mod insert;

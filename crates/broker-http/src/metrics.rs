@@ -21,6 +21,9 @@ pub(crate) const CONNECTIONS_OPEN: &str = "broker_connections_open";
 pub(crate) const CONNECTIONS_REFUSED: &str = "broker_connections_refused_total";
 /// Connections closed, labelled `cause` with a [`CloseCause`].
 pub(crate) const CONNECTIONS_CLOSED: &str = "broker_connections_closed_total";
+/// HTTP/2 streams reset because the client opened no flow-control window for them within the
+/// write timeout.
+pub(crate) const H2_STREAM_WRITE_TIMEOUTS: &str = "broker_http2_stream_write_timeouts_total";
 /// Requests answered, labelled `route` and `status`.
 pub(crate) const HTTP_REQUESTS: &str = "broker_http_requests_total";
 /// Seconds from an insert request to its answer, commit included.
@@ -83,6 +86,9 @@ causes! {
         Error => "error",
         /// The TLS handshake failed, or did not finish within the header timeout.
         TlsHandshake => "tls_handshake",
+        /// An HTTP/2 client abused the protocol (rapid reset, floods of control frames): the
+        /// server sent GOAWAY with `ENHANCE_YOUR_CALM` and closed it.
+        H2Abuse => "h2_abuse",
     }
 }
 
@@ -96,6 +102,7 @@ pub(crate) struct HttpMetrics {
     bytes_sent: Counter,
     pub(crate) connections_open: Gauge,
     pub(crate) connections_refused: Counter,
+    pub(crate) h2_stream_write_timeouts: Counter,
     insert_seconds: Histogram,
 }
 
@@ -122,6 +129,12 @@ impl HttpMetrics {
                 listed(CloseCause::ALL, CloseCause::as_str)
             )
         );
+        metrics::describe_counter!(
+            H2_STREAM_WRITE_TIMEOUTS,
+            "HTTP/2 streams reset because the client opened no flow-control window for them \
+             within the write timeout; a connection whose every stream stalls is closed instead \
+             (cause write_timeout)."
+        );
         metrics::describe_counter!(HTTP_REQUESTS, "Requests, by route and status.");
         metrics::describe_histogram!(
             INSERT_REQUEST_SECONDS,
@@ -133,6 +146,7 @@ impl HttpMetrics {
             bytes_sent: counter!(SSE_BYTES_SENT),
             connections_open: gauge!(CONNECTIONS_OPEN),
             connections_refused: counter!(CONNECTIONS_REFUSED),
+            h2_stream_write_timeouts: counter!(H2_STREAM_WRITE_TIMEOUTS),
             insert_seconds: histogram!(INSERT_REQUEST_SECONDS),
         }
     }
@@ -183,7 +197,10 @@ mod tests {
         let streams: Vec<_> = StreamEnd::ALL.iter().map(|cause| cause.as_str()).collect();
         assert_eq!(streams, ["client_gone", "shutdown", "broker_closed", "token_expired"]);
         let closes: Vec<_> = CloseCause::ALL.iter().map(|cause| cause.as_str()).collect();
-        assert_eq!(closes, ["closed", "header_timeout", "write_timeout", "error", "tls_handshake"]);
+        assert_eq!(
+            closes,
+            ["closed", "header_timeout", "write_timeout", "error", "tls_handshake", "h2_abuse"]
+        );
         assert_eq!(listed(CloseCause::ALL, CloseCause::as_str), closes.join(", "));
     }
 }

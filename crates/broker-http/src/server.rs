@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use crate::metrics::{CloseCause, HttpMetrics};
 use crate::tls::{self, Tls};
-use crate::{App, connection, hyper_conn};
+use crate::{App, connection, h2, hyper_conn};
 
 /// How long the accept loop pauses after a failed accept, such as running out of file
 /// descriptors, before it tries again; connections already open are served meanwhile.
@@ -136,12 +136,11 @@ async fn serve_tls(
     stream: TcpStream,
 ) -> CloseCause {
     match tls.accept(stream, app.config().header_read_timeout).await {
-        // Every protocol the handshake may settle on (`tls::alpn_protocols`) is served by
-        // `connection::serve`; one served otherwise would branch here, on `tls::alpn_protocol`.
-        Ok(stream) => {
-            tracing::trace!(alpn = ?tls::alpn_protocol(&stream), "TLS handshake done");
-            connection::serve(app, http, watcher, stream).await
+        // HTTP/2 when the client chose it by ALPN (browsers do), HTTP/1.1 otherwise.
+        Ok(stream) if tls::alpn_protocol(&stream) == Some(b"h2") => {
+            Box::pin(h2::serve(app, stream, watcher)).await
         }
+        Ok(stream) => connection::serve(app, http, watcher, stream).await,
         Err(cause) => cause,
     }
 }

@@ -14,9 +14,8 @@
 //! replaced by a rename, as ACME clients replace them, counts as changed, and so does one
 //! behind a symbolic link that now points elsewhere.
 //!
-//! ALPN offers what [`alpn_protocols`] lists, `http/1.1` alone: every connection is served as
-//! HTTP/1.1, and the protocol the handshake settled on is at hand for the caller through
-//! [`alpn_protocol`].
+//! ALPN offers what [`alpn_protocols`] lists, `h2` first and `http/1.1`: the caller serves the
+//! connection by the protocol the handshake settled on, [`alpn_protocol`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,7 +41,7 @@ pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// since every connection is served as HTTP/1.1. A client that offers only others is refused
 /// in the handshake, as RFC 7301 asks; one that offers none is served.
 pub(crate) fn alpn_protocols() -> Vec<Vec<u8>> {
-    vec![b"http/1.1".to_vec()]
+    vec![b"h2".to_vec(), b"http/1.1".to_vec()]
 }
 
 /// The application protocol the handshake of `stream` settled on, if the client offered any.

@@ -68,8 +68,14 @@ impl Pki {
         }
     }
 
-    /// A client that trusts the root, and offers `http/1.1` in ALPN as browsers do.
+    /// A client that trusts the root, and offers `http/1.1` alone in ALPN.
     fn connector(&self) -> TlsConnector {
+        self.connector_offering(&[b"http/1.1"])
+    }
+
+    /// A client that trusts the root, and offers `protocols` in ALPN (browsers offer `h2` and
+    /// `http/1.1`).
+    fn connector_offering(&self, protocols: &[&[u8]]) -> TlsConnector {
         let mut roots = RootCertStore::empty();
         roots.add(self.root.clone()).expect("the root is a certificate");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -78,7 +84,7 @@ impl Pki {
             .expect("ring has TLS 1.2 and 1.3")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = protocols.iter().map(|protocol| protocol.to_vec()).collect();
         TlsConnector::from(Arc::new(config))
     }
 }
@@ -169,6 +175,26 @@ async fn insert_over_tls(server: &Server, pki: &Pki, event: &str) {
     client.send(&insert(event)).await;
     let reply = client.reply().await.expect("an answer");
     assert_eq!(reply.status, 201, "{reply:?}");
+}
+
+/// A client that offers `h2` as browsers do gets HTTP/2 over TLS, and its requests are answered.
+#[tokio::test]
+async fn a_client_that_offers_h2_is_served_http2() {
+    let (pki, files) = (Pki::new(), Files::new());
+    files.write(&pki.leaf("a"));
+    let server = serve(HttpConfig::default(), &files.tls()).await;
+    let tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("a name");
+    let connector = pki.connector_offering(&[b"h2", b"http/1.1"]);
+    let stream = connector.connect(name, tcp).await.expect("the handshake succeeds");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is chosen first");
+    let (mut client, connection) = h2::client::handshake(stream).await.expect("an h2 handshake");
+    tokio::spawn(connection);
+    let request = http::Request::get("https://localhost/healthz").body(()).expect("a request");
+    let (response, _) = client.send_request(request, true).expect("send the request");
+    let response = tokio::time::timeout(PATIENCE, response).await.expect("in time").expect("ok");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
 }
 
 #[tokio::test]

@@ -149,6 +149,11 @@ pub struct Args {
     #[arg(long, env = "BROKER_WRITE_TIMEOUT", default_value_t = http().write_timeout.into())]
     pub write_timeout: Duration,
 
+    /// The most streams one HTTP/2 connection may have open at once; a stream beyond it is
+    /// refused (REFUSED_STREAM) while the others go on.
+    #[arg(long, env = "BROKER_H2_MAX_STREAMS", default_value_t = http().h2_max_concurrent_streams)]
+    pub h2_max_streams: u32,
+
     /// Serve the live demo page at `/`: a form shared between every open window.
     #[arg(long, env = "BROKER_DEMO")]
     pub demo: bool,
@@ -249,6 +254,7 @@ impl Args {
             header_timeout,
             body_timeout,
             write_timeout,
+            h2_max_streams,
             demo,
             log_format: _,
             nats,
@@ -277,6 +283,9 @@ impl Args {
         }
         if max_connections == Some(0) || max_subscribers == Some(0) {
             return invalid("--max-connections and --max-subscribers must be at least 1".into());
+        }
+        if h2_max_streams == 0 {
+            return invalid("--h2-max-streams must be at least 1".into());
         }
         if body_timeout.is_zero() {
             return invalid("--body-timeout must be longer than 0, such as `10s`".into());
@@ -346,6 +355,7 @@ impl Args {
         }
         http.header_read_timeout = header_timeout.into();
         http.body_timeout = body_timeout.into();
+        http.h2_max_concurrent_streams = h2_max_streams;
         http.write_timeout = write_timeout.into();
         http.demo = demo;
         http.hsts = https.hsts;
