@@ -28,7 +28,7 @@ use crate::linger::Linger;
 use crate::metrics::CloseCause;
 use crate::rewind::Rewind;
 use crate::stall::StallGuard;
-use crate::{App, direct, h2, handle, hyper_conn, router};
+use crate::{App, direct, h2, h2_frames, handle, hyper_conn, router};
 
 /// The start of every event stream request served directly.
 const EVENTS: &[u8] = b"GET /events";
@@ -37,6 +37,9 @@ const EVENTS: &[u8] = b"GET /events";
 const REFUSAL_HEAD_WAIT: Duration = Duration::from_millis(500);
 /// How long writing the `503` may take.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How much of the HTTP/2 preface tells an HTTP/2 client over the limit from an HTTP/1.1 one:
+/// its request line, `PRI * HTTP/2.0`.
+const PREFACE_START: usize = 14;
 
 /// Serves one connection, directly or through hyper, and says why it closed.
 ///
@@ -120,8 +123,19 @@ where
 {
     let mut buffer = BytesMut::with_capacity(1024);
     let head = head::read(&mut stream, &mut buffer, REFUSAL_HEAD_WAIT).await;
-    let response = router::refuse_busy(&app, head.as_deref());
     let mut stream = Linger::new(stream);
+    if buffer.starts_with(&h2_frames::PREFACE[..PREFACE_START]) {
+        // An HTTP/2 client cannot read an HTTP/1.1 answer: the server's preface (an empty
+        // SETTINGS), then GOAWAY saying that none of its streams was processed.
+        let mut refusal = h2_frames::settings().to_vec();
+        refusal.extend_from_slice(&h2_frames::go_away(0, h2_frames::REFUSED_STREAM));
+        let written = timeout(REFUSAL_WRITE_TIMEOUT, stream.write_all(&refusal)).await;
+        if matches!(written, Ok(Ok(()))) {
+            let _ = timeout(REFUSAL_WRITE_TIMEOUT, stream.shutdown()).await;
+        }
+        return;
+    }
+    let response = router::refuse_busy(&app, head.as_deref());
     if direct::write_whole(&mut stream, response, REFUSAL_WRITE_TIMEOUT).await.is_ok() {
         let _ = stream.shutdown().await;
     }

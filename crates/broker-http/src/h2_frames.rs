@@ -27,6 +27,9 @@ pub(crate) const ACK: u8 = 0x1;
 
 /// The error code of a GOAWAY sent to a client that asks for too much (RFC 9113, section 7).
 pub(crate) const ENHANCE_YOUR_CALM: u32 = 0xb;
+/// The error code of a GOAWAY sent to a connection refused before any of its streams was
+/// processed: the client may retry them, later or elsewhere (RFC 9113, section 7).
+pub(crate) const REFUSED_STREAM: u32 = 0x7;
 
 /// The head of one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +103,13 @@ fn parse_head(head: &[u8; HEAD_LEN]) -> FrameHead {
     let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
     let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
     FrameHead { len, kind: head[3], flags: head[4], stream }
+}
+
+/// An empty SETTINGS frame: the server's preface when it has nothing to change.
+pub(crate) fn settings() -> [u8; HEAD_LEN] {
+    let mut frame = [0; HEAD_LEN];
+    frame[3] = SETTINGS;
+    frame
 }
 
 /// A GOAWAY frame: the connection closes, streams up to `last_stream` may have been processed,

@@ -158,3 +158,18 @@ async fn settings_and_ping_floods_unread_get_goaway_and_a_close() {
     others_are_served(&server).await;
     wait_for_metric(&server, r#"broker_connections_closed_total{cause="h2_abuse"}"#, 2.0).await;
 }
+
+/// An HTTP/2 client over `--max-connections` is told in its own protocol: the server's SETTINGS,
+/// then GOAWAY `REFUSED_STREAM` with no stream processed, so that it may retry.
+#[tokio::test]
+async fn an_h2_connection_over_the_limit_gets_goaway_refused_stream() {
+    let server = Server::start_with(&["--max-connections", "1"], &[]).await;
+    let held = crate::support::Sse::snapshot(&server).await;
+    let mut raw = RawH2::connect(server.addr()).await;
+    let (before, go_away) = raw.until(H2_TIMEOUT, |frame| frame.kind == GOAWAY).await;
+    let go_away = go_away.expect("a GOAWAY for a connection over the limit");
+    assert_eq!(go_away.error_code(), REFUSED_STREAM, "{go_away:?}");
+    assert!(before.iter().any(|frame| frame.kind == SETTINGS), "the server's preface first");
+    assert!(raw.next(H2_TIMEOUT).await.is_none(), "then the connection closes");
+    drop(held);
+}
