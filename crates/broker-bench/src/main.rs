@@ -15,7 +15,8 @@
 //!   `plan.rs`: the shape of a load run and how it is shared out among workers and nodes.
 //! - `fleet.rs`: worker processes as the coordinator sees them; `worker.rs`: a worker itself;
 //!   `progress.rs`: what a worker reports.
-//! - `reader.rs`, `sse.rs`, `http.rs`, `client.rs`: the wire, read with byte scanners.
+//! - `reader.rs`, `sse.rs`, `http.rs`, `client.rs`: the wire, read with byte scanners;
+//!   `h2c.rs`: event streams over HTTP/2 connections.
 //! - `server.rs`, `target.rs`: starting each server, and its dialect of the protocol.
 //! - `nats.rs`: the three-node NATS cluster under the `ours-nats` target's broker nodes.
 //! - `payload.rs`, `clock.rs`, `hist.rs`: what a delivery carries and how its latency is kept.
@@ -29,6 +30,7 @@ mod chart;
 mod client;
 mod clock;
 mod fleet;
+mod h2c;
 mod hist;
 mod http;
 mod load;
@@ -143,6 +145,12 @@ struct RunArgs {
     /// form). The report counts acknowledged versions per second; --rate counts arrays.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     bulk: Option<u64>,
+    /// Also run each insert, fan-out and idle scenario on our server with the subscribers' event
+    /// streams over HTTP/2 (h2c), spread over N connections in all, labelled `ours-h2`, right
+    /// after the run over HTTP/1.1 (a connection per subscriber). At most 256 streams per
+    /// connection, the server's default `--h2-max-streams`.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    h2_connections: Option<u64>,
     /// Processes the publishers are spread over.
     #[arg(long)]
     publisher_workers: Option<u32>,
@@ -222,6 +230,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if args.h2_connections.is_some()
+        && let Some(other) = args.targets.iter().find(|&&target| target != Target::Ours)
+    {
+        anyhow::bail!(
+            "--h2-connections opens event streams over h2c, which only our server is run with; \
+             leave {other} out: --targets ours"
+        );
+    }
     if args.targets.contains(&Target::Broker) && !netns::inside() {
         return netns::reexec();
     }
@@ -261,6 +277,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         flat_out: args.flat_out,
         publish_nodes: args.publish_nodes,
         bulk: args.bulk.map(|bulk| usize::try_from(bulk).unwrap_or(usize::MAX)),
+        h2_connections: args.h2_connections.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
     let names: Vec<&str> = args.scenarios.iter().map(|s| s.name()).collect();
     let json =

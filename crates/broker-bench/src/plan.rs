@@ -31,6 +31,10 @@ pub(crate) struct Load {
     /// Versions per publish: each request is an array of this many, stored in one commit (our
     /// server only); `None` for one version per request. `rate` counts requests.
     pub(crate) bulk: Option<usize>,
+    /// Subscribers open their streams over this many HTTP/2 connections in all (h2c, our server
+    /// only), shared out among the workers as the subscribers are; `None` for HTTP/1.1, a
+    /// connection each.
+    pub(crate) h2_connections: Option<usize>,
 }
 
 /// Subscribers spread over as many workers as the file limit needs (and at least two, one per
@@ -61,13 +65,22 @@ pub(crate) fn worker_configs(
         ready_on_head: target == Target::Nchan,
         publisher_ids: load.publishers,
         publishers: None,
+        h2_connections: 0,
     };
     let mut configs = Vec::new();
     let mut first_subscriber = 0;
     for index in 0..subscriber_workers {
         let share = load.subscribers / subscriber_workers
             + usize::from(index < load.subscribers % subscriber_workers);
-        configs.push(WorkerConfig { subscribers: share, first_subscriber, ..base.clone() });
+        let h2_connections = load.h2_connections.map_or(0, |total| {
+            (total / subscriber_workers + usize::from(index < total % subscriber_workers)).max(1)
+        });
+        configs.push(WorkerConfig {
+            subscribers: share,
+            first_subscriber,
+            h2_connections,
+            ..base.clone()
+        });
         first_subscriber += share;
     }
     let workers = load.publisher_workers.clamp(1, load.publishers.max(1));
@@ -132,6 +145,7 @@ mod tests {
             publisher_workers: 1,
             publish_nodes,
             bulk: None,
+            h2_connections: None,
         };
         for (nodes, load, expected) in [
             (1, load(1000, 64, None), vec![(1000, 64)]),

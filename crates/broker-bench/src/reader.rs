@@ -2,7 +2,8 @@
 //!
 //! A subscriber costs the load generator one buffer and one task: no HTTP client, no parser
 //! objects, no allocation per frame. The receipt time is read once per `read` system call and
-//! shared by every frame that call brought.
+//! shared by every frame that call brought. [`EventStream`] is either this or a stream of an
+//! HTTP/2 connection ([`H2Reader`]), so that subscribers count both the same way.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -12,6 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::client::connect;
 use crate::clock::now_ns;
+use crate::h2c::H2Reader;
 use crate::http::{Dechunker, Framing, parse_head};
 
 /// The smallest free space a read gets; frames are small, so this is rarely grown.
@@ -86,5 +88,30 @@ impl SseReader {
             self.raw.drain(..used);
         }
         Ok(read > 0 && !self.dechunker.is_done())
+    }
+}
+
+/// An event stream over either protocol.
+pub(crate) enum EventStream {
+    H1(SseReader),
+    H2(H2Reader),
+}
+
+impl EventStream {
+    /// Whether the response head has arrived (with status 200); an HTTP/2 stream is opened only
+    /// once it has.
+    pub(crate) fn started(&self) -> bool {
+        match self {
+            EventStream::H1(reader) => reader.started(),
+            EventStream::H2(_) => true,
+        }
+    }
+
+    /// As [`SseReader::read`] and [`H2Reader::read`].
+    pub(crate) async fn read(&mut self, on_data: impl FnMut(&[u8], u64)) -> anyhow::Result<bool> {
+        match self {
+            EventStream::H1(reader) => reader.read(on_data).await,
+            EventStream::H2(reader) => reader.read(on_data).await,
+        }
     }
 }

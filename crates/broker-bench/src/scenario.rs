@@ -72,7 +72,16 @@ pub(crate) struct Overrides {
     pub(crate) publish_nodes: Option<usize>,
     /// Each publish is an array of this many versions (insert and fan-out scenarios).
     pub(crate) bulk: Option<usize>,
+    /// Our server is run a second time with the event streams over this many HTTP/2
+    /// connections (insert, fan-out and idle scenarios).
+    pub(crate) h2_connections: Option<usize>,
 }
+
+/// The label of our server with the event streams over HTTP/2 (`--h2-connections`).
+pub(crate) const H2_LABEL: &str = "ours-h2";
+/// The most streams the load generator opens on one HTTP/2 connection: the server's default
+/// `--h2-max-streams`, past which it refuses streams.
+const H2_STREAMS_PER_CONNECTION: usize = 256;
 
 /// Other processes may use at most this much of a core when a target's run starts…
 const QUIET_PCT: f64 = 15.0;
@@ -83,6 +92,11 @@ const QUIET_PATIENCE: Duration = Duration::from_secs(120);
 const IDLE_SUBSCRIBERS: usize = 19_000;
 
 impl Scenario {
+    /// Whether the scenario is a load run of subscribers and publishers.
+    fn is_load(self) -> bool {
+        matches!(self, Scenario::Insert | Scenario::Fanout1k | Scenario::Fanout10k | Scenario::Idle)
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Scenario::Insert => "insert",
@@ -117,6 +131,7 @@ impl Scenario {
             publisher_workers: o.publisher_workers.unwrap_or(1),
             publish_nodes: o.publish_nodes,
             bulk: o.bulk,
+            h2_connections: None,
         }
     }
 
@@ -183,9 +198,17 @@ impl Scenario {
         o: &Overrides,
     ) -> ScenarioResult {
         let (description, params) = self.describe(o);
+        let mut runs: Vec<(Target, &str, Option<usize>)> =
+            targets.iter().map(|&target| (target, target.label(), None)).collect();
+        if let Some(connections) = o.h2_connections
+            && self.is_load()
+            && let Some(at) = runs.iter().position(|run| run.0 == Target::Ours)
+        {
+            runs.insert(at + 1, (Target::Ours, H2_LABEL, Some(connections)));
+        }
         let mut results = Vec::new();
-        for &target in targets {
-            let label = format!("{} {}", self.name(), target);
+        for (target, target_label, h2_connections) in runs {
+            let label = format!("{} {}", self.name(), target_label);
             eprintln!("\n>> {label}");
             let noise = crate::procfs::wait_for_quiet(QUIET_PCT, QUIET_PATIENCE).await;
             let outcome = match self {
@@ -206,7 +229,22 @@ impl Scenario {
                     let repeats = o.repeats.unwrap_or(200);
                     crate::past::run(ctx, target, versions, events, repeats, o.payload).await
                 }
-                _ => load::run(ctx, &label, target, &self.load(o)).await,
+                _ => {
+                    let load = Load { h2_connections, ..self.load(o) };
+                    let per_connection =
+                        h2_connections.map_or(0, |n| load.subscribers.div_ceil(n.max(1)));
+                    if per_connection > H2_STREAMS_PER_CONNECTION {
+                        Err(anyhow::anyhow!(
+                            "{} subscribers over {} HTTP/2 connections is {per_connection} \
+                             streams per connection, more than the server's {} by default",
+                            load.subscribers,
+                            h2_connections.unwrap_or(0),
+                            H2_STREAMS_PER_CONNECTION
+                        ))
+                    } else {
+                        load::run(ctx, &label, target, &load).await
+                    }
+                }
             };
             let mut outcome = outcome.unwrap_or_else(|error| {
                 eprintln!("   {label} failed: {error:#}");
@@ -217,7 +255,10 @@ impl Scenario {
                     "started while other processes used {noise:.0}% of a core (waited {QUIET_PATIENCE:?})"
                 ));
             }
-            results.push((target.label().to_owned(), outcome));
+            if let Some(connections) = h2_connections {
+                outcome.note(format!("event streams over {connections} HTTP/2 connections (h2c)"));
+            }
+            results.push((target_label.to_owned(), outcome));
         }
         ScenarioResult { scenario: self.name().to_owned(), description, params, results }
     }
@@ -287,6 +328,7 @@ pub(crate) fn verdicts(results: &[ScenarioResult]) -> Vec<Verdict> {
             });
         }
     }
+    verdicts.extend(h2_verdicts(results));
     let absolute = [
         (
             "idle",
@@ -336,6 +378,34 @@ pub(crate) fn verdicts(results: &[ScenarioResult]) -> Vec<Verdict> {
             target: target.into(),
             met,
             detail: format!("ours {got:.2} {unit}: {:.2}x the limit", got / limit),
+        });
+    }
+    verdicts
+}
+
+/// HTTP/2 beside HTTP/1.1 on our server (`--h2-connections`): deliveries per second at least
+/// 0.8 times, memory per idle stream at most twice, HTTP/1.1's.
+fn h2_verdicts(results: &[ScenarioResult]) -> Vec<Verdict> {
+    let checks = [
+        ("fanout-1k", "deliveries_per_s", 0.8, "deliveries/s", "/s"),
+        ("fanout-10k", "deliveries_per_s", 0.8, "deliveries/s", "/s"),
+        ("idle", "mem_per_sub_kib", 2.0, "memory per idle stream", " KiB"),
+    ];
+    let mut verdicts = Vec::new();
+    for (name, key, limit, what, unit) in checks {
+        let Some(result) = results.iter().find(|result| result.scenario == name) else { continue };
+        let figure = |label| result.outcome(label).and_then(|outcome| outcome.get(key));
+        let (Some(h1), Some(h2)) = (figure("ours"), figure(H2_LABEL)) else { continue };
+        let ratio = h2 / h1;
+        let (met, bound) = if limit < 1.0 {
+            (ratio >= limit, format!(">= {limit}x"))
+        } else {
+            (ratio <= limit, format!("<= {limit}x"))
+        };
+        verdicts.push(Verdict {
+            target: format!("{name}: {what} over HTTP/2 {bound} HTTP/1.1's"),
+            met,
+            detail: format!("h2 {h2:.2}{unit}, h1 {h1:.2}{unit}: {ratio:.2}x"),
         });
     }
     verdicts

@@ -117,6 +117,7 @@ pub(crate) async fn fill(
         ready_on_head: false,
         publisher_ids: FILLERS,
         publishers: Some(plan),
+        h2_connections: 0,
     };
     let mut fleet = Fleet::spawn(&ctx.exe, &[config])?;
     let started = Instant::now();

@@ -21,9 +21,10 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::h2c::connect_h2;
 use crate::hist::Histogram;
 use crate::progress::{Final, Progress, Report};
-use crate::reader::SseReader;
+use crate::reader::{EventStream, SseReader};
 use crate::target::{Target, subscribe_request};
 use crate::{client, payload};
 
@@ -50,6 +51,10 @@ pub(crate) struct WorkerConfig {
     /// The highest publisher id of the whole run; subscribers track each one's sequence.
     pub(crate) publisher_ids: u32,
     pub(crate) publishers: Option<PublisherPlan>,
+    /// Subscribers open their streams over this many HTTP/2 connections (h2c), taken in turn;
+    /// 0 for a connection of HTTP/1.1 each.
+    #[serde(default)]
+    pub(crate) h2_connections: usize,
 }
 
 impl WorkerConfig {
@@ -130,9 +135,25 @@ async fn run(config: WorkerConfig) {
     // At most this many subscribers are between connect and registration, so that a burst
     // of thousands does not overflow the server's accept queue.
     let gate = Rc::new(Semaphore::new(config.connect_parallel.max(1)));
+    let mut h2 = Vec::new();
+    for index in 0..config.h2_connections.min(config.subscribers) {
+        let addr = config.subscriber_addr(index);
+        match connect_h2(addr, config.source).await {
+            Ok(send) => h2.push(send),
+            Err(error) => state.borrow_mut().note_error(format!("h2 connection: {error:#}")),
+        }
+    }
+    if config.h2_connections > 0 && h2.is_empty() {
+        state.borrow_mut().progress.failed += config.subscribers as u64;
+    }
     for index in 0..config.subscribers {
         let addr = config.subscriber_addr(index);
-        let task = subscriber(config.clone(), addr, request.clone(), state.clone(), gate.clone());
+        let via = match h2.len() {
+            0 if config.h2_connections > 0 => break,
+            0 => Via::H1(request.clone()),
+            n => Via::H2(h2[index % n].clone()),
+        };
+        let task = subscriber(config.clone(), addr, via, state.clone(), gate.clone());
         tokio::task::spawn_local(task);
     }
     tokio::task::spawn_local(report_progress(state.clone()));
@@ -188,18 +209,34 @@ async fn report_progress(state: Shared) {
     }
 }
 
+/// How a subscriber reaches the server.
+enum Via {
+    /// A connection of its own, with this request.
+    H1(Rc<[u8]>),
+    /// A stream of this HTTP/2 connection.
+    H2(h2::client::SendRequest<bytes::Bytes>),
+}
+
 /// One subscriber: connect to `addr`, wait for the warm-up version, then count every version
 /// received.
 async fn subscriber(
     config: Rc<WorkerConfig>,
     addr: SocketAddr,
-    request: Rc<[u8]>,
+    via: Via,
     state: Shared,
     gate: Rc<Semaphore>,
 ) {
     // The semaphore is never closed.
     let mut permit = gate.acquire().await.ok();
-    let mut reader = match SseReader::open(addr, config.source, &request).await {
+    let opened = match via {
+        Via::H1(request) => {
+            SseReader::open(addr, config.source, &request).await.map(EventStream::H1)
+        }
+        Via::H2(send) => crate::h2c::H2Reader::open(send, addr, &config.subscribe_path)
+            .await
+            .map(EventStream::H2),
+    };
+    let mut reader = match opened {
         Ok(reader) => reader,
         Err(error) => {
             let mut state = state.borrow_mut();
