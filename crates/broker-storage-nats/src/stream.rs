@@ -45,7 +45,8 @@ pub(crate) struct Opened {
 ///
 /// A stream that was just created, by this broker or another, answers its info only once its
 /// replicas have elected a leader; until then, and until the retry timeout, the info is asked
-/// for again.
+/// for again. One this broker creates is waited for until it has a leader with a quorum, so
+/// that the first append does not find nobody to answer it.
 pub(crate) async fn open(client: &Client, options: &NatsOptions) -> Result<Opened, StorageError> {
     let stream = &options.stream;
     let deadline = tokio::time::Instant::now() + options.retry_timeout;
@@ -53,7 +54,14 @@ pub(crate) async fn open(client: &Client, options: &NatsOptions) -> Result<Opene
         match info(client, stream, options.request_timeout).await {
             Ok(info) => break info,
             Err(ApiError::Api(error)) if error.err_code == codes::STREAM_NOT_FOUND => {
-                break create(client, options).await?;
+                let created = create(client, options).await?;
+                while let Err(error) = writable(client, options).await {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                break created;
             }
             Err(error) => {
                 let error = error.into_storage(&format!("stream info of {stream}"));
