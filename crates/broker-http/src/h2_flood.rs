@@ -243,14 +243,7 @@ mod tests {
 
     use super::*;
     use crate::h2_frames::PREFACE;
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len().to_be_bytes();
-        let mut bytes = vec![len[5], len[6], len[7], kind, flags];
-        bytes.extend_from_slice(&stream.to_be_bytes());
-        bytes.extend_from_slice(payload);
-        bytes
-    }
+    use crate::h2_frames::tests::frame;
 
     /// Sends `frames` through a guard and reads what reaches the server's side: the bytes, and
     /// whether the read ended with the flood error.

@@ -124,10 +124,11 @@ pub(crate) fn go_away(last_stream: u32, code: u32) -> [u8; HEAD_LEN + 8] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    /// A frame of `kind` with `flags` on `stream`, carrying `payload`, as a client sends it.
+    pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let len = payload.len().to_be_bytes();
         let mut bytes = vec![len[5], len[6], len[7], kind, flags];
         bytes.extend_from_slice(&stream.to_be_bytes());
