@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use broker_storage::{StorageError, Uuid};
 use redb::backends::FileBackend;
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadTransaction, ReadableTable};
 
 use crate::RedbOptions;
 use crate::error::{Fault, from_redb, in_file};
@@ -29,19 +29,18 @@ pub struct BackupReport {
 /// it commits; committing every so many rows bounds that memory whatever the store's size.
 const ROWS_PER_COMMIT: u64 = 10_000;
 
-/// Copies what `store` holds, as of one read transaction, into a new redb file at `to`, with
+/// Copies what the store holds as of the read transaction `txn` into a new redb file at `to`, with
 /// the identity `database_id`.
 ///
 /// The outer error is a failure of the source, which the store handles like that of any read
 /// (it may have to be reopened); the inner one a failure of the copy, which leaves the store as
 /// it was.
 pub(crate) fn write(
-    store: &Database,
+    txn: ReadTransaction,
     to: &Path,
     options: &RedbOptions,
     database_id: Uuid,
 ) -> Result<Result<BackupReport, StorageError>, Fault> {
-    let txn = store.begin_read().map_err(from_redb)?;
     match copy(&txn, to, options, database_id) {
         Ok(report) => Ok(Ok(report)),
         Err(Side::Source(fault)) => Err(fault),

@@ -3,11 +3,11 @@
 //!
 //! A durable redb commit writes every page the batch touched in every table, then syncs them: for
 //! a batch of a few dozen versions that is most of the cost of an insert. So an append writes its
-//! versions, as one checksummed record, to the end of this file and syncs it; only then does it
-//! commit the same rows to redb without durability (redb keeps them in memory and in the file, but
-//! a crash may roll the file back to its last durable commit). Every so often a **checkpoint**
-//! commits redb durably, which makes every record before it redundant, and the journal starts
-//! over. Opening a store replays the records that redb lost in a crash.
+//! versions, as one checksummed record, to the end of this file and syncs it, and is done; a later
+//! round writes the same rows into redb without durability (`overlay.rs`: redb keeps them in
+//! memory and in the file, but a crash may roll the file back to its last durable commit). Every
+//! so often a **checkpoint** commits redb durably, which makes every record before it redundant,
+//! and the journal starts over. Opening a store replays the records that redb lost in a crash.
 //!
 //! # Format
 //!
@@ -30,9 +30,9 @@
 //!
 //! # Invariants
 //!
-//! - A record is synced before its rows are committed to redb, and before the append is answered;
-//!   so every acknowledged version is in redb's last durable commit or in a record of the current
-//!   generation.
+//! - A record is synced before the append is answered, and before its rows are written into
+//!   redb; so every acknowledged version is in redb's last durable commit or in a record of the
+//!   current generation.
 //! - The generation moves on only after a durable redb commit that holds every record of the old
 //!   one.
 //! - Only the last record can be torn, since each is written and synced before the next starts: a
@@ -266,13 +266,13 @@ impl Journal {
         Ok(())
     }
 
-    /// Moves past the record just written, once its rows are committed to redb.
+    /// Moves past the record just written.
     pub(crate) fn advance(&mut self, len: usize) {
         self.end += len as u64;
     }
 
-    /// Takes back the record just written, whose rows redb then failed to commit: its header is
-    /// zeroed, which ends the journal before it.
+    /// Takes back the record just written, whose write failed: its header is zeroed, which ends
+    /// the journal before it.
     pub(crate) fn erase(&mut self) -> io::Result<()> {
         self.file.write_all_at(&[0; RECORD_HEADER_LEN], self.end)?;
         self.file.sync_data()
@@ -389,7 +389,7 @@ impl From<io::Error> for ReadError {
     }
 }
 
-/// The record of one batch, built while its rows are written to redb.
+/// The record of one batch.
 pub(crate) struct Record {
     bytes: Vec<u8>,
     count: u32,

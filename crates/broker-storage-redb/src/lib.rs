@@ -55,6 +55,7 @@ mod journal;
 mod open;
 mod ops;
 mod options;
+mod overlay;
 mod retention;
 mod schema;
 mod space;

@@ -5,13 +5,17 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{NewVersion, StorageError, Version};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, WriteTransaction,
+};
 
 use crate::error::{Fault, from_io, from_redb, from_redb_write};
 use crate::journal::{self, Journal, Record, WriteError};
+use crate::overlay::{Overlay, Pending};
 use crate::retention;
 use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, VERSIONS};
 use crate::space::{self, Space};
@@ -48,105 +52,183 @@ impl Appended {
     }
 }
 
-/// Expired idempotency keys deleted per append, beyond twice the keys the append stores. Twice
-/// as many as come in, so that the expired ones go faster than new ones arrive; a few more, so
-/// that a store no longer given keys still empties its tables.
+/// Expired idempotency keys deleted per batch a round writes, beyond twice the keys the round
+/// stores. Twice as many as come in, so that the expired ones go faster than new ones arrive; a
+/// few more, so that a store no longer given keys still empties its tables.
 const PRUNE_EXTRA: usize = 32;
 
-/// Stores `batch` once `space` has found enough free space for it: its rows are written in one
-/// write transaction, its record is written to `journal` and synced, and only then is the
-/// transaction committed, without durability (the journal made it durable). A checkpoint comes
-/// first when the journal asks for one. A new version whose idempotency key was stored less than
-/// `window` before its timestamp is not stored: the version stored under the key comes back.
+/// Stores `batch` once `space` has found enough free space for it: its record is written to
+/// `journal` and synced, and its versions go to the `overlay`, which reads join from then on; a
+/// later round writes their rows into redb (`apply`). A checkpoint comes first when the journal
+/// asks for one. A new version whose idempotency key was stored less than `window` before its
+/// timestamp is not stored: the version stored under the key comes back.
 ///
-/// Ids continue from the last key of `versions`, read inside the write transaction: redb runs one
-/// write transaction at a time, so two batches never read the same last id, and a batch that fails
-/// to commit leaves nothing behind to skip or reuse.
+/// Ids continue from the overlay's last id. Appends run one at a time (the journal is held), so
+/// two batches never take the same ids, and a batch whose record is not written takes none.
 pub(crate) fn append(
     db: &Database,
     space: &Space,
     window: Duration,
     batch: Vec<NewVersion>,
     journal: &mut Journal,
+    overlay: &Overlay,
 ) -> Result<Appended, Fault> {
     let len = journal::record_len(
         batch
             .iter()
             .map(|new| (new.event.as_str(), new.data.as_str(), new.idempotency_key.as_deref())),
     );
-    // Before the transaction, so that a refused batch writes nothing at all.
+    // Before anything is written, so that a refused batch writes nothing at all.
     let free = space.check(space::needed_for(len))?;
     // A checkpoint writes what the journal holds into redb's file: it comes early while that
     // fits twice over, rather than fail for lack of space later.
     let short = free.is_some_and(|free| space::needed_for(journal.pending() + len) > free / 2);
     if short || journal.checkpoint_due(len) {
-        checkpoint(db, journal)?;
+        checkpoint(db, journal, overlay, window)?;
+    } else if overlay.full() {
+        drain(db, overlay, window)?;
     }
-    let horizon = horizon(&batch);
-    let mut txn = db.begin_write().map_err(from_redb_write)?;
-    txn.set_durability(Durability::None).map_err(from_redb_write)?;
+    let mut originals = originals(db, overlay, window, &batch)?.into_iter();
+    let after = overlay.last_id();
+    let mut id = after;
     let mut record = Record::with_capacity(usize::try_from(len).unwrap_or(usize::MAX));
-    let appended = {
-        let mut tables = Tables::open(&txn)?;
-        let after =
-            tables.versions.last().map_err(from_redb_write)?.map_or(0, |(id, _)| id.value());
-        let mut id = after;
-        let mut keyed = 0;
-        let mut appended = Vec::with_capacity(batch.len());
-        for new in batch {
-            if let Some(key) = new.idempotency_key.as_deref() {
-                let previous =
-                    tables.keys.get(key).map_err(from_redb_write)?.map(|row| row.value());
-                if let Some((stored_id, stored_at)) = previous
-                    && within(window, stored_at, new.timestamp)
-                    && let Some(original) = tables.stored_under_key(window, stored_id, stored_at)?
-                {
-                    appended.push(original);
-                    continue;
-                }
-            }
-            id = id
-                .checked_add(1)
-                .ok_or_else(|| StorageError::backend("version ids are exhausted"))?;
-            let key = new.idempotency_key.as_deref();
-            tables.store(id, new.timestamp, &new.event, &new.data, key)?;
-            record.push(id, new.timestamp, &new.event, &new.data, key);
-            keyed += usize::from(key.is_some());
-            appended.push(new.with_id(id));
+    let mut pending = Pending { versions: Vec::with_capacity(batch.len()), keys: Vec::new() };
+    let mut appended: Vec<Version> = Vec::with_capacity(batch.len());
+    // Keys used earlier in this batch, with where their version is in `appended`.
+    let mut in_batch: HashMap<String, usize> = HashMap::new();
+    for new in batch {
+        if let Some(original) = originals.next().flatten() {
+            appended.push(original);
+            continue;
         }
-        tables.set_latest(appended.iter().filter(|version| version.id > after))?;
-        if let Some(horizon) = horizon {
-            tables.prune(window, horizon, 2 * keyed + PRUNE_EXTRA)?;
+        if let Some(&earlier) = new.idempotency_key.as_ref().and_then(|key| in_batch.get(key)) {
+            appended.push(appended[earlier].clone());
+            continue;
         }
-        Appended { versions: appended, after }
-    };
+        id = id.checked_add(1).ok_or_else(|| StorageError::backend("version ids are exhausted"))?;
+        let key = new.idempotency_key.clone();
+        record.push(id, new.timestamp, &new.event, &new.data, key.as_deref());
+        if let Some(key) = &key {
+            in_batch.insert(key.clone(), appended.len());
+        }
+        let version = new.with_id(id);
+        pending.versions.push(version.clone());
+        pending.keys.push(key);
+        appended.push(version);
+    }
+    let appended = Appended { versions: appended, after };
     if record.is_empty() {
-        // Every version came back under its key; only pruned keys are lost if this commit is,
-        // and later appends prune them again.
-        txn.commit().map_err(from_redb_write)?;
+        // Every version came back under its key.
         return Ok(appended);
     }
     let record = record.finish(journal.generation());
-    // Dropping `txn` on an error aborts it, so a batch whose record failed leaves no trace.
     journal.write(&record).map_err(|error| match error {
         WriteError::NotWritten(error) => Fault::new(from_io(error), false),
         WriteError::Unknown(error) => unknown(error),
     })?;
-    if let Err(error) = txn.commit() {
-        let mut fault = from_redb_write(error);
-        // The record must not be replayed for a batch reported failed.
-        if let Err(error) = journal.erase() {
-            fault = unknown(error);
-        }
-        return Err(fault);
-    }
     journal.advance(record.len());
+    overlay.push(pending);
+    if overlay.heavy()
+        && let Err(fault) = drain(db, overlay, window)
+    {
+        // The batch is acknowledged all the same: its record is synced, and reads find it in
+        // the overlay. The next checkpoint, which applies the overlay first, meets the failure
+        // again and reports it.
+        tracing::debug!(error = %fault.error, "applying large versions to redb failed");
+    }
     Ok(appended)
 }
 
-/// Commits everything redb holds durably, then starts the journal's next generation: the records
-/// of the current one are in the database from then on.
-pub(crate) fn checkpoint(db: &Database, journal: &mut Journal) -> Result<(), Fault> {
+/// For each version of `batch`, the version stored under its idempotency key within `window`
+/// before its timestamp, if any; empty when no version of the batch has a key.
+///
+/// The overlay is asked first, redb after: a version applied in between is in redb by then.
+fn originals(
+    db: &Database,
+    overlay: &Overlay,
+    window: Duration,
+    batch: &[NewVersion],
+) -> Result<Vec<Option<Version>>, Fault> {
+    if batch.iter().all(|new| new.idempotency_key.is_none()) {
+        return Ok(Vec::new());
+    }
+    let mut found: Vec<Option<Version>> = batch
+        .iter()
+        .map(|new| {
+            let key = new.idempotency_key.as_deref()?;
+            overlay.keyed(key).filter(|original| within(window, original.timestamp, new.timestamp))
+        })
+        .collect();
+    let txn = db.begin_read().map_err(from_redb)?;
+    let keys = txn.open_table(KEYS).map_err(from_redb)?;
+    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    for (new, found) in batch.iter().zip(&mut found) {
+        let Some(key) = new.idempotency_key.as_deref().filter(|_| found.is_none()) else {
+            continue;
+        };
+        let Some((id, stored_at)) = keys.get(key).map_err(from_redb)?.map(|row| row.value()) else {
+            continue;
+        };
+        if !within(window, stored_at, new.timestamp) {
+            continue;
+        }
+        // A prune removes only versions older than the window by the clock, so a missing
+        // version that young is damage.
+        if stored_at < retention::window_start(window)
+            && versions.get(id).map_err(from_redb)?.is_none()
+        {
+            continue;
+        }
+        *found = Some(schema::lookup(&versions, id, "keys", from_redb)?);
+    }
+    Ok(found)
+}
+
+/// Writes the rows of `batches`, taken from the front of the overlay, in one transaction
+/// committed without durability (the journal holds them until the next checkpoint), and deletes
+/// expired idempotency keys.
+pub(crate) fn apply(
+    db: &Database,
+    window: Duration,
+    batches: &[Arc<Pending>],
+) -> Result<(), Fault> {
+    let mut txn = db.begin_write().map_err(from_redb_write)?;
+    txn.set_durability(Durability::None).map_err(from_redb_write)?;
+    {
+        let mut tables = Tables::open(&txn)?;
+        let mut keyed = 0;
+        for batch in batches {
+            for (version, key) in batch.versions.iter().zip(&batch.keys) {
+                let Version { id, event, timestamp, data } = version;
+                tables.store(*id, *timestamp, event.as_str(), data.as_str(), key.as_deref())?;
+                keyed += usize::from(key.is_some());
+            }
+        }
+        let versions = || batches.iter().flat_map(|batch| &batch.versions);
+        tables.set_latest(versions())?;
+        if let Some(horizon) = horizon(versions().map(|version| version.timestamp)) {
+            tables.prune(window, horizon, 2 * keyed + PRUNE_EXTRA * batches.len())?;
+        }
+    }
+    txn.commit().map_err(from_redb_write)
+}
+
+/// Applies everything the overlay holds.
+pub(crate) fn drain(db: &Database, overlay: &Overlay, window: Duration) -> Result<(), Fault> {
+    while overlay.apply_round(usize::MAX, |batches| apply(db, window, batches))? > 0 {}
+    Ok(())
+}
+
+/// Applies everything the overlay holds and commits everything redb holds durably, then starts
+/// the journal's next generation: the records of the current one are in the database from then
+/// on.
+pub(crate) fn checkpoint(
+    db: &Database,
+    journal: &mut Journal,
+    overlay: &Overlay,
+    window: Duration,
+) -> Result<(), Fault> {
+    drain(db, overlay, window)?;
     let mut txn = db.begin_write().map_err(from_redb_write)?;
     txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
     txn.commit().map_err(from_redb_write)?;
@@ -212,23 +294,6 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// The version `id` stored under an idempotency key at `stored_at`, or `None` when it was
-    /// pruned: a prune removes only versions older than the window by the clock, so a missing
-    /// version that young is damage.
-    fn stored_under_key(
-        &self,
-        window: Duration,
-        id: u64,
-        stored_at: u64,
-    ) -> Result<Option<Version>, Fault> {
-        if stored_at < retention::window_start(window)
-            && self.versions.get(id).map_err(from_redb_write)?.is_none()
-        {
-            return Ok(None);
-        }
-        schema::lookup(&self.versions, id, "keys", from_redb_write).map(Some)
-    }
-
     /// Writes the `latest` row of each event among `stored`, the versions a batch stored: one
     /// write per event rather than per version, since a batch often holds many versions of one
     /// event.
@@ -286,11 +351,11 @@ fn within(window: Duration, stored_at: u64, timestamp: u64) -> bool {
     u128::from(timestamp.saturating_sub(stored_at)) < window.as_millis()
 }
 
-/// The time against which this batch prunes expired keys: its newest timestamp, but never past
-/// the clock, so that one version stamped far in the future does not expire every key at once.
-/// `None` for an empty batch.
-fn horizon(batch: &[NewVersion]) -> Option<u64> {
-    let newest = batch.iter().map(|new| new.timestamp).max()?;
+/// The time against which a round prunes expired keys: the newest of its `timestamps`, but never
+/// past the clock, so that one version stamped far in the future does not expire every key at
+/// once. `None` for an empty round.
+fn horizon(timestamps: impl Iterator<Item = u64>) -> Option<u64> {
+    let newest = timestamps.max()?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
@@ -299,8 +364,7 @@ fn horizon(batch: &[NewVersion]) -> Option<u64> {
 
 /// The newest version of every event, in id order: one `latest` row and one `versions` lookup per
 /// event.
-pub(crate) fn latest(db: &Database) -> Result<Vec<Version>, Fault> {
-    let txn = db.begin_read().map_err(from_redb)?;
+pub(crate) fn latest(txn: &ReadTransaction) -> Result<Vec<Version>, Fault> {
     let latest = txn.open_table(LATEST).map_err(from_redb)?;
     let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
     let mut found = Vec::new();
@@ -325,7 +389,7 @@ pub(crate) fn latest(db: &Database) -> Result<Vec<Version>, Fault> {
 /// Up to `limit` versions of exactly `event` with ids above `after`: a range scan of `by_event`
 /// that starts and ends inside `event`'s own keys.
 pub(crate) fn history(
-    db: &Database,
+    txn: &ReadTransaction,
     event: &str,
     after: u64,
     limit: usize,
@@ -333,7 +397,6 @@ pub(crate) fn history(
     if limit == 0 || after == u64::MAX {
         return Ok(Vec::new());
     }
-    let txn = db.begin_read().map_err(from_redb)?;
     let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
     let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
     let range = (Bound::Excluded((event, after)), Bound::Included((event, u64::MAX)));
@@ -347,9 +410,12 @@ pub(crate) fn history(
 }
 
 /// Up to `limit` versions with ids above `after`, in id order: a range scan of `versions`.
-pub(crate) fn since(db: &Database, after: u64, limit: usize) -> Result<Vec<Version>, Fault> {
+pub(crate) fn since(
+    txn: &ReadTransaction,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Version>, Fault> {
     let Some(first) = after.checked_add(1) else { return Ok(Vec::new()) };
-    let txn = db.begin_read().map_err(from_redb)?;
     let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
     let mut found = Vec::new();
     for entry in versions.range(first..).map_err(from_redb)?.take(limit) {

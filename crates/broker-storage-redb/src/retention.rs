@@ -12,7 +12,7 @@ use std::ops::Bound;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{Horizon, Pruned, Retention, StorageError, Version};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use crate::counts;
 use crate::error::{Fault, from_redb, from_redb_write};
@@ -132,8 +132,7 @@ pub(crate) fn horizons(db: &Database) -> Result<Vec<Horizon>, Fault> {
 /// The newest version with an id up to `at` of every event that has one, in id order: per event,
 /// its `latest` row, or the last `by_event` key up to `at` when that is older, and one `versions`
 /// lookup.
-pub(crate) fn latest_at(db: &Database, at: u64) -> Result<Vec<Version>, Fault> {
-    let txn = db.begin_read().map_err(from_redb)?;
+pub(crate) fn latest_at(txn: &ReadTransaction, at: u64) -> Result<Vec<Version>, Fault> {
     let latest = txn.open_table(LATEST).map_err(from_redb)?;
     let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
     let versions = txn.open_table(VERSIONS).map_err(from_redb)?;

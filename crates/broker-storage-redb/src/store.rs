@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use broker_storage::{
     Horizon, LocalTails, NewVersion, Pruned, Retention, Storage, StorageError, Tail, Uuid, Version,
 };
-use redb::Database;
+use redb::{Database, ReadTransaction, ReadableDatabase};
 use tokio::sync::RwLock;
 use tokio::task;
 
@@ -18,6 +18,7 @@ use crate::check::{self, CheckReport};
 use crate::error::{Fault, catching, from_join, from_redb, in_file};
 use crate::health::{Access, Admission, Health};
 use crate::journal::{self, Journal};
+use crate::overlay::{self, Overlay, ROUND_MAX};
 use crate::space::{self, Space};
 use crate::{RedbOptions, open, ops, retention};
 
@@ -27,13 +28,15 @@ use crate::{RedbOptions, open, ops, retention};
 /// with [`tokio::task::spawn_blocking`]; the methods must be called inside a tokio runtime.
 ///
 /// Appends are durable: when [`append`](Storage::append) returns `Ok`, the batch is on disk. Each
-/// batch is written as one record to the journal beside the file (`<file>.wal`) and synced, then
-/// committed to redb without a sync of its own; a checkpoint (a durable redb commit) every
-/// second or 2 MiB of records makes the journal's records redundant, and opening the store after
-/// a crash stores what the journal holds beyond the file. [`close`](Storage::close) checkpoints
-/// and deletes the journal: a store closed cleanly is its one file. The journal belongs with the
-/// file: copy or move both while the store is not closed cleanly. Appends may run from many tasks at once; they commit one at a time, and each
-/// committed batch reaches the [`tail`](Storage::tail)s before the next one commits. Only this
+/// batch is written as one record to the journal beside the file (`<file>.wal`) and synced, and
+/// its versions wait in memory, where every read finds them, until a round writes many batches'
+/// rows into redb in one commit without a sync of its own; a checkpoint (a durable redb commit)
+/// every second or 2 MiB of records makes the journal's records redundant, and opening the store
+/// after a crash stores what the journal holds beyond the file. [`close`](Storage::close)
+/// checkpoints and deletes the journal: a store closed cleanly is its one file. The journal
+/// belongs with the file: copy or move both while the store is not closed cleanly. Appends may
+/// run from many tasks at once; they are written one at a time, and each batch reaches the
+/// [`tail`](Storage::tail)s before the next one is written. Only this
 /// store writes to its file (redb locks it), so its tails see every version.
 /// [`close`](Storage::close) waits for the operations in flight, then ends the tails and releases
 /// the file, which can then be opened again right away. Dropping an open store also releases it
@@ -73,6 +76,8 @@ struct Shared {
     /// orders the commits themselves, but not what each committing thread does after its own.
     /// Held on a blocking thread only, never across an await. `None` once closed.
     journal: Mutex<Option<Journal>>,
+    /// The versions acknowledged and not yet written into redb's tables: every read joins them.
+    overlay: Overlay,
     /// The tails of this store. They live as long as the store, across reopens, and end when it
     /// is closed or dropped.
     tails: LocalTails,
@@ -149,6 +154,7 @@ impl RedbStorage {
                 options,
                 database_id: identity.database_id,
                 acknowledged: AtomicU64::new(identity.last_id),
+                overlay: Overlay::new(identity.last_id),
                 journal: Mutex::new(Some(journal)),
                 tails: LocalTails::new(identity.last_id),
                 slot: Arc::new(RwLock::new(Slot::Open(database))),
@@ -197,7 +203,13 @@ impl RedbStorage {
     pub async fn backup(&self, to: impl AsRef<Path>) -> Result<BackupReport, StorageError> {
         let to = to.as_ref().to_path_buf();
         self.run(Access::Read, move |shared, database| {
-            backup::write(database, &to, &shared.options, shared.database_id)
+            let txn = {
+                // Everything acknowledged goes into redb first, and nothing more meanwhile.
+                let _journal = shared.lock_journal();
+                ops::drain(database, &shared.overlay, shared.options.idempotency_window)?;
+                database.begin_read().map_err(from_redb)?
+            };
+            backup::write(txn, &to, &shared.options, shared.database_id)
         })
         .await?
     }
@@ -237,6 +249,35 @@ impl RedbStorage {
         .map_err(from_join)?
     }
 
+    /// Writes what the overlay holds into redb, a round at a time, until less than a round
+    /// waits. Runs as a task of its own, started by an append.
+    async fn apply(&self) {
+        loop {
+            let round = self
+                .run(Access::Write, |shared, database| {
+                    let window = shared.options.idempotency_window;
+                    shared
+                        .overlay
+                        .apply_round(ROUND_MAX, |batches| ops::apply(database, window, batches))
+                })
+                .await;
+            if let Err(error) = &round {
+                // The store's health has it, and the next call reopens the file; the journal
+                // holds what the overlay does.
+                tracing::debug!(%error, "applying acknowledged versions to redb failed");
+            }
+            if self.shared.overlay.unschedule(round.is_ok()) {
+                return;
+            }
+        }
+    }
+
+    /// The versions waiting in the overlay.
+    #[cfg(test)]
+    pub(crate) fn overlay_len(&self) -> usize {
+        self.shared.overlay.len()
+    }
+
     /// Reopens the failed database, holding the write guard so that no operation runs meanwhile.
     async fn reopen(&self) -> Result<(), StorageError> {
         let mut slot = Arc::clone(&self.shared.slot).write_owned().await;
@@ -248,6 +289,16 @@ impl RedbStorage {
 }
 
 impl Shared {
+    /// What `copy` takes from the overlay, and a read transaction of `database` that holds the
+    /// log as of the same moment: the two halves of every read, for the `overlay::join`s.
+    fn read<C>(
+        &self,
+        database: &Database,
+        copy: impl FnOnce(overlay::View<'_>) -> C,
+    ) -> Result<(C, ReadTransaction), Fault> {
+        self.overlay.read(copy, || database.begin_read().map_err(from_redb))
+    }
+
     /// The journal, held while a batch commits. A panic under the lock (redb's, on damaged data)
     /// leaves the journal where it was before that batch's record, and asks for a reopen, which
     /// reads the journal again.
@@ -292,6 +343,8 @@ impl Shared {
         let acknowledged = self.acknowledged.load(Ordering::Acquire);
         match open::reopen(&self.path, &self.options, self.database_id, acknowledged) {
             Ok((database, identity, journal)) => {
+                // The reopened file holds everything the journal held, the overlay included.
+                self.overlay.reset(identity.last_id);
                 *self.lock_journal() = Some(journal);
                 if identity.last_id > acknowledged {
                     tracing::warn!(
@@ -337,8 +390,10 @@ impl Shared {
         const PAGE: usize = 512;
         let mut after = acknowledged;
         loop {
-            let page = catching(false, || ops::since(database, after, PAGE))
-                .map_err(|fault| in_file(&self.path, fault.error))?;
+            let page = catching(false, || {
+                ops::since(&database.begin_read().map_err(from_redb)?, after, PAGE)
+            })
+            .map_err(|fault| in_file(&self.path, fault.error))?;
             let Some(last) = page.last() else { return Ok(()) };
             after = last.id;
             self.tails.publish(&page);
@@ -354,7 +409,8 @@ impl Shared {
     /// thread, after the last operation.
     fn close(&self, database: Database) -> Result<(), StorageError> {
         if let Some(mut journal) = self.lock_journal().take() {
-            catching(true, || ops::checkpoint(&database, &mut journal))
+            let window = self.options.idempotency_window;
+            catching(true, || ops::checkpoint(&database, &mut journal, &self.overlay, window))
                 .map_err(|fault| in_file(&self.path, fault.error))?;
             journal.remove()?;
         }
@@ -385,24 +441,38 @@ impl Storage for RedbStorage {
                 Slot::Open(_) | Slot::Lost => Ok(Vec::new()),
             };
         }
-        self.run(Access::Write, move |shared, database| {
-            let mut journal = shared.lock_journal();
-            let Some(journal) = journal.as_mut() else { return Err(StorageError::Closed.into()) };
-            let window = shared.options.idempotency_window;
-            let appended = ops::append(database, &shared.space, window, batch, journal)?;
-            let stored = appended.stored();
-            if let Some(last) = stored.last() {
-                shared.acknowledged.fetch_max(last.id, Ordering::AcqRel);
-                shared.tails.publish(&stored);
-            }
-            drop(stored);
-            Ok(appended.versions)
-        })
-        .await
+        let versions = self
+            .run(Access::Write, move |shared, database| {
+                let mut journal = shared.lock_journal();
+                let Some(journal) = journal.as_mut() else {
+                    return Err(StorageError::Closed.into());
+                };
+                let window = shared.options.idempotency_window;
+                let overlay = &shared.overlay;
+                let appended =
+                    ops::append(database, &shared.space, window, batch, journal, overlay)?;
+                let stored = appended.stored();
+                if let Some(last) = stored.last() {
+                    shared.acknowledged.fetch_max(last.id, Ordering::AcqRel);
+                    shared.tails.publish(&stored);
+                }
+                drop(stored);
+                Ok(appended.versions)
+            })
+            .await;
+        if self.shared.overlay.schedule() {
+            let store = RedbStorage { shared: Arc::clone(&self.shared) };
+            tokio::spawn(async move { store.apply().await });
+        }
+        versions
     }
 
     async fn latest(&self) -> Result<Vec<Version>, StorageError> {
-        self.run(Access::Read, |_, database| ops::latest(database)).await
+        self.run(Access::Read, |shared, database| {
+            let (copied, txn) = shared.read(database, |overlay| overlay.latest_at(u64::MAX))?;
+            Ok(overlay::join_latest(ops::latest(&txn)?, copied))
+        })
+        .await
     }
 
     async fn history(
@@ -412,16 +482,29 @@ impl Storage for RedbStorage {
         limit: usize,
     ) -> Result<Vec<Version>, StorageError> {
         let event = event.to_owned();
-        self.run(Access::Read, move |_, database| ops::history(database, &event, after, limit))
-            .await
+        self.run(Access::Read, move |shared, database| {
+            let (copied, txn) =
+                shared.read(database, |overlay| overlay.since(Some(&event), after, limit))?;
+            Ok(overlay::join(ops::history(&txn, &event, after, limit)?, copied, limit))
+        })
+        .await
     }
 
     async fn since(&self, after: u64, limit: usize) -> Result<Vec<Version>, StorageError> {
-        self.run(Access::Read, move |_, database| ops::since(database, after, limit)).await
+        self.run(Access::Read, move |shared, database| {
+            let (copied, txn) =
+                shared.read(database, |overlay| overlay.since(None, after, limit))?;
+            Ok(overlay::join(ops::since(&txn, after, limit)?, copied, limit))
+        })
+        .await
     }
 
     async fn latest_at(&self, at: u64) -> Result<Vec<Version>, StorageError> {
-        self.run(Access::Read, move |_, database| retention::latest_at(database, at)).await
+        self.run(Access::Read, move |shared, database| {
+            let (copied, txn) = shared.read(database, |overlay| overlay.latest_at(at))?;
+            Ok(overlay::join_latest(retention::latest_at(&txn, at)?, copied))
+        })
+        .await
     }
 
     /// Removes in transactions of at most 1,024 versions, each committed without durability (so
@@ -437,7 +520,10 @@ impl Storage for RedbStorage {
         let event = event.to_owned();
         self.run(Access::Write, move |shared, database| {
             shared.space.check(space::needed_for(0))?;
-            retention::prune(database, shared.options.idempotency_window, &event, retention, limit)
+            let window = shared.options.idempotency_window;
+            // A prune counts the versions redb holds: the overlay's first.
+            ops::drain(database, &shared.overlay, window)?;
+            retention::prune(database, window, &event, retention, limit)
         })
         .await
     }

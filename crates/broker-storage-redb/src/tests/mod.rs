@@ -1,13 +1,14 @@
 //! Tests of [`RedbStorage`] against real redb files: the conformance suite, and what a single
 //! process cannot show through the trait alone (restarts, identities, locking, bad files), then,
-//! in submodules, idempotency keys in the file, and faults: a full disk, damaged files, and
-//! backups.
+//! in submodules, idempotency keys in the file, the overlay of versions not yet in redb's tables,
+//! and faults: a full disk, damaged files, and backups.
 
 mod backup;
 mod damage;
 mod full_disk;
 mod journal;
 mod keys;
+mod overlay;
 mod prune;
 mod reuse;
 mod tmpfs;
