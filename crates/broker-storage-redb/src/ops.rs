@@ -128,14 +128,6 @@ pub(crate) fn append(
     })?;
     journal.advance(record.len());
     overlay.push(pending);
-    if overlay.heavy()
-        && let Err(fault) = drain(db, overlay, window)
-    {
-        // The batch is acknowledged all the same: its record is synced, and reads find it in
-        // the overlay. The next checkpoint, which applies the overlay first, meets the failure
-        // again and reports it.
-        tracing::debug!(error = %fault.error, "applying large versions to redb failed");
-    }
     Ok(appended)
 }
 

@@ -26,17 +26,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use broker_storage::Version;
 
-/// The versions waiting in the overlay that start a round, in a task of its own.
-pub(crate) const ROUND_AT: usize = 1024;
+/// The versions, or bytes of events and data, waiting in the overlay that start a round, in a
+/// task of its own. Rounds of a few hundred versions are short enough not to be felt in the
+/// latency of the appends beside them.
+pub(crate) const ROUND_AT: (usize, usize) = (256, 1024 * 1024);
 /// The most versions one round writes into redb.
 pub(crate) const ROUND_MAX: usize = 8 * 1024;
-/// The bytes of events and data waiting in the overlay past which the append that brought
-/// them applies them itself, at once: large versions are not held twice (in the overlay and in
-/// the engine) nor written from another thread meanwhile, which costs memory.
-const APPLY_NOW_BYTES: usize = 256 * 1024;
-/// Past this many versions waiting in the overlay, an append applies them itself before it goes
-/// on: a store whose rounds fall behind holds appends back rather than grow.
-const FULL_AT: usize = 64 * 1024;
+/// Past this many versions, or bytes, waiting in the overlay, an append applies them itself
+/// before it goes on: a store whose rounds fall behind holds appends back rather than grow.
+const FULL_AT: (usize, usize) = (64 * 1024, 64 * 1024 * 1024);
 
 /// A batch's versions as they wait in the overlay, with the idempotency key of each.
 #[derive(Debug)]
@@ -88,16 +86,9 @@ impl Overlay {
         self.lock().len
     }
 
-    /// Whether the overlay holds so many versions that an append must apply them before it
-    /// goes on.
+    /// Whether the overlay holds so much that an append must apply it before it goes on.
     pub(crate) fn full(&self) -> bool {
-        self.lock().len >= FULL_AT
-    }
-
-    /// Whether the overlay holds so many bytes that the append that added the last of them must
-    /// apply them at once.
-    pub(crate) fn heavy(&self) -> bool {
-        self.lock().bytes >= APPLY_NOW_BYTES
+        self.lock().at_least(FULL_AT)
     }
 
     /// Adds the batch `pending`, whose record is synced: its versions are acknowledged, and
@@ -111,7 +102,13 @@ impl Overlay {
             if let Some(key) = key {
                 state.keys.insert(key.clone(), version.id);
             }
-            state.latest.insert(version.event.clone(), version.id);
+            // An event already waiting is updated in place: no key to copy.
+            match state.latest.get_mut(version.event.as_str()) {
+                Some(id) => *id = version.id,
+                None => {
+                    state.latest.insert(version.event.clone(), version.id);
+                }
+            }
         }
         if let Some(last) = pending.versions.last() {
             state.last_id = last.id;
@@ -132,7 +129,7 @@ impl Overlay {
     /// ([`ROUND_AT`]): whether the caller must start one.
     pub(crate) fn schedule(&self) -> bool {
         let mut state = self.lock();
-        let start = !state.scheduled && state.len >= ROUND_AT;
+        let start = !state.scheduled && state.at_least(ROUND_AT);
         state.scheduled |= start;
         start
     }
@@ -142,7 +139,7 @@ impl Overlay {
     /// no batch is left waiting for a task that just ended.
     pub(crate) fn unschedule(&self, go_on: bool) -> bool {
         let mut state = self.lock();
-        let done = !go_on || state.len < ROUND_AT;
+        let done = !go_on || !state.at_least(ROUND_AT);
         if done {
             state.scheduled = false;
         }
@@ -220,6 +217,13 @@ impl Overlay {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Whether the overlay holds at least `versions` versions or `bytes` bytes.
+    fn at_least(&self, (versions, bytes): (usize, usize)) -> bool {
+        self.len > 0 && (self.len >= versions || self.bytes >= bytes)
     }
 }
 
