@@ -49,6 +49,10 @@ use broker_storage::{StorageError, Uuid, Version};
 
 use crate::error::from_io;
 
+mod direct;
+
+use direct::{BLOCK, Direct};
+
 /// The bytes at the start of the file before the records.
 pub(crate) const HEADER_LEN: u64 = 4096;
 /// The bytes before each record's payload: length, checksum, generation.
@@ -71,6 +75,11 @@ const CHECKPOINT_BYTES: u64 = INITIAL_SIZE / 2;
 /// which cannot reuse the pages its commits free until a durable one, does not grow meanwhile.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The largest record written directly (`direct.rs`). Larger ones, arrays of many versions,
+/// went slower that way here (about a fifth fewer versions per second in arrays of 1,000) than
+/// written to the page cache and synced.
+const DIRECT_MAX: usize = 64 * 1024;
+
 /// A version to store, as the journal records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
@@ -92,6 +101,8 @@ pub(crate) struct Journal {
     size: u64,
     /// When the current generation started.
     started: Instant,
+    /// The file opened for direct writes, where its file system takes them.
+    direct: Option<Direct>,
 }
 
 /// How a failed write left the journal.
@@ -125,6 +136,7 @@ impl Journal {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         let (mut journal, replay) = Journal::read(path, &options, database_id, durable)?;
+        journal.direct = Direct::open(path);
         match replay {
             Some(replay) => Ok((journal, replay)),
             None => {
@@ -160,6 +172,7 @@ impl Journal {
             end: HEADER_LEN,
             size,
             started: Instant::now(),
+            direct: None,
         }
     }
 
@@ -226,6 +239,9 @@ impl Journal {
         self.generation += 1;
         self.write_header()?;
         self.end = HEADER_LEN;
+        if let Some(direct) = &mut self.direct {
+            direct.forget();
+        }
         self.started = Instant::now();
         Ok(())
     }
@@ -250,16 +266,25 @@ impl Journal {
     }
 
     /// Appends `record` (from [`Record::finish`]) and syncs it: once this returns `Ok`, its
-    /// versions are durable.
+    /// versions are durable. A record up to [`DIRECT_MAX`] goes straight to the device where the
+    /// file system allows it (`direct.rs`); others go through the page cache and `fdatasync`.
     pub(crate) fn write(&mut self, record: &[u8]) -> Result<(), WriteError> {
         let needed = self.end + record.len() as u64;
         if needed > self.size {
             // Only a batch larger than the whole journal gets here (a checkpoint came first
-            // otherwise): grow the file with zeros, so that the record lands on allocated
-            // blocks like every other.
-            let zeros = vec![0; usize::try_from(needed - self.size).unwrap_or(usize::MAX)];
+            // otherwise): grow the file with zeros, to a whole block, so that the record lands
+            // on allocated blocks like every other.
+            let size = needed.div_ceil(BLOCK) * BLOCK;
+            let zeros = vec![0; usize::try_from(size - self.size).unwrap_or(usize::MAX)];
             self.file.write_all_at(&zeros, self.size).map_err(WriteError::NotWritten)?;
-            self.size = needed;
+            self.size = size;
+        }
+        if let Some(direct) = &mut self.direct {
+            if record.len() <= DIRECT_MAX {
+                let written = direct.write(&self.file, record, self.end);
+                return written.map_err(|error| self.unwritten(error));
+            }
+            direct.forget();
         }
         self.file.write_all_at(record, self.end).map_err(|error| self.unwritten(error))?;
         self.file.sync_data().map_err(|error| self.unwritten(error))?;
@@ -274,6 +299,9 @@ impl Journal {
     /// Takes back the record just written, whose write failed: its header is zeroed, which ends
     /// the journal before it.
     pub(crate) fn erase(&mut self) -> io::Result<()> {
+        if let Some(direct) = &mut self.direct {
+            direct.forget();
+        }
         self.file.write_all_at(&[0; RECORD_HEADER_LEN], self.end)?;
         self.file.sync_data()
     }
