@@ -273,8 +273,13 @@ struct Stamp {
     inode: (u64, u64),
 }
 
-async fn stamp(path: &Path) -> Option<Stamp> {
-    let metadata = tokio::fs::metadata(path).await.ok()?;
+/// The stamps of the certificate and key files of `tls`.
+fn stamps(tls: &Tls) -> (Option<Stamp>, Option<Stamp>) {
+    (stamp(tls.cert_path()), stamp(tls.key_path()))
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let metadata = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let inode = {
         use std::os::unix::fs::MetadataExt;
@@ -288,31 +293,39 @@ async fn stamp(path: &Path) -> Option<Stamp> {
 /// Reloads `tls` whenever its certificate or key file changes, looking every
 /// [`WATCH_INTERVAL`]; never ends. Every reload is logged, a failed one as a warning.
 ///
-/// A file caught half-written fails to load, or loads with a key that does not match; the
-/// change that completes it is seen at the next look, and loaded then.
-pub(crate) async fn watch(tls: Tls) {
-    let stamps = || async { (stamp(tls.cert_path()).await, stamp(tls.key_path()).await) };
-    let mut seen = stamps().await;
-    loop {
-        tokio::time::sleep(WATCH_INTERVAL).await;
-        let now = stamps().await;
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        let reloading = tls.clone();
-        match tokio::task::spawn_blocking(move || reloading.reload()).await {
-            Ok(Ok(())) => tracing::info!(
-                cert = %tls.cert_path().display(),
-                "the TLS certificate file changed: reloaded, new connections get it"
-            ),
-            Ok(Err(error)) => tracing::warn!(
-                "the TLS certificate file changed but cannot be loaded; the previous \
+/// The files are first looked at when this is called, not when the future first runs, so that
+/// a change made as soon as the server is up is not taken for the files it started with. A file
+/// caught half-written fails to load, or loads with a key that does not match; the change that
+/// completes it is seen at the next look, and loaded then.
+pub(crate) fn watch(tls: Tls) -> impl Future<Output = ()> + Send {
+    // Two `stat`s on the calling thread, once, at start-up; later looks go to the blocking pool.
+    let mut seen = stamps(&tls);
+    async move {
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            let looking = tls.clone();
+            // An error means the runtime is shutting down.
+            let Ok(now) = tokio::task::spawn_blocking(move || stamps(&looking)).await else {
+                return;
+            };
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            let reloading = tls.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                Ok(Ok(())) => tracing::info!(
+                    cert = %tls.cert_path().display(),
+                    "the TLS certificate file changed: reloaded, new connections get it"
+                ),
+                Ok(Err(error)) => tracing::warn!(
+                    "the TLS certificate file changed but cannot be loaded; the previous \
                  certificate stays: {}",
-                chain(&error)
-            ),
-            // The runtime is shutting down.
-            Err(_) => return,
+                    chain(&error)
+                ),
+                // The runtime is shutting down.
+                Err(_) => return,
+            }
         }
     }
 }
