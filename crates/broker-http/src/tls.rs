@@ -320,7 +320,7 @@ pub(crate) fn watch(tls: Tls) -> impl Future<Output = ()> + Send {
                 ),
                 Ok(Err(error)) => tracing::warn!(
                     "the TLS certificate file changed but cannot be loaded; the previous \
-                 certificate stays: {}",
+                     certificate stays: {}",
                     chain(&error)
                 ),
                 // The runtime is shutting down.
