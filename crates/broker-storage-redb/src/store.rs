@@ -71,10 +71,9 @@ struct Shared {
     database_id: Uuid,
     /// The highest id committed and handed to the tails: a reopened file must still hold it.
     acknowledged: AtomicU64,
-    /// The journal of the open database, which every append writes: taken around each commit
-    /// and its delivery to the tails, so that the tails receive batches in commit order. redb
-    /// orders the commits themselves, but not what each committing thread does after its own.
-    /// Held on a blocking thread only, never across an await. `None` once closed.
+    /// The journal of the open database, which every append writes: taken around each write and
+    /// its delivery to the overlay and the tails, so that ids are given, and batches delivered,
+    /// in one order. Held on a blocking thread only, never across an await. `None` once closed.
     journal: Mutex<Option<Journal>>,
     /// The versions acknowledged and not yet written into redb's tables: every read joins them.
     overlay: Overlay,
@@ -202,13 +201,15 @@ impl RedbStorage {
     /// [`StorageError::Closed`] after `close`. A failed backup removes the file it started.
     pub async fn backup(&self, to: impl AsRef<Path>) -> Result<BackupReport, StorageError> {
         let to = to.as_ref().to_path_buf();
+        // Everything acknowledged before the call goes into redb's tables first: the copy reads
+        // them alone. What is acknowledged meanwhile may wait in the overlay, and the copy holds
+        // the log up to some point of the call.
+        self.run(Access::Write, |shared, database| {
+            ops::drain(database, &shared.overlay, shared.options.idempotency_window)
+        })
+        .await?;
         self.run(Access::Read, move |shared, database| {
-            let txn = {
-                // Everything acknowledged goes into redb first, and nothing more meanwhile.
-                let _journal = shared.lock_journal();
-                ops::drain(database, &shared.overlay, shared.options.idempotency_window)?;
-                database.begin_read().map_err(from_redb)?
-            };
+            let txn = database.begin_read().map_err(from_redb)?;
             backup::write(txn, &to, &shared.options, shared.database_id)
         })
         .await?
