@@ -354,30 +354,6 @@ fn horizon(timestamps: impl Iterator<Item = u64>) -> Option<u64> {
     Some(newest.min(now))
 }
 
-/// The newest version of every event, in id order: one `latest` row and one `versions` lookup per
-/// event.
-pub(crate) fn latest(txn: &ReadTransaction) -> Result<Vec<Version>, Fault> {
-    let latest = txn.open_table(LATEST).map_err(from_redb)?;
-    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
-    let mut found = Vec::new();
-    for entry in latest.iter().map_err(from_redb)? {
-        let (event, id) = entry.map_err(from_redb)?;
-        let version = schema::lookup(&versions, id.value(), "latest", from_redb)?;
-        if version.event != event.value() {
-            return Err(StorageError::Corrupt(format!(
-                "latest names version {} for event {:?}, which belongs to {:?}",
-                version.id,
-                event.value(),
-                version.event
-            ))
-            .into());
-        }
-        found.push(version);
-    }
-    found.sort_unstable_by_key(|version| version.id);
-    Ok(found)
-}
-
 /// Up to `limit` versions of exactly `event` with ids above `after`: a range scan of `by_event`
 /// that starts and ends inside `event`'s own keys.
 pub(crate) fn history(

@@ -471,7 +471,7 @@ impl Storage for RedbStorage {
     async fn latest(&self) -> Result<Vec<Version>, StorageError> {
         self.run(Access::Read, |shared, database| {
             let (copied, txn) = shared.read(database, |overlay| overlay.latest_at(u64::MAX))?;
-            Ok(overlay::join_latest(ops::latest(&txn)?, copied))
+            Ok(overlay::join_latest(retention::latest_at(&txn, u64::MAX)?, copied))
         })
         .await
     }
