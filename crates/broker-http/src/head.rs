@@ -80,8 +80,17 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
     Parsed::Complete { head: Box::new(head), len }
 }
 
+/// The least room a read of a head is given: enough for a typical insert, head and body, so
+/// that it takes one read.
+const READ_ROOM: usize = 512;
+
 /// Reads more of a request head from `io` into `buffer`, which must hold less than
-/// [`MAX_REQUEST_HEAD`] bytes: it grows when full, but never past that limit.
+/// [`MAX_REQUEST_HEAD`] bytes: it grows as the head does, but never past that limit.
+///
+/// Each read is given at least [`READ_ROOM`] bytes of room. Between requests the buffer is
+/// empty, and the room comes from its own allocation again (the requests read before have
+/// moved its start forward); otherwise a request that came when a few bytes were left would
+/// take one read for those bytes and another for the rest.
 ///
 /// A head that does not fit in the limit is refused. When the bytes are handed to hyper, a
 /// buffer held at the limit is also what makes hyper refuse it: given more at once, hyper takes
@@ -90,8 +99,8 @@ pub(crate) async fn read_more(
     io: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
 ) -> io::Result<usize> {
-    if buffer.len() == buffer.capacity() {
-        buffer.reserve(buffer.capacity().max(512));
+    if buffer.capacity() - buffer.len() < READ_ROOM {
+        buffer.reserve(buffer.len().max(READ_ROOM));
     }
     let room = MAX_REQUEST_HEAD.saturating_sub(buffer.len());
     debug_assert!(room > 0, "a buffer at the limit holds a head that is refused");
@@ -206,6 +215,32 @@ mod tests {
         assert!(matches!(parse(b"\x00\x01 nonsense\r\n\r\n"), Parsed::Invalid));
         let Parsed::Complete { head, .. } = parse(b"GET / HTTP/1.0\r\n\r\n") else { panic!() };
         assert_eq!(head.version(), Version::HTTP_10);
+    }
+
+    /// A publisher's requests, one after another on one connection, each take one read: the
+    /// room the requests read before took is given back to the next one.
+    #[tokio::test]
+    async fn each_request_of_a_connection_is_read_whole_in_one_read() {
+        use bytes::Buf;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (mut server, _) = listener.accept().await.expect("accept");
+        let body = format!("{{\"event\":\"e\",\"data\":\"{}\"}}", "x".repeat(200));
+        let request = format!(
+            "POST /insert HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert!(request.len() > 256 && request.len() < READ_ROOM, "{}", request.len());
+        let mut buffer = BytesMut::with_capacity(READ_ROOM);
+        for _ in 0..10 {
+            client.write_all(request.as_bytes()).await.expect("send");
+            let read = read_more(&mut server, &mut buffer).await.expect("read");
+            assert_eq!(read, request.len(), "the request came in one piece and was read in one");
+            buffer.advance(read);
+        }
     }
 
     #[test]
