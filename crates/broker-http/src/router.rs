@@ -12,7 +12,7 @@ use crate::App;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::head::Head;
-use crate::metrics::HttpMetrics;
+use crate::metrics::INSERT_ROUTE;
 use crate::{audit, auth, backup, cors, events, insert, snapshot};
 
 const GET: &[Method] = &[Method::GET, Method::OPTIONS];
@@ -49,7 +49,7 @@ impl Route<'_> {
     /// The route's name in metrics.
     fn name(self) -> &'static str {
         match self {
-            Route::Insert => "insert",
+            Route::Insert => INSERT_ROUTE,
             Route::Events => "events",
             Route::Snapshot => "snapshot",
             Route::Audit(_) => "audit",
@@ -97,7 +97,7 @@ where
     };
     let response = respond(app, origin.as_ref(), response);
     let name = route.map_or("none", Route::name);
-    HttpMetrics::request(name, response.status());
+    app.metrics().request(name, response.status());
     if matches!(route, Some(Route::Insert)) {
         app.metrics().insert_answered(started.elapsed());
     }
