@@ -426,3 +426,22 @@ async fn waiting_for_an_id_returns_once_it_is_published_and_not_for_an_unknown_o
     assert!(later.await.expect("join"), "id 3 is reached once it is published");
     assert!(!broker.wait_for(1_000, patience).await, "an id never given out is not reached");
 }
+
+/// An insert that waited longer than `queue_timeout` for its commit to start is refused as
+/// unavailable, and nothing of it is stored; one taken in time is stored.
+#[tokio::test]
+async fn an_insert_that_waited_past_the_queue_timeout_is_refused_and_not_stored() {
+    let refusing = broker_with(Config { queue_timeout: Duration::ZERO, ..Config::default() }).await;
+    let refused = refusing.insert("late", Json::parse("1").expect("valid JSON")).await;
+    assert!(
+        matches!(&refused, Err(Error::Storage(error))
+            if matches!(**error, broker_storage::StorageError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert!(refusing.audit("late", 0, 10).await.expect("audit").is_empty(), "nothing stored");
+
+    let patient =
+        broker_with(Config { queue_timeout: Duration::from_secs(60), ..Config::default() }).await;
+    insert(&patient, "late", "1").await;
+    assert_eq!(patient.audit("late", 0, 10).await.expect("audit").len(), 1);
+}

@@ -13,7 +13,7 @@
 //! (`feed.rs`), which answers each insert once its versions are in memory.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use broker_storage::{NewVersion, StorageError, Version};
 use tokio::sync::mpsc;
@@ -190,11 +190,13 @@ fn answer(version: Version, (event, data): &(String, String)) -> Result<Version,
 /// Answers the inserts that waited longer than `timeout` for their commit to start with
 /// [`StorageError::Unavailable`], and keeps the others: nothing of theirs was sent.
 fn refuse_stale(inserts: &mut Vec<Insert>, timeout: Duration, metrics: &Metrics) {
-    if inserts.iter().all(|insert| insert.queued.elapsed() <= timeout) {
+    // One reading of the clock for the batch, not one per insert.
+    let now = Instant::now();
+    let is_stale = |insert: &Insert| now.saturating_duration_since(insert.queued) > timeout;
+    if !inserts.iter().any(is_stale) {
         return;
     }
-    let (stale, fresh): (Vec<Insert>, Vec<Insert>) =
-        inserts.drain(..).partition(|insert| insert.queued.elapsed() > timeout);
+    let (stale, fresh): (Vec<Insert>, Vec<Insert>) = inserts.drain(..).partition(is_stale);
     *inserts = fresh;
     let error = Error::from(StorageError::Unavailable(format!(
         "the database did not take the insert within {timeout:?}; nothing was stored"
