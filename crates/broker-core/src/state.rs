@@ -108,8 +108,14 @@ impl State {
     /// to [`keep`](State::keep).
     pub(crate) fn record(&self, entries: &[Arc<Entry>]) -> Option<broadcast::Sender<Weak<Entry>>> {
         let mut inner = self.lock();
-        for entry in entries {
-            inner.record(entry.clone());
+        for (index, entry) in entries.iter().enumerate() {
+            // An entry followed by one of its event is not the latest of that event once the
+            // batch is recorded: only the last of each run is (an array often holds one event).
+            let superseded =
+                entries.get(index + 1).is_some_and(|next| next.event() == entry.event());
+            if !superseded {
+                inner.record(entry.clone());
+            }
         }
         self.position.send_replace(inner.last_id);
         inner.live.clone()

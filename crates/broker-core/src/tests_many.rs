@@ -268,3 +268,31 @@ async fn one_key_retries_the_whole_insert_and_a_changed_version_is_refused() {
     let refused = broker.insert_many(versions("order", 3), Some("with space")).await;
     assert!(matches!(refused, Err(Error::InvalidIdempotencyKey(_))), "{refused:?}");
 }
+
+/// In a batch that holds runs of one event, the last version of each run becomes the latest of
+/// its event; the answers are the very entries subscribers receive, not copies.
+#[tokio::test]
+async fn the_last_of_a_run_of_one_event_is_its_latest_and_answers_share_the_entries() {
+    let broker = Broker::open(MemoryStorage::new(), Config::default()).await.expect("open");
+    let mut live = broker.subscribe(SubscribeOptions::new());
+    let given = [("a", "1"), ("a", "2"), ("b", "3"), ("b", "4"), ("a", "5"), ("c", "6")];
+    let stored = broker
+        .insert_many(given.iter().map(|(event, data)| (*event, json(data))), None)
+        .await
+        .expect("insert_many");
+    assert_eq!(ids(&stored), [1, 2, 3, 4, 5, 6]);
+    let snapshot: Vec<(String, String)> = broker
+        .snapshot(&SubscribeOptions::new())
+        .iter()
+        .map(|entry| (entry.event().to_owned(), entry.data().to_owned()))
+        .collect();
+    let latest = [("b", "4"), ("a", "5"), ("c", "6")].map(|(e, d)| (e.to_owned(), d.to_owned()));
+    assert_eq!(snapshot, latest, "the last of each run, in id order");
+    for answered in &stored {
+        let received = tokio::time::timeout(std::time::Duration::from_secs(5), live.next())
+            .await
+            .expect("an entry within 5 s")
+            .expect("open");
+        assert!(Arc::ptr_eq(answered, &received), "entry {} is shared", answered.id());
+    }
+}
