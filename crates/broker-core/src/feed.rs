@@ -42,11 +42,11 @@ pub(crate) struct Acknowledgement {
 }
 
 impl Acknowledgement {
-    /// Answers each insert with the entries its subscribers share, if the engine still holds
-    /// them, or new ones.
-    fn answer(self, state: &State) {
+    /// Answers each insert with the entries its subscribers share: those of `published`, the
+    /// batch that the feed published last, or those the engine still holds, or new ones.
+    fn answer(self, state: &State, published: &[Arc<Entry>]) {
         for answer in self.answers {
-            answer.send(state);
+            answer.send(state, published);
         }
     }
 }
@@ -66,6 +66,10 @@ pub(crate) async fn run(
 ) {
     let mut tail = storage.tail(position);
     let mut waiting: VecDeque<Acknowledgement> = VecDeque::new();
+    // The entries of the last batch the tail delivered, until the acknowledgement that covers
+    // them is answered: it usually comes just after, and answers with them rather than look
+    // each one up (or make it anew, once the window has let it go).
+    let mut published: Vec<Arc<Entry>> = Vec::new();
     let mut writer_gone = false;
     let mut drained = Some(drained);
     loop {
@@ -80,7 +84,13 @@ pub(crate) async fn run(
             // while its entries are still in the window, before a later batch may push them out.
             biased;
             acknowledgement = acknowledgements.recv(), if !writer_gone => match acknowledgement {
-                Some(acknowledgement) if acknowledgement.up_to <= position => acknowledgement.answer(&state),
+                Some(acknowledgement) if acknowledgement.up_to <= position => {
+                    let covered = published.last().is_some_and(|last| acknowledgement.up_to >= last.id());
+                    acknowledgement.answer(&state, &published);
+                    if covered {
+                        published.clear();
+                    }
+                }
                 Some(acknowledgement) => waiting.push_back(acknowledgement),
                 None => writer_gone = true,
             },
@@ -91,7 +101,7 @@ pub(crate) async fn run(
                         tail_at = position,
                         "the storage's tail is behind; answering a committed insert without it"
                     );
-                    late.answer(&state);
+                    late.answer(&state, &published);
                 }
             }
             batch = tail.next() => match batch {
@@ -100,12 +110,13 @@ pub(crate) async fn run(
                         versions.into_iter().map(|version| Arc::new(Entry::new(version))).collect();
                     let Some(last) = entries.last() else { continue };
                     position = position.max(last.id());
-                    publish(&state, entries, || {
+                    publish(&state, &entries, || {
                         // Ids of one writer increase, so its acknowledgements wait in id order.
                         while waiting.front().is_some_and(|a| a.up_to <= position) {
-                            waiting.pop_front().into_iter().for_each(|a| a.answer(&state));
+                            waiting.pop_front().into_iter().for_each(|a| a.answer(&state, &entries));
                         }
                     });
+                    published = entries;
                 }
                 Some(Err(error)) => {
                     health.failed(&error);
@@ -118,9 +129,9 @@ pub(crate) async fn run(
         }
     }
     // The storage is closed. What is still waiting was committed: it is answered as stored.
-    waiting.into_iter().for_each(|acknowledgement| acknowledgement.answer(&state));
+    waiting.into_iter().for_each(|acknowledgement| acknowledgement.answer(&state, &published));
     while let Ok(acknowledgement) = acknowledgements.try_recv() {
-        acknowledgement.answer(&state);
+        acknowledgement.answer(&state, &published);
     }
     if let Some(drained) = drained.take() {
         let _ = drained.send(());
@@ -140,17 +151,17 @@ async fn overdue(oldest: Option<&Acknowledgement>) {
 /// Recorded before the acknowledgements, so that an inserter that subscribes once acknowledged
 /// finds its version in the snapshot; sent to live subscribers after them, so that an
 /// acknowledgement never waits for every subscriber's wake-up.
-fn publish(state: &State, entries: Vec<Arc<Entry>>, acknowledge: impl FnOnce()) {
-    let live = state.record(&entries);
+fn publish(state: &State, entries: &[Arc<Entry>], acknowledge: impl FnOnce()) {
+    let live = state.record(entries);
     tracing::trace!(batch = entries.len(), last_id = entries.last().map(|e| e.id()), "published");
     acknowledge();
     if let Some(live) = live {
-        for entry in &entries {
+        for entry in entries {
             // An error only means that nobody is subscribed right now.
             let _ = live.send(Arc::downgrade(entry));
         }
     }
     // Only now, once every entry was sent while this task held it, may the window take them
     // over and let older ones go; see `Window::new`.
-    state.keep(entries);
+    state.keep(entries.to_vec());
 }

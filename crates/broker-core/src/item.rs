@@ -81,11 +81,15 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
-    /// Answers the insert with the entries its subscribers share, if the engine still holds
-    /// them, or new ones.
-    pub(crate) fn send(self, state: &State) {
+    /// Answers the insert with the entries its subscribers share: from `published`, a batch the
+    /// feed published last (in id order), or from what the engine still holds, or new ones.
+    pub(crate) fn send(self, state: &State, published: &[Arc<Entry>]) {
         let entry = |version: Version| {
-            state.find(version.id).unwrap_or_else(|| Arc::new(Entry::new(version)))
+            let id = version.id;
+            match published.binary_search_by_key(&id, |entry| entry.id()) {
+                Ok(index) => published[index].clone(),
+                Err(_) => state.find(id).unwrap_or_else(|| Arc::new(Entry::new(version))),
+            }
         };
         // The inserter may have gone away; its versions are stored all the same.
         match self {
