@@ -89,8 +89,9 @@ where
 {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let started = Instant::now();
-    let path = request.uri().path().to_owned();
-    let route = route(&path, app.config().demo);
+    // A clone of the URI shares its bytes: the route borrows the path without copying it.
+    let uri = request.uri().clone();
+    let route = route(uri.path(), app.config().demo);
     let response = match dispatch(app, route, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
