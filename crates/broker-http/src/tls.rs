@@ -169,6 +169,25 @@ impl Tls {
         Ok(())
     }
 
+    /// [`reload`](Tls::reload)s on tokio's blocking pool and logs the outcome, led by `cause`
+    /// (what asked for the reload); a reload that fails is a warning, and the certificate served
+    /// so far stays. `false` when the runtime is shutting down and nothing was reloaded.
+    pub async fn reload_and_log(&self, cause: &str) -> bool {
+        let reloading = self.clone();
+        match tokio::task::spawn_blocking(move || reloading.reload()).await {
+            Ok(Ok(())) => tracing::info!(
+                cert = %self.cert_path().display(),
+                "{cause}: the TLS certificate is reloaded, new connections get it"
+            ),
+            Ok(Err(error)) => tracing::warn!(
+                "{cause}: the TLS certificate cannot be loaded; the previous one stays: {}",
+                chain(&error)
+            ),
+            Err(_) => return false,
+        }
+        true
+    }
+
     /// The certificate file.
     pub fn cert_path(&self) -> &Path {
         &self.inner.cert_path
@@ -312,19 +331,8 @@ pub(crate) fn watch(tls: Tls) -> impl Future<Output = ()> + Send {
                 continue;
             }
             seen = now;
-            let reloading = tls.clone();
-            match tokio::task::spawn_blocking(move || reloading.reload()).await {
-                Ok(Ok(())) => tracing::info!(
-                    cert = %tls.cert_path().display(),
-                    "the TLS certificate file changed: reloaded, new connections get it"
-                ),
-                Ok(Err(error)) => tracing::warn!(
-                    "the TLS certificate file changed but cannot be loaded; the previous \
-                     certificate stays: {}",
-                    chain(&error)
-                ),
-                // The runtime is shutting down.
-                Err(_) => return,
+            if !tls.reload_and_log("the certificate's files changed").await {
+                return;
             }
         }
     }

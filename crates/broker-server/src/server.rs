@@ -296,19 +296,8 @@ impl Hangup {
         {
             let mut signal = self.signal;
             while signal.recv().await.is_some() {
-                let reloading = tls.clone();
-                match tokio::task::spawn_blocking(move || reloading.reload()).await {
-                    Ok(Ok(())) => tracing::info!(
-                        cert = %tls.cert_path().display(),
-                        "SIGHUP: the TLS certificate is reloaded, new connections get it"
-                    ),
-                    Ok(Err(error)) => tracing::warn!(
-                        "SIGHUP: the TLS certificate cannot be loaded; the previous one stays: \
-                         {:#}",
-                        anyhow::Error::new(error)
-                    ),
-                    // The runtime is shutting down.
-                    Err(_) => return,
+                if !tls.reload_and_log("SIGHUP").await {
+                    return;
                 }
             }
         }
