@@ -17,7 +17,7 @@ async fn readiness(server: &Server) -> (u16, serde_json::Value) {
 
 #[tokio::test]
 async fn a_full_disk_gets_507_and_the_broker_recovers_by_itself_once_space_is_freed() {
-    let disk = Tmpfs::mount("16m");
+    let disk = Tmpfs::mount("20m");
     let filler = disk.path("filler");
     fill(&filler, 4 * 1024 * 1024);
     let data = disk.path("broker.redb");
@@ -35,7 +35,7 @@ async fn a_full_disk_gets_507_and_the_broker_recovers_by_itself_once_space_is_fr
             break reply;
         }
         acknowledged.push(reply.json()["id"].as_u64().expect("an id"));
-        assert!(acknowledged.len() < 5000, "16 MiB never filled up");
+        assert!(acknowledged.len() < 5000, "20 MiB never filled up");
     };
     assert_eq!(refused.status, 507, "{refused}");
     assert_eq!(refused.json()["error"], "storage_full", "{refused}");
@@ -82,7 +82,7 @@ async fn a_full_disk_gets_507_and_the_broker_recovers_by_itself_once_space_is_fr
 
 #[tokio::test]
 async fn the_free_space_guard_refuses_inserts_before_the_disk_is_full() {
-    let disk = Tmpfs::mount("8m");
+    let disk = Tmpfs::mount("16m");
     let data = disk.path("broker.redb");
     let data = data.to_str().expect("a UTF-8 path");
     let mut server = Server::start_with(&["--data", data, "--min-free-space", "64MiB"], &[]).await;

@@ -6,14 +6,22 @@
 //! versions, as one checksummed record, to the end of this file and syncs it, and is done; a later
 //! round writes the same rows into redb without durability (`overlay.rs`: redb keeps them in
 //! memory and in the file, but a crash may roll the file back to its last durable commit). Every
-//! so often a **checkpoint** commits redb durably, which makes every record before it redundant,
-//! and the journal starts over. Opening a store replays the records that redb lost in a crash.
+//! so often a **checkpoint** commits redb durably, which makes every record before it redundant.
+//! Opening a store replays the records that redb lost in a crash.
+//!
+//! Records are written in **generations**. When a checkpoint is due, the journal **switches**: the
+//! current generation becomes the previous one, and the next records go to a new generation in
+//! the other half of the file, while the checkpoint of the previous one runs off the appends'
+//! path (`store.rs`); when its durable commit is done, the previous generation is **settled**, and
+//! the next switch may write over it. So an append never waits for a checkpoint, unless one is
+//! still running when the next is due and the current half is full.
 //!
 //! # Format
 //!
 //! The file `<database>.wal` sits beside the database file. Its first [`HEADER_LEN`] bytes are a
-//! header: the magic bytes, the format, the database identity and the current **generation**,
-//! with a CRC-32 of them. Records follow, back to back:
+//! header: the magic bytes, the format, the database identity, the current generation and where
+//! its records start, and the previous generation (0 for none) and where its records start, with
+//! a CRC-32 of them. Each generation's records follow one another from where it starts:
 //!
 //! ```text
 //! record  = len: u32, crc: u32, generation: u64, payload (len bytes)   crc = CRC-32(generation, payload)
@@ -22,22 +30,26 @@
 //! bytes   = len: u32, len bytes          (none: u32::MAX, no bytes)
 //! ```
 //!
-//! All integers are little-endian. The file is written full of zeros when it is created, so that
-//! an append overwrites allocated blocks: `fdatasync` then has no file size to record, which
-//! halves its cost on ext4. A checkpoint moves to the next generation and writes new records over
-//! the old ones from the start: reading stops at the first record that is not of the header's
-//! generation, so the old ones left behind it are never read as new.
+//! All integers are little-endian. The file has two halves of [`HALF`] bytes after the header:
+//! a generation starts at the beginning of one of them, the low one or the high one. The high
+//! one starts after the low generation's end if that ran past its half, and grows the file as
+//! far as its records need; the low one stops where the high one's live records begin. The file
+//! is written full of zeros when it is created, so that an append overwrites allocated blocks:
+//! `fdatasync` then has no file size to record, which halves its cost on ext4. Reading a
+//! generation stops at the first record that is not of it, so the records of older generations
+//! that a new one writes over are never read as new. Format 1, whose header names only a current
+//! generation starting right after it, is still read.
 //!
 //! # Invariants
 //!
 //! - A record is synced before the append is answered, and before its rows are written into
 //!   redb; so every acknowledged version is in redb's last durable commit or in a record of the
-//!   current generation.
-//! - The generation moves on only after a durable redb commit that holds every record of the old
-//!   one.
-//! - Only the last record can be torn, since each is written and synced before the next starts: a
-//!   record that fails its checksum and is followed by another of its generation means damage, not
-//!   a crash.
+//!   current or the previous generation.
+//! - A generation is dropped from the header, and its records written over, only after a durable
+//!   redb commit that holds every record of it.
+//! - Only the last record of a generation can be torn, since each is written and synced before
+//!   the next starts: a record that fails its checksum and is followed by another of its
+//!   generation means damage, not a crash.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -60,17 +72,24 @@ const RECORD_HEADER_LEN: usize = 16;
 /// The magic bytes that open a journal.
 const MAGIC: &[u8; 8] = b"BRKRWAL\0";
 /// The layout described above.
-const FORMAT: u32 = 1;
-/// The bytes of the header that its checksum covers: magic, format, reserved, id, generation.
-const HEADER_BODY_LEN: usize = 8 + 4 + 4 + 16 + 8;
+const FORMAT: u32 = 2;
+/// The format before it, whose header names one generation, starting at [`HEADER_LEN`].
+const FORMAT_ONE: u32 = 1;
+/// The bytes of the header that its checksum covers: magic, format, reserved, id, then the
+/// current generation and its start, and the previous generation and its start.
+const HEADER_BODY_LEN: usize = 8 + 4 + 4 + 16 + 4 * 8;
+/// The same in format 1: magic, format, reserved, id, generation.
+const HEADER_BODY_LEN_ONE: usize = 8 + 4 + 4 + 16 + 8;
 /// The length that says "no key".
 const NO_KEY: u32 = u32::MAX;
 
-/// The size a journal is created with, and shrinks back to after a batch made it grow: 4 MiB.
-const INITIAL_SIZE: u64 = 4 * 1024 * 1024;
-/// A checkpoint is due once this many bytes of records are written (half the initial size, so
-/// that a batch rarely has to grow the file)...
-const CHECKPOINT_BYTES: u64 = INITIAL_SIZE / 2;
+/// The bytes of each half of the file, where generations take turns: 4 MiB.
+const HALF: u64 = 4 * 1024 * 1024;
+/// The size a journal is created with, and shrinks back to after a batch made it grow.
+const INITIAL_SIZE: u64 = HEADER_LEN + 2 * HALF;
+/// A checkpoint is due once a generation holds this many bytes of records (half a half, so that
+/// the records appended while its checkpoint runs rarely fill the rest)...
+const CHECKPOINT_BYTES: u64 = HALF / 2;
 /// ...or this long after the last one, so that a restart after a crash replays little, and redb,
 /// which cannot reuse the pages its commits free until a durable one, does not grow meanwhile.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
@@ -94,7 +113,10 @@ pub(crate) struct Journal {
     file: File,
     path: PathBuf,
     database_id: Uuid,
-    generation: u64,
+    /// The generation new records belong to.
+    current: Span,
+    /// The generation before it, while the header names it.
+    previous: Option<Previous>,
     /// Where the next record goes.
     end: u64,
     /// The file's size: zeros from `end` up to it.
@@ -103,6 +125,36 @@ pub(crate) struct Journal {
     started: Instant,
     /// The file opened for direct writes, where its file system takes them.
     direct: Option<Direct>,
+}
+
+/// A generation, and where its records start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    generation: u64,
+    start: u64,
+}
+
+/// The generation before the current one.
+#[derive(Clone, Copy, Debug)]
+struct Previous {
+    span: Span,
+    /// Where its records end.
+    end: u64,
+    /// The last id among its records, or before them.
+    through: u64,
+    /// Whether a durable redb commit holds all of its records: the next switch may write over
+    /// them.
+    settled: bool,
+    /// Whether its checkpoint was handed to a caller and has not reported back.
+    running: bool,
+}
+
+/// The checkpoint that settles the journal's previous generation: a durable redb commit holding
+/// every version up to `through`, its last id (`ops::settle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub(crate) generation: u64,
+    pub(crate) through: u64,
 }
 
 /// How a failed write left the journal.
@@ -168,7 +220,8 @@ impl Journal {
             file,
             path: path.to_path_buf(),
             database_id,
-            generation: 0,
+            current: Span { generation: 0, start: HEADER_LEN },
+            previous: None,
             end: HEADER_LEN,
             size,
             started: Instant::now(),
@@ -189,14 +242,22 @@ impl Journal {
         let header = read_header(&file, size).map_err(|error| io_error(path, "read", error))?;
         let mut journal = Journal::new(file, path, database_id, size);
         let Some(header) = header else { return Ok((journal, None)) };
-        let (id, generation) = decode_header(&header).map_err(|why| journal.damaged(&why))?;
-        if id != database_id {
-            return Err(journal
-                .damaged(&format!("it belongs to database {}, not {database_id}", id.simple())));
+        let header = decode_header(&header).map_err(|why| journal.damaged(&why))?;
+        if header.database_id != database_id {
+            return Err(journal.damaged(&format!(
+                "it belongs to database {}, not {database_id}",
+                header.database_id.simple()
+            )));
         }
-        journal.generation = generation;
-        let (entries, end) = journal.read_records()?;
-        journal.end = end;
+        let mut entries = Vec::new();
+        if let Some(previous) = header.previous {
+            let end = journal.read_records(previous, &mut entries)?;
+            let through = entries.last().map_or(durable, |entry| entry.version.id);
+            let (settled, running) = (false, false);
+            journal.previous = Some(Previous { span: previous, end, through, settled, running });
+        }
+        journal.current = header.current;
+        journal.end = journal.read_records(header.current, &mut entries)?;
         let replay: Vec<Entry> =
             entries.into_iter().filter(|entry| entry.version.id > durable).collect();
         // redb's ids have no holes: the journal must pick up right where the database ends.
@@ -215,7 +276,8 @@ impl Journal {
         self.file.set_len(0).map_err(|error| self.io_error("truncate", error))?;
         self.file.write_all_at(&zeros, 0).map_err(|error| self.io_error("write", error))?;
         self.size = INITIAL_SIZE;
-        self.generation = 1;
+        self.current = Span { generation: 1, start: HEADER_LEN };
+        self.previous = None;
         self.write_header()?;
         if let Some(directory) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             // The file's name must survive a crash as well as its bytes.
@@ -226,8 +288,9 @@ impl Journal {
         Ok(())
     }
 
-    /// Starts the next generation: called after a durable redb commit that holds every record of
-    /// the current one, which are then never replayed.
+    /// Starts the next generation at the start of the low half, and forgets the previous one:
+    /// called after a durable redb commit that holds every record of both, which are then never
+    /// replayed.
     ///
     /// On an error the journal must be opened again: what its header holds is not known.
     pub(crate) fn restart(&mut self) -> Result<(), StorageError> {
@@ -236,9 +299,55 @@ impl Journal {
             self.file.set_len(INITIAL_SIZE).map_err(|error| self.io_error("truncate", error))?;
             self.size = INITIAL_SIZE;
         }
-        self.generation += 1;
+        self.previous = None;
+        self.start(HEADER_LEN)
+    }
+
+    /// Moves to the next generation, in the other half, and keeps the current one, whose last id
+    /// is `through`, as the previous one until its checkpoint settles it: called when a
+    /// checkpoint is due and [`can_switch`](Journal::can_switch) allows it.
+    ///
+    /// On an error the journal must be opened again: what its header holds is not known.
+    pub(crate) fn switch(&mut self, through: u64) -> Result<(), StorageError> {
+        let start = if self.current.start == HEADER_LEN {
+            (self.end.div_ceil(BLOCK) * BLOCK).max(HEADER_LEN + HALF)
+        } else {
+            HEADER_LEN
+        };
+        let (span, end) = (self.current, self.end);
+        let (settled, running) = (false, false);
+        self.previous = Some(Previous { span, end, through, settled, running });
+        self.start(start)
+    }
+
+    /// The checkpoint the previous generation waits for, unless it is settled or already handed
+    /// out: the caller runs it ([`ops::settle`](crate::ops::settle)) and reports with
+    /// [`settle`](Journal::settle).
+    pub(crate) fn take_checkpoint(&mut self) -> Option<Checkpoint> {
+        let previous = self.previous.as_mut().filter(|p| !p.settled && !p.running)?;
+        previous.running = true;
+        Some(Checkpoint { generation: previous.span.generation, through: previous.through })
+    }
+
+    /// Reports how the `checkpoint` handed out ended: once `committed`, the next switch may write
+    /// over its generation; otherwise the next [`take_checkpoint`](Journal::take_checkpoint)
+    /// hands it out again. A generation the journal has since forgotten (a restart came first)
+    /// is ignored.
+    pub(crate) fn settle(&mut self, checkpoint: Checkpoint, committed: bool) {
+        if let Some(previous) = &mut self.previous
+            && previous.span.generation == checkpoint.generation
+        {
+            previous.settled = committed;
+            previous.running = false;
+        }
+    }
+
+    /// Begins the generation after the current one at `start`, and writes the header that names
+    /// it (and the previous one).
+    fn start(&mut self, start: u64) -> Result<(), StorageError> {
+        self.current = Span { generation: self.current.generation + 1, start };
         self.write_header()?;
-        self.end = HEADER_LEN;
+        self.end = start;
         if let Some(direct) = &mut self.direct {
             direct.forget();
         }
@@ -246,23 +355,64 @@ impl Journal {
         Ok(())
     }
 
-    /// Whether a checkpoint should come before a record of `len` bytes: the journal holds enough,
-    /// or is old enough, or the record would not fit.
+    /// Whether a checkpoint should come before a record of `len` bytes: the current generation
+    /// holds enough, or is old enough, or the record would not fit.
     pub(crate) fn checkpoint_due(&self, len: u64) -> bool {
-        self.end > HEADER_LEN
-            && (self.end - HEADER_LEN >= CHECKPOINT_BYTES
-                || self.started.elapsed() >= CHECKPOINT_INTERVAL
-                || self.end + len > self.size)
+        let written = self.end - self.current.start;
+        !self.fits(len)
+            || written > 0
+                && (written >= CHECKPOINT_BYTES || self.started.elapsed() >= CHECKPOINT_INTERVAL)
+    }
+
+    /// Whether a record of `len` bytes fits after the current generation's end. In the low half,
+    /// with the previous generation in the high one, it must end before that one starts;
+    /// otherwise within a half of the generation's start, unless it is the generation's first
+    /// (a batch larger than a half grows the file).
+    pub(crate) fn fits(&self, len: u64) -> bool {
+        match self.previous {
+            Some(previous) if previous.span.start > self.current.start => {
+                self.end + len <= previous.span.start
+            }
+            _ => self.end == self.current.start || self.end + len <= self.current.start + HALF,
+        }
+    }
+
+    /// Whether [`switch`](Journal::switch) may run before a record of `len` bytes: the previous
+    /// generation, if any, is settled, and the record will fit in the new one.
+    pub(crate) fn can_switch(&self, len: u64) -> bool {
+        match self.previous {
+            Some(previous) if !previous.settled => false,
+            // The next generation goes to the low half, up to the current one's start.
+            _ if self.current.start != HEADER_LEN => HEADER_LEN + len <= self.current.start,
+            _ => true,
+        }
+    }
+
+    /// Where the next record goes.
+    #[cfg(test)]
+    pub(crate) fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Whether no generation waits for its checkpoint.
+    #[cfg(test)]
+    pub(crate) fn settled(&self) -> bool {
+        self.previous.is_none_or(|previous| previous.settled)
     }
 
     /// The generation new records belong to.
     pub(crate) fn generation(&self) -> u64 {
-        self.generation
+        self.current.generation
     }
 
-    /// The bytes of records written since the last checkpoint.
+    /// The bytes of records that a checkpoint would write into redb: those of the current
+    /// generation, and of the previous one until it is settled.
     pub(crate) fn pending(&self) -> u64 {
-        self.end - HEADER_LEN
+        let previous = match self.previous {
+            Some(previous) if !previous.settled => previous.end - previous.span.start,
+            _ => 0,
+        };
+        self.end - self.current.start + previous
     }
 
     /// Appends `record` (from [`Record::finish`]) and syncs it: once this returns `Ok`, its
@@ -323,20 +473,24 @@ impl Journal {
     }
 
     fn write_header(&mut self) -> Result<(), StorageError> {
-        let header = encode_header(self.database_id, self.generation);
+        let header = Header {
+            database_id: self.database_id,
+            current: self.current,
+            previous: self.previous.map(|previous| previous.span),
+        }
+        .encode();
         self.file.write_all_at(&header, 0).map_err(|error| self.io_error("write", error))?;
         self.file.sync_data().map_err(|error| self.io_error("sync", error))
     }
 
-    /// Reads the records of the current generation from the start, and returns their versions
-    /// and where the next record goes.
-    fn read_records(&self) -> Result<(Vec<Entry>, u64), StorageError> {
-        let mut entries: Vec<Entry> = Vec::new();
-        let mut at = HEADER_LEN;
+    /// Reads the records of generation `span` from its start, adds their versions to `entries`,
+    /// and returns where its records end.
+    fn read_records(&self, span: Span, entries: &mut Vec<Entry>) -> Result<u64, StorageError> {
+        let mut at = span.start;
         loop {
-            let record = match self.read_record(at) {
+            let record = match self.read_record(at, span.generation) {
                 Ok(Some(record)) => record,
-                Ok(None) => return Ok((entries, at)),
+                Ok(None) => return Ok(at),
                 Err(ReadError::Io(error)) => return Err(self.io_error("read", error)),
                 Err(ReadError::Damaged(why)) => {
                     return Err(self.damaged(&format!("the record at byte {at} {why}")));
@@ -359,10 +513,10 @@ impl Journal {
         }
     }
 
-    /// The payload of the record of the current generation at `at`, or `None` where the journal
-    /// ends: zeros, an older generation's record, or a torn last record.
-    fn read_record(&self, at: u64) -> Result<Option<Vec<u8>>, ReadError> {
-        let Some(header) = self.record_header(at)? else { return Ok(None) };
+    /// The payload of the record of `generation` at `at`, or `None` where the generation ends:
+    /// zeros, another generation's record, or a torn last record.
+    fn read_record(&self, at: u64, generation: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        let Some(header) = self.record_header(at, generation)? else { return Ok(None) };
         let (len, crc) = header;
         let Some(end) = at.checked_add(RECORD_HEADER_LEN as u64 + u64::from(len)) else {
             return Ok(None);
@@ -373,27 +527,27 @@ impl Journal {
         }
         let mut payload = vec![0; len as usize];
         self.file.read_exact_at(&mut payload, at + RECORD_HEADER_LEN as u64)?;
-        if checksum(self.generation, &payload) == crc {
+        if checksum(generation, &payload) == crc {
             return Ok(Some(payload));
         }
         // A torn record is the last one; another record of this generation after it means the
         // bytes were damaged after they were synced.
-        if self.record_header(end)?.is_some() {
+        if self.record_header(end, generation)?.is_some() {
             return Err(ReadError::Damaged("fails its checksum".into()));
         }
         Ok(None)
     }
 
-    /// The length and checksum of a record of the current generation starting at `at`, or `None`.
-    fn record_header(&self, at: u64) -> Result<Option<(u32, u32)>, ReadError> {
+    /// The length and checksum of a record of `generation` starting at `at`, or `None`.
+    fn record_header(&self, at: u64, generation: u64) -> Result<Option<(u32, u32)>, ReadError> {
         if at + RECORD_HEADER_LEN as u64 > self.size {
             return Ok(None);
         }
         let mut header = [0; RECORD_HEADER_LEN];
         self.file.read_exact_at(&mut header, at)?;
         let [len, crc] = [0, 4].map(|i| u32::from_le_bytes(array(&header[i..])));
-        let generation = u64::from_le_bytes(array(&header[8..]));
-        Ok((generation == self.generation && len > 0).then_some((len, crc)))
+        let written = u64::from_le_bytes(array(&header[8..]));
+        Ok((written == generation && len > 0).then_some((len, crc)))
     }
 
     fn damaged(&self, why: &str) -> StorageError {
@@ -493,16 +647,30 @@ fn checksum(generation: u64, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-fn encode_header(database_id: Uuid, generation: u64) -> Vec<u8> {
-    let mut header = Vec::with_capacity(HEADER_BODY_LEN + 4);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&FORMAT.to_le_bytes());
-    header.extend_from_slice(&0_u32.to_le_bytes());
-    header.extend_from_slice(database_id.as_bytes());
-    header.extend_from_slice(&generation.to_le_bytes());
-    let crc = crc32fast::hash(&header);
-    header.extend_from_slice(&crc.to_le_bytes());
-    header
+/// What a journal's header says.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    database_id: Uuid,
+    current: Span,
+    previous: Option<Span>,
+}
+
+impl Header {
+    fn encode(&self) -> Vec<u8> {
+        let previous = self.previous.unwrap_or(Span { generation: 0, start: 0 });
+        let mut header = Vec::with_capacity(HEADER_BODY_LEN + 4);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&FORMAT.to_le_bytes());
+        header.extend_from_slice(&0_u32.to_le_bytes());
+        header.extend_from_slice(self.database_id.as_bytes());
+        for span in [self.current, previous] {
+            header.extend_from_slice(&span.generation.to_le_bytes());
+            header.extend_from_slice(&span.start.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
+        header
+    }
 }
 
 /// The header's bytes, or `None` for a file too short to hold one or whose header is all zeros:
@@ -516,21 +684,42 @@ fn read_header(file: &File, size: u64) -> io::Result<Option<[u8; HEADER_BODY_LEN
     Ok(header.iter().any(|&byte| byte != 0).then_some(header))
 }
 
-/// The database id and generation of a header.
-fn decode_header(header: &[u8; HEADER_BODY_LEN + 4]) -> Result<(Uuid, u64), String> {
-    let (body, crc) = header.split_at(HEADER_BODY_LEN);
-    if &body[..8] != MAGIC {
+/// What a header of format 2, or 1, says.
+fn decode_header(header: &[u8; HEADER_BODY_LEN + 4]) -> Result<Header, String> {
+    if &header[..8] != MAGIC {
         return Err("it is not a broker journal".into());
     }
+    let format = u32::from_le_bytes(array(&header[8..]));
+    let body_len = match format {
+        FORMAT => HEADER_BODY_LEN,
+        FORMAT_ONE => HEADER_BODY_LEN_ONE,
+        _ => {
+            return Err(format!(
+                "it has format {format}, and this build reads only {FORMAT_ONE} and {FORMAT}"
+            ));
+        }
+    };
+    let (body, crc) = header.split_at(body_len);
     if crc32fast::hash(body) != u32::from_le_bytes(array(crc)) {
         return Err("its header fails its checksum".into());
     }
-    let format = u32::from_le_bytes(array(&body[8..]));
-    if format != FORMAT {
-        return Err(format!("it has format {format}, and this build reads only {FORMAT}"));
+    let database_id = Uuid::from_bytes(array(&body[16..]));
+    let span = |at: usize| Span {
+        generation: u64::from_le_bytes(array(&body[at..])),
+        start: u64::from_le_bytes(array(&body[at + 8..])),
+    };
+    if format == FORMAT_ONE {
+        let generation = u64::from_le_bytes(array(&body[32..]));
+        let current = Span { generation, start: HEADER_LEN };
+        return Ok(Header { database_id, current, previous: None });
     }
-    let id = Uuid::from_bytes(array(&body[16..]));
-    Ok((id, u64::from_le_bytes(array(&body[32..]))))
+    let (current, previous) = (span(32), span(48));
+    let previous = (previous.generation != 0).then_some(previous);
+    let well_placed = |span: Span| span.start >= HEADER_LEN && span.start.is_multiple_of(BLOCK);
+    if !well_placed(current) || previous.is_some_and(|previous| !well_placed(previous)) {
+        return Err("its header places a generation outside its records".into());
+    }
+    Ok(Header { database_id, current, previous })
 }
 
 /// The versions of a record's payload, whose checksum held.

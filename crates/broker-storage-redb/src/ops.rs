@@ -14,8 +14,8 @@ use redb::{
 };
 
 use crate::error::{Fault, from_io, from_redb, from_redb_write};
-use crate::journal::{self, Journal, Record, WriteError};
-use crate::overlay::{Overlay, Pending};
+use crate::journal::{self, Checkpoint, Journal, Record, WriteError};
+use crate::overlay::{Overlay, Pending, ROUND_MAX};
 use crate::retention;
 use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, VERSIONS};
 use crate::space::{self, Space};
@@ -59,9 +59,11 @@ const PRUNE_EXTRA: usize = 32;
 
 /// Stores `batch` once `space` has found enough free space for it: its record is written to
 /// `journal` and synced, and its versions go to the `overlay`, which reads join from then on; a
-/// later round writes their rows into redb (`apply`). A checkpoint comes first when the journal
-/// asks for one. A new version whose idempotency key was stored less than `window` before its
-/// timestamp is not stored: the version stored under the key comes back.
+/// later round writes their rows into redb (`apply`). When a checkpoint is due, the journal
+/// switches to its next generation, and the caller runs the checkpoint of the one before
+/// ([`Journal::take_checkpoint`], [`settle`]); the append runs a checkpoint itself only when the
+/// last one has not settled and the record does not fit, or disk space runs short. A new version whose idempotency key was stored less than `window`
+/// before its timestamp is not stored: the version stored under the key comes back.
 ///
 /// Ids continue from the overlay's last id. Appends run one at a time (the journal is held), so
 /// two batches never take the same ids, and a batch whose record is not written takes none.
@@ -83,9 +85,18 @@ pub(crate) fn append(
     // A checkpoint writes what the journal holds into redb's file: it comes early while that
     // fits twice over, rather than fail for lack of space later.
     let short = free.is_some_and(|free| space::needed_for(journal.pending() + len) > free / 2);
-    if short || journal.checkpoint_due(len) {
+    if short {
         checkpoint(db, journal, overlay, window)?;
-    } else if overlay.full() {
+    } else if journal.checkpoint_due(len) {
+        if journal.can_switch(len) {
+            // Every version so far is in the generation the switch closes.
+            journal.switch(overlay.last_id()).map_err(|error| Fault::new(error, true))?;
+        } else if !journal.fits(len) {
+            // The last checkpoint is still running, and the record has no room beside it.
+            checkpoint(db, journal, overlay, window)?;
+        }
+    }
+    if overlay.full() {
         drain(db, overlay, window)?;
     }
     let mut originals = originals(db, overlay, window, &batch)?.into_iter();
@@ -220,8 +231,8 @@ pub(crate) fn drain(db: &Database, overlay: &Overlay, window: Duration) -> Resul
 }
 
 /// Applies everything the overlay holds and commits everything redb holds durably, then starts
-/// the journal's next generation: the records of the current one are in the database from then
-/// on.
+/// the journal's next generation afresh: the records of the current and previous ones are in the
+/// database from then on. Runs with the journal held, so no append comes in between.
 pub(crate) fn checkpoint(
     db: &Database,
     journal: &mut Journal,
@@ -229,11 +240,32 @@ pub(crate) fn checkpoint(
     window: Duration,
 ) -> Result<(), Fault> {
     drain(db, overlay, window)?;
-    let mut txn = db.begin_write().map_err(from_redb_write)?;
-    txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
-    txn.commit().map_err(from_redb_write)?;
+    commit_durably(db)?;
     // A journal whose header may not say what this one holds must be read again: reopen.
     journal.restart().map_err(|error| Fault::new(error, true))
+}
+
+/// Runs the checkpoint of the journal's previous generation: applies the overlay up to
+/// `checkpoint.through` and commits everything redb holds durably. Runs beside the appends, which
+/// go on writing the journal's next generation meanwhile; the caller then
+/// [`settle`](Journal::settle)s the generation.
+pub(crate) fn settle(
+    db: &Database,
+    overlay: &Overlay,
+    window: Duration,
+    checkpoint: Checkpoint,
+) -> Result<(), Fault> {
+    while overlay.first_id().is_some_and(|first| first <= checkpoint.through) {
+        overlay.apply_round(ROUND_MAX, |batches| apply(db, window, batches))?;
+    }
+    commit_durably(db)
+}
+
+/// Commits, durably, every transaction redb has committed without durability.
+fn commit_durably(db: &Database) -> Result<(), Fault> {
+    let mut txn = db.begin_write().map_err(from_redb_write)?;
+    txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
+    txn.commit().map_err(from_redb_write)
 }
 
 /// Stores the versions a journal holds beyond the database's durable end, as the appends that

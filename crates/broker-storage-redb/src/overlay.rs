@@ -14,9 +14,9 @@
 //! - The overlay holds a suffix of the log: every version with an id above the last one applied
 //!   to redb, in id order. A round applies a prefix of it, then removes that prefix, so redb and
 //!   the overlay together always hold every acknowledged version.
-//! - Every version in the overlay is in a record of the journal's current generation: a
-//!   checkpoint applies the whole overlay before its durable commit, and the journal starts its
-//!   next generation only after that commit.
+//! - Every version in the overlay is in a record of the journal's current or previous
+//!   generation: a checkpoint applies the overlay up to the end of the generation it settles
+//!   before its durable commit, and the journal drops that generation only after the commit.
 //! - A read copies from the overlay *before* it opens its redb read transaction. A version that a
 //!   round applies in between is then in both, and read once (`join` keeps one); a version
 //!   missing from the copy was appended after it, and is newer than everything the copy holds.
@@ -84,6 +84,12 @@ impl Overlay {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().len
+    }
+
+    /// The id of the first version waiting to be applied, if any.
+    pub(crate) fn first_id(&self) -> Option<u64> {
+        let state = self.lock();
+        state.batches.front().and_then(|batch| batch.versions.first()).map(|version| version.id)
     }
 
     /// Whether the overlay holds so much that an append must apply it before it goes on.

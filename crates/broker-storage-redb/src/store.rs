@@ -17,7 +17,7 @@ use crate::backup::{self, BackupReport};
 use crate::check::{self, CheckReport};
 use crate::error::{Fault, catching, from_join, from_redb, in_file};
 use crate::health::{Access, Admission, Health};
-use crate::journal::{self, Journal};
+use crate::journal::{self, Checkpoint, Journal};
 use crate::overlay::{self, Overlay, ROUND_MAX};
 use crate::space::{self, Space};
 use crate::{RedbOptions, open, ops, retention};
@@ -273,6 +273,64 @@ impl RedbStorage {
         }
     }
 
+    /// Runs the checkpoint of the journal's previous generation, beside the appends, and reports
+    /// it to the journal. Runs as a task of its own, started by the append that handed it out.
+    async fn settle(&self, checkpoint: Checkpoint) {
+        let settled = self
+            .run(Access::Write, move |shared, database| {
+                let window = shared.options.idempotency_window;
+                let committed = ops::settle(database, &shared.overlay, window, checkpoint);
+                if let Some(journal) = shared.lock_journal().as_mut() {
+                    journal.settle(checkpoint, committed.is_ok());
+                }
+                committed
+            })
+            .await;
+        if let Err(error) = &settled {
+            // The store's health has it, and the next call reopens the file; both generations
+            // stay in the journal meanwhile.
+            tracing::debug!(%error, "a checkpoint of the journal failed");
+        }
+    }
+
+    /// Waits until no generation of the journal waits for its checkpoint.
+    #[cfg(test)]
+    pub(crate) async fn checkpointed(&self) {
+        for _ in 0..10_000 {
+            if self.shared.lock_journal().as_ref().is_none_or(Journal::settled) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("the journal's checkpoint did not settle in 10 s");
+    }
+
+    /// Copies the store's file and journal to `to` (and its journal's path) as a crash at this
+    /// moment leaves them: no append, no redb commit and no journal switch comes while they are
+    /// copied.
+    #[cfg(test)]
+    pub(crate) async fn crash_image(&self, to: &Path) {
+        let to = to.to_path_buf();
+        let copied = self.run(Access::Write, move |shared, database| {
+            let _journal = shared.lock_journal();
+            let txn = database.begin_write().map_err(crate::error::from_redb_write)?;
+            std::fs::copy(&shared.path, &to).expect("copy the database");
+            std::fs::copy(journal::path_of(&shared.path), journal::path_of(&to))
+                .expect("copy the journal");
+            txn.abort().map_err(crate::error::from_redb_write)
+        });
+        copied.await.expect("copy the store");
+    }
+
+    /// Writes every version waiting in the overlay into redb's tables.
+    #[cfg(test)]
+    pub(crate) async fn apply_all(&self) {
+        let window = self.shared.options.idempotency_window;
+        let applied =
+            self.run(Access::Write, move |shared, db| ops::drain(db, &shared.overlay, window));
+        applied.await.expect("apply the overlay");
+    }
+
     /// The versions waiting in the overlay.
     #[cfg(test)]
     pub(crate) fn overlay_len(&self) -> usize {
@@ -442,7 +500,7 @@ impl Storage for RedbStorage {
                 Slot::Open(_) | Slot::Lost => Ok(Vec::new()),
             };
         }
-        let versions = self
+        let appended = self
             .run(Access::Write, move |shared, database| {
                 let mut journal = shared.lock_journal();
                 let Some(journal) = journal.as_mut() else {
@@ -452,20 +510,28 @@ impl Storage for RedbStorage {
                 let overlay = &shared.overlay;
                 let appended =
                     ops::append(database, &shared.space, window, batch, journal, overlay)?;
+                // A generation this append closed, or one whose checkpoint failed, is settled
+                // off the appends' path.
+                let checkpoint = journal.take_checkpoint();
                 let stored = appended.stored();
                 if let Some(last) = stored.last() {
                     shared.acknowledged.fetch_max(last.id, Ordering::AcqRel);
                     shared.tails.publish(&stored);
                 }
                 drop(stored);
-                Ok(appended.versions)
+                Ok((appended.versions, checkpoint))
             })
             .await;
         if self.shared.overlay.schedule() {
             let store = RedbStorage { shared: Arc::clone(&self.shared) };
             tokio::spawn(async move { store.apply().await });
         }
-        versions
+        let (versions, checkpoint) = appended?;
+        if let Some(checkpoint) = checkpoint {
+            let store = RedbStorage { shared: Arc::clone(&self.shared) };
+            tokio::spawn(async move { store.settle(checkpoint).await });
+        }
+        Ok(versions)
     }
 
     async fn latest(&self) -> Result<Vec<Version>, StorageError> {

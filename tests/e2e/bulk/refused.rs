@@ -157,7 +157,7 @@ async fn an_element_the_token_may_not_insert_refuses_the_whole_array() {
 /// is stored, not those that would have fit, and the broker takes it whole once space is freed.
 #[tokio::test]
 async fn an_array_the_disk_has_no_room_for_is_refused_whole() {
-    let disk = Tmpfs::mount("16m");
+    let disk = Tmpfs::mount("20m");
     let filler = disk.path("filler");
     fill(&filler, 4 * 1024 * 1024);
     let data = disk.path("broker.redb");
@@ -177,7 +177,7 @@ async fn an_array_the_disk_has_no_room_for_is_refused_whole() {
             break (reply, asked);
         }
         acknowledged.extend(ids(&stored(&reply, &asked)));
-        assert!(acknowledged.len() < 5000, "16 MiB never filled up");
+        assert!(acknowledged.len() < 5000, "20 MiB never filled up");
     };
     refused.expect_error(507, "storage_full");
     assert!(acknowledged.len() >= 16 * 8, "only {} versions fit", acknowledged.len());

@@ -39,7 +39,7 @@ async fn append_until_failure(
             Ok(stored) => acknowledged.extend(stored),
             Err(error) => return error,
         }
-        assert!(acknowledged.len() < 200_000, "8 MiB never filled up");
+        assert!(acknowledged.len() < 200_000, "16 MiB never filled up");
     }
 }
 
@@ -66,7 +66,7 @@ fn write_file(path: &Path, size: usize) -> std::io::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_fails_appends_as_full_until_space_is_freed_without_reopening_from_outside() {
-    let tmpfs = Tmpfs::mount("8m");
+    let tmpfs = Tmpfs::mount("16m");
     let filler = tmpfs.path().join("filler");
     write_file(&filler, 2 * 1024 * 1024).expect("write the filler file");
     let path = tmpfs.path().join("broker.redb");
@@ -109,12 +109,12 @@ async fn a_full_disk_fails_appends_as_full_until_space_is_freed_without_reopenin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_free_space_guard_refuses_appends_before_the_disk_is_full() {
-    let tmpfs = Tmpfs::mount("12m");
+    let tmpfs = Tmpfs::mount("16m");
     let path = tmpfs.path().join("broker.redb");
 
-    // A minimum above everything the tmpfs holds (12 MiB, 4 of them the store's journal): the
+    // A minimum above everything the tmpfs holds (16 MiB, 8 of them the store's journal): the
     // first append is refused, and writes nothing.
-    let store = RedbStorage::open_with(&path, options(16 * 1024 * 1024)).await.expect("open");
+    let store = RedbStorage::open_with(&path, options(32 * 1024 * 1024)).await.expect("open");
     let error = store.append(batch(0)).await.expect_err("below the minimum");
     match &error {
         StorageError::Full(message) => assert!(message.contains("below the minimum"), "{message}"),
@@ -146,7 +146,7 @@ async fn the_free_space_guard_refuses_appends_before_the_disk_is_full() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tail_started_before_the_disk_filled_delivers_every_version_across_the_reopen() {
-    let tmpfs = Tmpfs::mount("8m");
+    let tmpfs = Tmpfs::mount("16m");
     let filler = tmpfs.path().join("filler");
     write_file(&filler, 2 * 1024 * 1024).expect("write the filler file");
     let path = tmpfs.path().join("broker.redb");

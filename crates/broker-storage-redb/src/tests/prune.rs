@@ -115,10 +115,12 @@ async fn a_crash_keeps_a_prune_with_its_horizon_or_undoes_both() {
     // and the horizon agree.
     let early = dir.path().join("early.redb");
     crash_copy(&path, &early);
-    // A second later, the next append checkpoints first, which makes the prune durable; its own
-    // version is then only in the journal.
+    // A second later, the next append starts the journal's next generation and the checkpoint
+    // of the one before, which makes the prune durable; its own version is then only in the
+    // journal.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     stored.extend(store.append(vec![NewVersion::new("b", 500, "late")]).await.expect("append"));
+    store.checkpointed().await;
     let late = dir.path().join("late.redb");
     crash_copy(&path, &late);
     store.close().await.expect("close");

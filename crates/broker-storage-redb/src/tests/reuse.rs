@@ -20,6 +20,8 @@ async fn round(store: &RedbStorage, first: usize) {
             (start..start + BATCH).map(|n| NewVersion::new("a", n as u64, format!("{n}{data}")));
         store.append(batch.collect()).await.expect("append");
     }
+    // Every version in redb's tables, not some still waiting beside them.
+    store.apply_all().await;
 }
 
 async fn size(store: &RedbStorage) -> u64 {
