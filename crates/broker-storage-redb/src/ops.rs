@@ -96,8 +96,9 @@ pub(crate) fn append(
             checkpoint(db, journal, overlay, window)?;
         }
     }
-    if overlay.full() {
-        drain(db, overlay, window)?;
+    // Rounds that fall behind hold appends back a round at a time, not all at once.
+    while overlay.full() {
+        overlay.apply_round(ROUND_MAX, |batches| apply(db, window, batches))?;
     }
     let mut originals = originals(db, overlay, window, &batch)?.into_iter();
     let after = overlay.last_id();

@@ -34,7 +34,7 @@ pub(crate) const ROUND_AT: (usize, usize) = (256, 1024 * 1024);
 pub(crate) const ROUND_MAX: usize = 8 * 1024;
 /// Past this many versions, or bytes, waiting in the overlay, an append applies them itself
 /// before it goes on: a store whose rounds fall behind holds appends back rather than grow.
-const FULL_AT: (usize, usize) = (64 * 1024, 64 * 1024 * 1024);
+pub(crate) const FULL_AT: (usize, usize) = (16 * 1024, 16 * 1024 * 1024);
 
 /// A batch's versions as they wait in the overlay, with the idempotency key of each.
 #[derive(Debug)]

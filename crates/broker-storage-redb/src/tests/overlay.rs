@@ -10,7 +10,7 @@ use broker_storage::{NewVersion, Storage, Version};
 
 use super::{assert_holds, fill, open, temp_dir};
 use crate::RedbStorage;
-use crate::overlay::ROUND_AT;
+use crate::overlay::{FULL_AT, ROUND_AT};
 
 /// Waits until the overlay of `store` holds fewer versions than a round starts at.
 async fn applied(store: &RedbStorage) {
@@ -90,5 +90,24 @@ async fn reads_racing_the_rounds_see_every_version_once_and_no_gap() {
     let log: Vec<Version> = store.since(0, usize::MAX).await.expect("since");
     assert_eq!(log.len(), 9_600);
     assert!(reads > 1, "reads ran while the rounds did");
+    store.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appends_faster_than_the_rounds_are_held_back_and_the_overlay_stays_bounded() {
+    let dir = temp_dir();
+    let path = dir.path().join("broker.redb");
+    let store = open(&path).await;
+    const BATCH: usize = 2_000;
+    let mut most = 0;
+    let mut stored = Vec::new();
+    for round in 0..40 {
+        let batch = (0..BATCH).map(|n| NewVersion::new(["a", "b"][n % 2], round, n.to_string()));
+        stored.extend(store.append(batch.collect()).await.expect("append"));
+        most = most.max(store.overlay_len());
+    }
+    println!("the overlay held at most {most} versions after an append");
+    assert!(most <= FULL_AT.0 + BATCH, "the overlay grew to {most} versions");
+    assert_holds(&store, &stored).await;
     store.close().await.expect("close");
 }
