@@ -31,7 +31,8 @@ use crate::{RedbOptions, open, ops, retention};
 /// batch is written as one record to the journal beside the file (`<file>.wal`) and synced, and
 /// its versions wait in memory, where every read finds them, until a round writes many batches'
 /// rows into redb in one commit without a sync of its own; a checkpoint (a durable redb commit)
-/// every second or 2 MiB of records makes the journal's records redundant, and opening the store
+/// every second or 2 MiB of records, run beside the appends while they write the journal's other
+/// half, makes the journal's older records redundant, and opening the store
 /// after a crash stores what the journal holds beyond the file. [`close`](Storage::close)
 /// checkpoints and deletes the journal: a store closed cleanly is its one file. The journal
 /// belongs with the file: copy or move both while the store is not closed cleanly. Appends may
