@@ -62,8 +62,9 @@ const PRUNE_EXTRA: usize = 32;
 /// later round writes their rows into redb (`apply`). When a checkpoint is due, the journal
 /// switches to its next generation, and the caller runs the checkpoint of the one before
 /// ([`Journal::take_checkpoint`], [`settle`]); the append runs a checkpoint itself only when the
-/// last one has not settled and the record does not fit, or disk space runs short. A new version whose idempotency key was stored less than `window`
-/// before its timestamp is not stored: the version stored under the key comes back.
+/// last one has not settled and the record does not fit, or disk space runs short. A new version
+/// whose idempotency key was stored less than `window` before its timestamp is not stored: the
+/// version stored under the key comes back.
 ///
 /// Ids continue from the overlay's last id. Appends run one at a time (the journal is held), so
 /// two batches never take the same ids, and a batch whose record is not written takes none.
