@@ -12,7 +12,8 @@ use redb::{Database, Durability, ReadTransaction, ReadableTable};
 
 use crate::RedbOptions;
 use crate::error::{Fault, from_redb, in_file};
-use crate::schema::{self, BY_EVENT, COUNTS, HORIZONS, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
+use crate::index;
+use crate::schema::{self, COUNTS, EVENT_IDS, HORIZONS, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
 
 /// What [`RedbStorage::backup`](crate::RedbStorage::backup) wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +86,9 @@ fn copy(
         {
             let mut copy_versions =
                 write.open_table(VERSIONS).map_err(|error| target(to, error))?;
-            let mut by_event = write.open_table(BY_EVENT).map_err(|error| target(to, error))?;
+            let mut event_ids = write.open_table(EVENT_IDS).map_err(|error| target(to, error))?;
             let mut latest = write.open_table(LATEST).map_err(|error| target(to, error))?;
+            let mut indexed: Vec<(String, u64)> = Vec::new();
             for _ in 0..ROWS_PER_COMMIT {
                 let Some(entry) = rows.next() else {
                     done = true;
@@ -100,13 +102,16 @@ fn copy(
                 copy_versions
                     .insert(id, (event, timestamp, data))
                     .map_err(|error| target(to, error))?;
-                by_event.insert((event, id), ()).map_err(|error| target(to, error))?;
+                indexed.push((event.to_owned(), id));
                 latest.insert(event, id).map_err(|error| target(to, error))?;
                 let (count, newest) = counts.entry(event.to_owned()).or_default();
                 (*count, *newest) = (*count + 1, id);
                 report.versions += 1;
                 report.last_id = id;
             }
+            let ids = indexed.iter().map(|(event, id)| (event.as_str(), *id));
+            index::add(&mut event_ids, ids)
+                .map_err(|fault| Side::Copy(copy_error(to, fault.error)))?;
         }
         write.commit().map_err(|error| target(to, error))?;
     }

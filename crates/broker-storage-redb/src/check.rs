@@ -13,8 +13,9 @@ use redb::{
 
 use crate::RedbOptions;
 use crate::error::{Fault, catching, from_open, from_redb};
+use crate::index;
 use crate::journal::{self, Journal};
-use crate::schema::{self, BY_EVENT, COUNTS, HORIZONS, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
+use crate::schema::{self, COUNTS, EVENT_IDS, HORIZONS, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
 
 /// What [`RedbStorage::check`](crate::RedbStorage::check) found in a database file.
 ///
@@ -150,7 +151,8 @@ fn found(mut report: CheckReport, what: &str, fault: Fault) -> Result<CheckRepor
 }
 
 /// Reads every table in one read transaction, decoding every row, and checks that the indexes
-/// match the log: `by_event` holds every version once under its own event, `latest` holds the
+/// match the log: `event_ids` holds every version once under its own event, in runs that do
+/// not overlap, `latest` holds the
 /// newest version of every event, and each idempotency key names a stored version, at that
 /// version's timestamp, once in `keys` and once in `key_times`. Where versions were pruned, every
 /// hole in the ids lies at or below a horizon, no version of a pruned event is left at or below
@@ -200,40 +202,49 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
         report.last_id = id;
     }
 
-    let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
+    let event_ids = txn.open_table(EVENT_IDS).map_err(from_redb)?;
     let mut indexed = 0;
     // The ids of each event's versions, in order.
     let mut counted: HashMap<String, Vec<u64>> = HashMap::new();
-    for entry in by_event.iter().map_err(from_redb)? {
-        let (key, _) = entry.map_err(from_redb)?;
-        let (event, id) = key.value();
-        if let Some(&through) = horizons.get(event)
-            && id <= through
-        {
+    for entry in event_ids.iter().map_err(from_redb)? {
+        let (key, run) = entry.map_err(from_redb)?;
+        let (event, first) = key.value();
+        let ids = index::decode(event, first, run.value())?;
+        let of_event = counted.entry(event.to_owned()).or_default();
+        if let Some(&last) = of_event.last().filter(|&&last| last >= first) {
             return Err(corrupt(format!(
-                "version {id} of {event:?} is stored, yet its horizon says it was pruned \
-                 (through {through})"
+                "event_ids has a run of {event:?} from {first}, within the one ending at {last}"
             )));
         }
-        match versions.get(id).map_err(from_redb)? {
-            Some(row) if row.value().0 == event => {
-                indexed += 1;
-                counted.entry(event.to_owned()).or_default().push(id);
-            }
-            Some(row) => {
+        for id in ids {
+            if let Some(&through) = horizons.get(event)
+                && id <= through
+            {
                 return Err(corrupt(format!(
-                    "by_event files version {id} under {event:?}, but it belongs to {:?}",
-                    row.value().0
+                    "version {id} of {event:?} is stored, yet its horizon says it was pruned \
+                     (through {through})"
                 )));
             }
-            None => {
-                return Err(corrupt(format!("by_event names version {id}, which is missing")));
+            match versions.get(id).map_err(from_redb)? {
+                Some(row) if row.value().0 == event => {
+                    indexed += 1;
+                    of_event.push(id);
+                }
+                Some(row) => {
+                    return Err(corrupt(format!(
+                        "event_ids files version {id} under {event:?}, but it belongs to {:?}",
+                        row.value().0
+                    )));
+                }
+                None => {
+                    return Err(corrupt(format!("event_ids names version {id}, which is missing")));
+                }
             }
         }
     }
     if indexed != report.versions {
         return Err(corrupt(format!(
-            "by_event holds {indexed} entries for {} versions",
+            "event_ids holds {indexed} ids for {} versions",
             report.versions
         )));
     }
@@ -265,7 +276,7 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
     }
 
     // A prune keeps the latest version of its event, so a pruned event still has one; that it
-    // lies above the horizon was checked with `by_event`.
+    // lies above the horizon was checked with `event_ids`.
     for (event, through) in &horizons {
         if !newest.contains_key(event) {
             return Err(corrupt(format!("{event:?} has a horizon ({through}) but no versions")));

@@ -6,35 +6,27 @@
 //! A row is `(count, through)`: the event has `count` stored versions with an id up to
 //! `through`. Appends only add versions above the event's latest, and prunes remove versions
 //! below it and write the row in the same transaction, so a row stays true; the event's count is
-//! the row's plus its `by_event` keys above `through`. An event without a row (never pruned, or
+//! the row's plus its ids in `event_ids` above `through`. An event without a row (never pruned, or
 //! in a file written before this table) is counted whole at its first prune.
-
-use std::ops::Bound;
 
 use redb::{ReadableTable, Table};
 
 use crate::error::{Fault, from_redb_write};
+use crate::index;
 
 /// The `counts` table, open in a write transaction.
 pub(crate) type Counts<'txn> = Table<'txn, &'static str, (u64, u64)>;
 
-/// The number of stored versions of `event`: its row's count, plus its `by_event` keys above
+/// The number of stored versions of `event`: its row's count, plus its ids in `event_ids` above
 /// the row's `through` (all of them without a row), which a prune then writes back.
 pub(crate) fn get(
     counts: &Counts<'_>,
-    by_event: &impl ReadableTable<(&'static str, u64), ()>,
+    event_ids: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
     event: &str,
 ) -> Result<u64, Fault> {
     let row = counts.get(event).map_err(from_redb_write)?.map(|row| row.value());
-    let (mut count, through) = row.map_or((0, None), |(count, through)| (count, Some(through)));
-    let from =
-        through.map_or(Bound::Included((event, 0)), |through| Bound::Excluded((event, through)));
-    let range = (from, Bound::Included((event, u64::MAX)));
-    for entry in by_event.range(range).map_err(from_redb_write)? {
-        entry.map_err(from_redb_write)?;
-        count += 1;
-    }
-    Ok(count)
+    let (count, through) = row.unwrap_or((0, 0));
+    Ok(count + index::count_after(event_ids, event, through, from_redb_write)?)
 }
 
 /// Records that `count` versions of `event` are stored, the newest of them `newest`.

@@ -51,6 +51,7 @@ mod check;
 mod counts;
 mod error;
 mod health;
+mod index;
 mod journal;
 mod open;
 mod ops;

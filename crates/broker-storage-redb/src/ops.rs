@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,10 +13,11 @@ use redb::{
 };
 
 use crate::error::{Fault, from_io, from_redb, from_redb_write};
+use crate::index::{self, EventIds};
 use crate::journal::{self, Checkpoint, Journal, Record, WriteError};
 use crate::overlay::{Overlay, Pending, ROUND_MAX};
 use crate::retention;
-use crate::schema::{self, BY_EVENT, KEY_TIMES, KEYS, LATEST, VERSIONS};
+use crate::schema::{self, EVENT_IDS, KEY_TIMES, KEYS, LATEST, VERSIONS};
 use crate::space::{self, Space};
 
 /// What an append returns: the version for each new version of the batch, in batch order, and
@@ -218,6 +218,7 @@ pub(crate) fn apply(
             }
         }
         let versions = || batches.iter().flat_map(|batch| &batch.versions);
+        tables.index(versions())?;
         tables.set_latest(versions())?;
         if let Some(horizon) = horizon(versions().map(|version| version.timestamp)) {
             tables.prune(window, horizon, 2 * keyed + PRUNE_EXTRA * batches.len())?;
@@ -281,6 +282,7 @@ pub(crate) fn replay(db: &Database, entries: &[journal::Entry]) -> Result<(), Fa
             let Version { id, event, timestamp, data } = version;
             tables.store(*id, *timestamp, event, data, key.as_deref())?;
         }
+        tables.index(entries.iter().map(|entry| &entry.version))?;
         tables.set_latest(entries.iter().map(|entry| &entry.version))?;
     }
     txn.commit().map_err(from_redb_write)
@@ -289,7 +291,7 @@ pub(crate) fn replay(db: &Database, entries: &[journal::Entry]) -> Result<(), Fa
 /// The tables an append writes, open in its transaction.
 struct Tables<'txn> {
     versions: Table<'txn, u64, (&'static str, u64, &'static str)>,
-    by_event: Table<'txn, (&'static str, u64), ()>,
+    event_ids: EventIds<'txn>,
     latest: Table<'txn, &'static str, u64>,
     keys: Table<'txn, &'static str, (u64, u64)>,
     key_times: Table<'txn, (u64, &'static str), ()>,
@@ -299,15 +301,16 @@ impl<'txn> Tables<'txn> {
     fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>, Fault> {
         Ok(Tables {
             versions: txn.open_table(VERSIONS).map_err(from_redb_write)?,
-            by_event: txn.open_table(BY_EVENT).map_err(from_redb_write)?,
+            event_ids: txn.open_table(EVENT_IDS).map_err(from_redb_write)?,
             latest: txn.open_table(LATEST).map_err(from_redb_write)?,
             keys: txn.open_table(KEYS).map_err(from_redb_write)?,
             key_times: txn.open_table(KEY_TIMES).map_err(from_redb_write)?,
         })
     }
 
-    /// Writes the rows of version `id` but its `latest` row (see [`set_latest`](Self::set_latest)),
-    /// and those of its idempotency key, which replace those of an expired use of the key.
+    /// Writes the row of version `id` but its index and `latest` rows (see
+    /// [`index`](Self::index)), and those of its idempotency key, which replace those of an
+    /// expired use of the key.
     fn store(
         &mut self,
         id: u64,
@@ -317,7 +320,6 @@ impl<'txn> Tables<'txn> {
         key: Option<&str>,
     ) -> Result<(), Fault> {
         self.versions.insert(id, (event, timestamp, data)).map_err(from_redb_write)?;
-        self.by_event.insert((event, id), ()).map_err(from_redb_write)?;
         if let Some(key) = key {
             let previous = self.keys.insert(key, (id, timestamp)).map_err(from_redb_write)?;
             if let Some((_, stored_at)) = previous.map(|row| row.value()) {
@@ -326,6 +328,12 @@ impl<'txn> Tables<'txn> {
             self.key_times.insert((timestamp, key), ()).map_err(from_redb_write)?;
         }
         Ok(())
+    }
+
+    /// Writes the ids of `stored`, the versions a round stored, in id order, into `event_ids`: a
+    /// run per event.
+    fn index<'a>(&mut self, stored: impl Iterator<Item = &'a Version>) -> Result<(), Fault> {
+        index::add(&mut self.event_ids, stored.map(|version| (version.event.as_str(), version.id)))
     }
 
     /// Writes the `latest` row of each event among `stored`, the versions a batch stored: one
@@ -396,8 +404,8 @@ fn horizon(timestamps: impl Iterator<Item = u64>) -> Option<u64> {
     Some(newest.min(now))
 }
 
-/// Up to `limit` versions of exactly `event` with ids above `after`: a range scan of `by_event`
-/// that starts and ends inside `event`'s own keys.
+/// Up to `limit` versions of exactly `event` with ids above `after`: a range scan of the event's
+/// runs in `event_ids`, from the one holding the first id wanted.
 pub(crate) fn history(
     txn: &ReadTransaction,
     event: &str,
@@ -407,16 +415,10 @@ pub(crate) fn history(
     if limit == 0 || after == u64::MAX {
         return Ok(Vec::new());
     }
-    let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
+    let event_ids = txn.open_table(EVENT_IDS).map_err(from_redb)?;
     let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
-    let range = (Bound::Excluded((event, after)), Bound::Included((event, u64::MAX)));
-    let mut found = Vec::new();
-    for entry in by_event.range(range).map_err(from_redb)?.take(limit) {
-        let (key, _) = entry.map_err(from_redb)?;
-        let (_, id) = key.value();
-        found.push(schema::lookup(&versions, id, "by_event", from_redb)?);
-    }
-    Ok(found)
+    let ids = index::after(&event_ids, event, after, limit, from_redb)?;
+    ids.into_iter().map(|id| schema::lookup(&versions, id, "event_ids", from_redb)).collect()
 }
 
 /// Up to `limit` versions with ids above `after`, in id order: a range scan of `versions`.

@@ -8,7 +8,6 @@
 //! and a prune never removes that one (it is the latest of its event). The space the removed rows
 //! took is reused by later commits once a durable commit (a checkpoint) has followed the prune.
 
-use std::ops::Bound;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker_storage::{Horizon, Pruned, Retention, StorageError, Version};
@@ -16,7 +15,8 @@ use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTabl
 
 use crate::counts;
 use crate::error::{Fault, from_redb, from_redb_write};
-use crate::schema::{self, BY_EVENT, COUNTS, HORIZONS, LATEST, VERSIONS};
+use crate::index;
+use crate::schema::{self, COUNTS, EVENT_IDS, HORIZONS, LATEST, VERSIONS};
 
 /// The most versions one write transaction removes. A prune of more takes several, each of which
 /// an append may follow, so that an append never waits long behind a large prune. Each removal
@@ -51,9 +51,9 @@ pub(crate) fn prune(
     }
 }
 
-/// One transaction of [`prune`]: walks the event's `by_event` keys oldest first, stops at the
-/// first version it must keep, or after `limit`, and removes those before it. Reads at most
-/// `limit + 1` keys, whatever the size of the event.
+/// One transaction of [`prune`]: walks the event's ids oldest first, stops at the first version
+/// it must keep, or after `limit`, and removes those before it. Reads at most `limit + 1` ids,
+/// whatever the size of the event.
 fn prune_once(
     db: &Database,
     window: Duration,
@@ -69,27 +69,25 @@ fn prune_once(
         let newest = latest.get(event).map_err(from_redb_write)?.map(|row| row.value());
         // An event never stored: nothing to remove, nothing to commit.
         let Some(newest) = newest else { return Ok(Pruned::default()) };
-        let mut by_event = txn.open_table(BY_EVENT).map_err(from_redb_write)?;
+        let mut event_ids = txn.open_table(EVENT_IDS).map_err(from_redb_write)?;
         let mut versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
         let mut counts = txn.open_table(COUNTS).map_err(from_redb_write)?;
-        let count = counts::get(&counts, &by_event, event)?;
+        let count = counts::get(&counts, &event_ids, event)?;
 
         let mut removed: Vec<u64> = Vec::new();
         let mut more = false;
-        let range = (Bound::Included((event, 0)), Bound::Included((event, u64::MAX)));
-        for entry in by_event.range(range).map_err(from_redb_write)? {
-            let (key, _) = entry.map_err(from_redb_write)?;
-            let (_, id) = key.value();
+        let oldest = index::after(&event_ids, event, 0, limit.saturating_add(1), from_redb_write)?;
+        for id in oldest {
             if id >= newest {
                 break;
             }
             let Some(row) = versions.get(id).map_err(from_redb_write)? else {
-                return Err(corrupt(format!("by_event names version {id}, which is missing")));
+                return Err(corrupt(format!("event_ids names version {id}, which is missing")));
             };
             let (owner, timestamp, _) = row.value();
             if owner != event {
                 return Err(corrupt(format!(
-                    "by_event files version {id} under {event:?}, but it belongs to {owner:?}"
+                    "event_ids files version {id} under {event:?}, but it belongs to {owner:?}"
                 )));
             }
             let newer = count.saturating_sub(removed.len() as u64 + 1);
@@ -106,8 +104,8 @@ fn prune_once(
         let Some(&through) = removed.last() else { return Ok(Pruned { removed: 0, more }) };
         for &id in &removed {
             versions.remove(id).map_err(from_redb_write)?;
-            by_event.remove((event, id)).map_err(from_redb_write)?;
         }
+        index::remove_through(&mut event_ids, event, through)?;
         counts::set(&mut counts, event, count - removed.len() as u64, newest)?;
         let mut horizons = txn.open_table(HORIZONS).map_err(from_redb_write)?;
         horizons.insert(event, through).map_err(from_redb_write)?;
@@ -130,11 +128,11 @@ pub(crate) fn horizons(db: &Database) -> Result<Vec<Horizon>, Fault> {
 }
 
 /// The newest version with an id up to `at` of every event that has one, in id order: per event,
-/// its `latest` row, or the last `by_event` key up to `at` when that is older, and one `versions`
-/// lookup.
+/// its `latest` row, or its last id up to `at` in `event_ids` when that is older, and one
+/// `versions` lookup.
 pub(crate) fn latest_at(txn: &ReadTransaction, at: u64) -> Result<Vec<Version>, Fault> {
     let latest = txn.open_table(LATEST).map_err(from_redb)?;
-    let by_event = txn.open_table(BY_EVENT).map_err(from_redb)?;
+    let event_ids = txn.open_table(EVENT_IDS).map_err(from_redb)?;
     let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
     let mut found = Vec::new();
     for entry in latest.iter().map_err(from_redb)? {
@@ -143,9 +141,8 @@ pub(crate) fn latest_at(txn: &ReadTransaction, at: u64) -> Result<Vec<Version>, 
         let (id, table) = if newest <= at {
             (newest, "latest")
         } else {
-            let range = (Bound::Included((event, 0)), Bound::Included((event, at)));
-            match by_event.range(range).map_err(from_redb)?.next_back() {
-                Some(entry) => (entry.map_err(from_redb)?.0.value().1, "by_event"),
+            match index::last_up_to(&event_ids, event, at, from_redb)? {
+                Some(id) => (id, "event_ids"),
                 // No version of the event up to `at` is stored: it came later, or they were pruned.
                 None => continue,
             }

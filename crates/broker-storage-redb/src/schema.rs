@@ -4,9 +4,11 @@
 //!
 //! - `versions`: id (`u64`) → `(event, timestamp, data)` as `(&str, u64, &str)`. The log itself,
 //!   in id order; `since` is a range scan over it, and its last key is the last id handed out.
-//! - `by_event`: `(event, id)` as `(&str, u64)` → `()`. The index behind `history`. redb compares
-//!   tuple keys element by element, so the range from `(event, after + 1)` to `(event, u64::MAX)`
-//!   holds exactly the versions of `event`: `"username"` sorts after every `("user", _)`.
+//! - `event_ids`: `(event, first)` as `(&str, u64)` → the ids of a run of `event`'s versions,
+//!   from `first` on, as little-endian `u64`s (`index.rs`). The index behind `history`. redb
+//!   compares tuple keys element by element, so the range from `(event, 0)` to
+//!   `(event, u64::MAX)` holds exactly the runs of `event`: `"username"` sorts after every
+//!   `("user", _)`.
 //! - `latest`: event (`&str`) → id (`u64`) of its newest version. `latest()` reads this table and
 //!   one `versions` row per event, never the whole log.
 //! - `keys`: idempotency key (`&str`) → `(id, timestamp)` as `(u64, u64)`: the version stored
@@ -24,8 +26,8 @@
 //! - `meta`: name (`&str`) → bytes. `database_id` holds the 16 bytes of the database's UUID,
 //!   `format_version` the little-endian `u64` [`FORMAT_VERSION`] of this layout.
 //!
-//! Every append writes one row per version into each of `versions` and `by_event` and overwrites
-//! one row of `latest` per event it holds, all in the batch's single transaction, so the three
+//! Every round writes one row per version into `versions`, one run per event into `event_ids`,
+//! and overwrites one row of `latest` per event, all in its single transaction, so the three
 //! always agree. A version stored
 //! under an idempotency key also writes its row of `keys` and `key_times` in that transaction
 //! (replacing the rows of an expired use of the key), so those two always agree as well, and
@@ -33,7 +35,8 @@
 //! removes only versions whose timestamp is older than the idempotency window by the clock, so
 //! an append treats a key whose version is gone, and that is that old, as expired.
 //!
-//! A prune removes a prefix of one event's `by_event` rows and their `versions` rows, never the
+//! A prune removes a prefix of one event's ids from `event_ids` and their `versions` rows, never
+//! the
 //! event's latest version, and in the same transaction lowers its `counts` row and raises its
 //! `horizons` row to the greatest id removed. So every row of `latest` names a stored version,
 //! the last id of `versions` is still the last id handed out (it is the latest of its event), and
@@ -49,24 +52,33 @@
 //! without them has pruned nothing (opening it creates them empty, and each event is counted at
 //! its first prune); a build that predates them can still read a pruned file, and what it
 //! appends (versions above every `through`) leaves both true.
+//!
+//! Format 2 replaced the table `by_event`, `(event, id)` → `()` with a row per version, by
+//! `event_ids`, with a row per run: a round of many versions of one event writes one row instead
+//! of one each. Opening a file of format 1 for writing upgrades it, in one durable transaction
+//! (`upgrade`); a build of format 1 refuses a file of format 2.
 
 use std::path::Path;
 
 use broker_storage::{StorageError, Uuid, Version};
 use redb::{
     Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition,
+    TableDefinition, WriteTransaction,
 };
 
 use crate::error::{Fault, from_redb, from_redb_write};
+use crate::index;
 
 /// The log of every version, by id.
 pub(crate) const VERSIONS: TableDefinition<'static, u64, (&str, u64, &str)> =
     TableDefinition::new("versions");
 
-/// The index of versions by event name, then id.
-pub(crate) const BY_EVENT: TableDefinition<'static, (&str, u64), ()> =
-    TableDefinition::new("by_event");
+/// The ids of each event's versions, in runs (`index.rs`).
+pub(crate) const EVENT_IDS: TableDefinition<'static, (&str, u64), &[u8]> =
+    TableDefinition::new("event_ids");
+
+/// The index of format 1, a row per version, which an upgrade replaces with [`EVENT_IDS`].
+const BY_EVENT: TableDefinition<'static, (&str, u64), ()> = TableDefinition::new("by_event");
 
 /// The id of the newest version of each event.
 pub(crate) const LATEST: TableDefinition<'static, &str, u64> = TableDefinition::new("latest");
@@ -88,8 +100,12 @@ pub(crate) const HORIZONS: TableDefinition<'static, &str, u64> = TableDefinition
 /// The database's identity and the version of this layout.
 pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
-/// The version of the layout described above. A file written with another one is refused.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+/// The version of the layout described above. A file of format 1 is upgraded when it is opened;
+/// one of any other is refused.
+pub(crate) const FORMAT_VERSION: u64 = 2;
+
+/// The format before it.
+const FORMAT_ONE: u64 = 1;
 
 const DATABASE_ID_KEY: &str = "database_id";
 const FORMAT_VERSION_KEY: &str = "format_version";
@@ -135,7 +151,7 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
     let identity = {
         let mut meta = txn.open_table(META).map_err(from_redb_write)?;
         let versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
-        txn.open_table(BY_EVENT).map_err(from_redb_write)?;
+        txn.open_table(EVENT_IDS).map_err(from_redb_write)?;
         txn.open_table(LATEST).map_err(from_redb_write)?;
         // A file written before the idempotency tables gets them here, empty.
         txn.open_table(KEYS).map_err(from_redb_write)?;
@@ -144,8 +160,13 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
         txn.open_table(COUNTS).map_err(from_redb_write)?;
         txn.open_table(HORIZONS).map_err(from_redb_write)?;
         let last_id = versions.last().map_err(from_redb_write)?.map_or(0, |(id, _)| id.value());
-        let database_id = match read_identity(&meta, path)? {
-            Some(database_id) => database_id,
+        let database_id = match read_stored(&meta, path)? {
+            Some((database_id, FORMAT_ONE)) => {
+                upgrade(&txn, path)?;
+                write_identity(&mut meta, database_id)?;
+                database_id
+            }
+            Some((database_id, _)) => database_id,
             None if !versions.is_empty().map_err(from_redb_write)? => {
                 return Err(corrupt("it holds versions but no database identity"));
             }
@@ -173,11 +194,29 @@ pub(crate) fn stored_identity(txn: &ReadTransaction, path: &Path) -> Result<Iden
     }
 }
 
-/// The identity recorded in `meta`, or `None` when the table is empty (a new file).
+/// The identity recorded in `meta`, or `None` when the table is empty (a new file). A file of
+/// format 1, which only [`identify`] upgrades, is refused.
 pub(crate) fn read_identity(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
     path: &Path,
 ) -> Result<Option<Uuid>, Fault> {
+    match read_stored(meta, path)? {
+        Some((_, FORMAT_ONE)) => Err(StorageError::backend(format!(
+            "{} has storage format version {FORMAT_ONE}, which this build upgrades to \
+             {FORMAT_VERSION} when it opens the file: start the broker on it once",
+            path.display()
+        ))
+        .into()),
+        stored => Ok(stored.map(|(database_id, _)| database_id)),
+    }
+}
+
+/// The identity and format version recorded in `meta`, the format one this build reads (1 or
+/// 2), or `None` when the table is empty (a new file).
+fn read_stored(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    path: &Path,
+) -> Result<Option<(Uuid, u64)>, Fault> {
     let format = meta.get(FORMAT_VERSION_KEY).map_err(from_redb)?;
     let database_id = meta.get(DATABASE_ID_KEY).map_err(from_redb)?;
     let (format, database_id) = match (format, database_id) {
@@ -192,10 +231,10 @@ pub(crate) fn read_identity(
     let format = <[u8; 8]>::try_from(format.value())
         .map(u64::from_le_bytes)
         .map_err(|_| corrupt("the format version is not 8 bytes long"))?;
-    if format != FORMAT_VERSION {
+    if format != FORMAT_VERSION && format != FORMAT_ONE {
         return Err(StorageError::backend(format!(
             "{} has storage format version {format}, and this build reads only version \
-             {FORMAT_VERSION}",
+             {FORMAT_ONE} and {FORMAT_VERSION}",
             path.display()
         ))
         .into());
@@ -206,7 +245,42 @@ pub(crate) fn read_identity(
     if database_id.is_nil() {
         return Err(corrupt("the database id is nil"));
     }
-    Ok(Some(database_id))
+    Ok(Some((database_id, format)))
+}
+
+/// Upgrades a file of format 1 in `txn`: its index of a row per version, `by_event`, becomes
+/// runs in `event_ids`, each of the consecutive ids of one event (up to [`index::RUN_MAX`]), and
+/// `by_event` is deleted. The caller then writes the new format version in the same transaction.
+fn upgrade(txn: &WriteTransaction, path: &Path) -> Result<(), Fault> {
+    let mut indexed = 0_u64;
+    {
+        let by_event = txn.open_table(BY_EVENT).map_err(from_redb_write)?;
+        let mut event_ids = txn.open_table(EVENT_IDS).map_err(from_redb_write)?;
+        let mut run: Option<(String, Vec<u64>)> = None;
+        for entry in by_event.iter().map_err(from_redb_write)? {
+            let (key, _) = entry.map_err(from_redb_write)?;
+            let (event, id) = key.value();
+            indexed += 1;
+            match &mut run {
+                Some((of, ids)) if of == event && ids.len() < index::RUN_MAX => ids.push(id),
+                _ => {
+                    if let Some((of, ids)) = run.replace((event.to_owned(), vec![id])) {
+                        index::add(&mut event_ids, ids.iter().map(|&id| (of.as_str(), id)))?;
+                    }
+                }
+            }
+        }
+        if let Some((of, ids)) = run {
+            index::add(&mut event_ids, ids.iter().map(|&id| (of.as_str(), id)))?;
+        }
+    }
+    txn.delete_table(BY_EVENT).map_err(from_redb_write)?;
+    tracing::info!(
+        path = %path.display(),
+        versions = indexed,
+        "upgraded the file from storage format {FORMAT_ONE} to {FORMAT_VERSION}"
+    );
+    Ok(())
 }
 
 /// Records `database_id` and the current format version in `meta`: for a new database, and for

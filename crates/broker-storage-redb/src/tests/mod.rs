@@ -1,7 +1,8 @@
 //! Tests of [`RedbStorage`] against real redb files: the conformance suite, and what a single
 //! process cannot show through the trait alone (restarts, identities, locking, bad files), then,
 //! in submodules, idempotency keys in the file, the overlay of versions not yet in redb's tables,
-//! and faults: a full disk, damaged files, and backups.
+//! and faults: a full disk, damaged files, and backups; and the upgrade of a file of the previous
+//! format.
 
 mod backup;
 mod damage;
@@ -12,6 +13,7 @@ mod overlay;
 mod prune;
 mod reuse;
 mod tmpfs;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
