@@ -34,6 +34,9 @@ pub struct Config {
     /// The most versions one commit takes: at most what the storage stores atomically. An
     /// insert of several versions is never split over two commits, so this is also the most
     /// versions one [`insert_many`](crate::Broker::insert_many) may hold.
+    ///
+    /// The default, 4,096, as many as the live window holds, lets arrays of a thousand share a
+    /// commit, and its sync, four at a time.
     pub max_batch: usize,
     /// How many inserts may wait for a commit before `insert` itself waits for room.
     pub queue_capacity: usize,
@@ -57,7 +60,7 @@ impl Default for Config {
             max_event_name_len: DEFAULT_MAX_EVENT_NAME_LEN,
             live_capacity: 4096,
             live_bytes: 64 * 1024 * 1024,
-            max_batch: 1024,
+            max_batch: 4096,
             queue_capacity: 16 * 1024,
             queue_timeout: Duration::from_secs(5),
             retention: Vec::new(),

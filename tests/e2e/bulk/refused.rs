@@ -100,17 +100,17 @@ async fn an_empty_array_and_too_many_versions_are_refused() {
 
 #[tokio::test]
 async fn the_limit_never_exceeds_what_one_commit_holds() {
-    // redb commits at most 1024 versions at once: a larger limit is capped to it.
+    // redb commits at most 4096 versions at once: a larger limit is capped to it.
     let server = Server::start_with(&["--max-bulk", "5000"], &[]).await;
     let cases = [refusal(
-        array(&numbered("ok", 1025)),
+        array(&numbered("ok", 4097)),
         413,
         "too_many_versions",
-        "more than 1024 versions",
+        "more than 4096 versions",
     )];
     check(&server, &cases).await;
-    let all = insert_array(&server, &numbered("ok", 1024)).await;
-    assert_eq!(ids(&all), (1..=1024).collect::<Vec<_>>(), "1024 versions in one commit");
+    let all = insert_array(&server, &numbered("ok", 4096)).await;
+    assert_eq!(ids(&all), (1..=4096).collect::<Vec<_>>(), "4096 versions in one commit");
 }
 
 #[tokio::test]
