@@ -32,8 +32,8 @@ use crate::{RedbOptions, open, ops, retention};
 /// its versions wait in memory, where every read finds them, until a round writes many batches'
 /// rows into redb in one commit without a sync of its own; a checkpoint (a durable redb commit)
 /// every second or 2 MiB of records, run beside the appends while they write the journal's other
-/// half, makes the journal's older records redundant, and opening the store
-/// after a crash stores what the journal holds beyond the file. [`close`](Storage::close)
+/// half, makes the journal's older records redundant, and opening the store after a crash
+/// stores what the journal holds beyond the file. [`close`](Storage::close)
 /// checkpoints and deletes the journal: a store closed cleanly is its one file. The journal
 /// belongs with the file: copy or move both while the store is not closed cleanly. Appends may
 /// run from many tasks at once; they are written one at a time, and each batch reaches the
@@ -289,8 +289,18 @@ impl RedbStorage {
             .await;
         if let Err(error) = &settled {
             // The store's health has it, and the next call reopens the file; both generations
-            // stay in the journal meanwhile.
+            // stay in the journal meanwhile. A checkpoint refused before it ran is handed out
+            // again by the next append.
             tracing::debug!(%error, "a checkpoint of the journal failed");
+            let shared = Arc::clone(&self.shared);
+            let release = task::spawn_blocking(move || {
+                if let Some(journal) = shared.lock_journal().as_mut() {
+                    journal.settle(checkpoint, false);
+                }
+            });
+            if let Err(error) = release.await {
+                tracing::debug!(%error, "a failed checkpoint could not be released");
+            }
         }
     }
 
