@@ -223,8 +223,9 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Bucket bounds of the latency histograms, in seconds.
 const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-/// Bucket bounds of the commit batch size histogram.
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+/// Bucket bounds of the commit batch size histogram, up to the most one commit takes.
+const BATCH_BUCKETS: &[f64] =
+    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0];
 
 /// The process's Prometheus recorder, installed on first use.
 ///
