@@ -175,11 +175,12 @@ pub(crate) fn path_of(database: &Path) -> PathBuf {
 
 impl Journal {
     /// Opens the journal of database `database_id` at `path`, creating it if it is missing, and
-    /// returns it with the versions of its current generation whose ids are above `durable`, the
-    /// last id of redb's durable commit: the versions to replay, in id order.
+    /// returns it with the versions of the generations its header names (the previous one, then
+    /// the current one) whose ids are above `durable`, the last id of redb's durable commit: the
+    /// versions to replay, in id order.
     ///
-    /// The journal keeps its generation until [`restart`](Journal::restart), which the caller runs
-    /// once the returned versions are durably in redb.
+    /// The journal keeps its generations until [`restart`](Journal::restart), which the caller
+    /// runs once the returned versions are durably in redb.
     pub(crate) fn open(
         path: &Path,
         database_id: Uuid,
