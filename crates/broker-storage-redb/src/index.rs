@@ -31,14 +31,28 @@ pub(crate) fn add<'a>(
     table: &mut EventIds<'_>,
     versions: impl Iterator<Item = (&'a str, u64)>,
 ) -> Result<(), Fault> {
+    for (event, ids) in by_event(versions) {
+        write(table, event, &ids)?;
+    }
+    Ok(())
+}
+
+/// The ids of `versions`, each an event and an id, by event, in the order given.
+pub(crate) fn by_event<'a>(
+    versions: impl Iterator<Item = (&'a str, u64)>,
+) -> HashMap<&'a str, Vec<u64>> {
     let mut runs: HashMap<&str, Vec<u64>> = HashMap::new();
     for (event, id) in versions {
         runs.entry(event).or_default().push(id);
     }
-    for (event, ids) in runs {
-        for run in ids.chunks(RUN_MAX) {
-            table.insert((event, run[0]), encode(run).as_slice()).map_err(from_redb_write)?;
-        }
+    runs
+}
+
+/// Writes `ids` of `event`, increasing and above every id the table holds for it, as runs of at
+/// most [`RUN_MAX`].
+pub(crate) fn write(table: &mut EventIds<'_>, event: &str, ids: &[u64]) -> Result<(), Fault> {
+    for run in ids.chunks(RUN_MAX) {
+        table.insert((event, run[0]), encode(run).as_slice()).map_err(from_redb_write)?;
     }
     Ok(())
 }

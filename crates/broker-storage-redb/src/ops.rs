@@ -219,7 +219,6 @@ pub(crate) fn apply(
         }
         let versions = || batches.iter().flat_map(|batch| &batch.versions);
         tables.index(versions())?;
-        tables.set_latest(versions())?;
         if let Some(horizon) = horizon(versions().map(|version| version.timestamp)) {
             tables.prune(window, horizon, 2 * keyed + PRUNE_EXTRA * batches.len())?;
         }
@@ -283,7 +282,6 @@ pub(crate) fn replay(db: &Database, entries: &[journal::Entry]) -> Result<(), Fa
             tables.store(*id, *timestamp, event, data, key.as_deref())?;
         }
         tables.index(entries.iter().map(|entry| &entry.version))?;
-        tables.set_latest(entries.iter().map(|entry| &entry.version))?;
     }
     txn.commit().map_err(from_redb_write)
 }
@@ -308,8 +306,7 @@ impl<'txn> Tables<'txn> {
         })
     }
 
-    /// Writes the row of version `id` but its index and `latest` rows (see
-    /// [`index`](Self::index)), and those of its idempotency key, which replace those of an
+    /// Writes the row of version `id` but its index rows (see [`index`](Self::index)), and those of its idempotency key, which replace those of an
     /// expired use of the key.
     fn store(
         &mut self,
@@ -330,23 +327,16 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Writes the ids of `stored`, the versions a round stored, in id order, into `event_ids`: a
-    /// run per event.
+    /// Writes the index rows of `stored`, the versions a round stored, in id order: per event, a
+    /// run of its ids in `event_ids` and its `latest` row, the last of them. One write of each
+    /// per event rather than per version, since a round often holds many versions of one event.
     fn index<'a>(&mut self, stored: impl Iterator<Item = &'a Version>) -> Result<(), Fault> {
-        index::add(&mut self.event_ids, stored.map(|version| (version.event.as_str(), version.id)))
-    }
-
-    /// Writes the `latest` row of each event among `stored`, the versions a batch stored: one
-    /// write per event rather than per version, since a batch often holds many versions of one
-    /// event.
-    fn set_latest<'a>(&mut self, stored: impl Iterator<Item = &'a Version>) -> Result<(), Fault> {
-        let mut newest: HashMap<&str, u64> = HashMap::new();
-        for version in stored {
-            let id = newest.entry(&version.event).or_insert(0);
-            *id = (*id).max(version.id);
-        }
-        for (event, id) in newest {
-            self.latest.insert(event, id).map_err(from_redb_write)?;
+        let runs = index::by_event(stored.map(|version| (version.event.as_str(), version.id)));
+        for (event, ids) in runs {
+            index::write(&mut self.event_ids, event, &ids)?;
+            if let Some(&newest) = ids.last() {
+                self.latest.insert(event, newest).map_err(from_redb_write)?;
+            }
         }
         Ok(())
     }

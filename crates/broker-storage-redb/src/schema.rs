@@ -265,13 +265,13 @@ fn upgrade(txn: &WriteTransaction, path: &Path) -> Result<(), Fault> {
                 Some((of, ids)) if of == event && ids.len() < index::RUN_MAX => ids.push(id),
                 _ => {
                     if let Some((of, ids)) = run.replace((event.to_owned(), vec![id])) {
-                        index::add(&mut event_ids, ids.iter().map(|&id| (of.as_str(), id)))?;
+                        index::write(&mut event_ids, &of, &ids)?;
                     }
                 }
             }
         }
         if let Some((of, ids)) = run {
-            index::add(&mut event_ids, ids.iter().map(|&id| (of.as_str(), id)))?;
+            index::write(&mut event_ids, &of, &ids)?;
         }
     }
     txn.delete_table(BY_EVENT).map_err(from_redb_write)?;
