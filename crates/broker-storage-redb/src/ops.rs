@@ -306,8 +306,8 @@ impl<'txn> Tables<'txn> {
         })
     }
 
-    /// Writes the row of version `id` but its index rows (see [`index`](Self::index)), and those of its idempotency key, which replace those of an
-    /// expired use of the key.
+    /// Writes the row of version `id` but its index rows (see [`index`](Self::index)), and those
+    /// of its idempotency key, which replace those of an expired use of the key.
     fn store(
         &mut self,
         id: u64,
