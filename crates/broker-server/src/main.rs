@@ -67,12 +67,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let config = args.into_config()?;
     let server = Server::bind(config).await.context("cannot start")?;
+    // Before the announcement: a SIGTERM sent as soon as the address is read stops the server
+    // cleanly.
+    let shutdown = shutdown_signal();
     // The one line on standard output: scripts and tests read the address from it.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "broker-server listening on {}://{}", server.scheme(), server.local_addr())?;
     stdout.flush()?;
     drop(stdout);
-    server.run(shutdown_signal()).await.context("shutdown failed")?;
+    server.run(shutdown).await.context("shutdown failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
