@@ -142,11 +142,20 @@ struct Previous {
     end: u64,
     /// The last id among its records, or before them.
     through: u64,
-    /// Whether a durable redb commit holds all of its records: the next switch may write over
-    /// them.
-    settled: bool,
-    /// Whether its checkpoint was handed to a caller and has not reported back.
-    running: bool,
+    /// Where its checkpoint stands.
+    checkpoint: Stage,
+}
+
+/// Where the checkpoint of the previous generation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Not handed out yet, or handed out again after it failed.
+    Waiting,
+    /// Handed to a caller, which has not reported back.
+    Running,
+    /// A durable redb commit holds every record of the generation: the next switch may write
+    /// over them.
+    Settled,
 }
 
 /// The checkpoint that settles the journal's previous generation: a durable redb commit holding
@@ -254,8 +263,8 @@ impl Journal {
         if let Some(previous) = header.previous {
             let end = journal.read_records(previous, &mut entries)?;
             let through = entries.last().map_or(durable, |entry| entry.version.id);
-            let (settled, running) = (false, false);
-            journal.previous = Some(Previous { span: previous, end, through, settled, running });
+            let checkpoint = Stage::Waiting;
+            journal.previous = Some(Previous { span: previous, end, through, checkpoint });
         }
         journal.current = header.current;
         journal.end = journal.read_records(header.current, &mut entries)?;
@@ -316,8 +325,7 @@ impl Journal {
             HEADER_LEN
         };
         let (span, end) = (self.current, self.end);
-        let (settled, running) = (false, false);
-        self.previous = Some(Previous { span, end, through, settled, running });
+        self.previous = Some(Previous { span, end, through, checkpoint: Stage::Waiting });
         self.start(start)
     }
 
@@ -325,8 +333,8 @@ impl Journal {
     /// out: the caller runs it ([`ops::settle`](crate::ops::settle)) and reports with
     /// [`settle`](Journal::settle).
     pub(crate) fn take_checkpoint(&mut self) -> Option<Checkpoint> {
-        let previous = self.previous.as_mut().filter(|p| !p.settled && !p.running)?;
-        previous.running = true;
+        let previous = self.previous.as_mut().filter(|p| p.checkpoint == Stage::Waiting)?;
+        previous.checkpoint = Stage::Running;
         Some(Checkpoint { generation: previous.span.generation, through: previous.through })
     }
 
@@ -338,8 +346,7 @@ impl Journal {
         if let Some(previous) = &mut self.previous
             && previous.span.generation == checkpoint.generation
         {
-            previous.settled = committed;
-            previous.running = false;
+            previous.checkpoint = if committed { Stage::Settled } else { Stage::Waiting };
         }
     }
 
@@ -382,7 +389,7 @@ impl Journal {
     /// generation, if any, is settled, and the record will fit in the new one.
     pub(crate) fn can_switch(&self, len: u64) -> bool {
         match self.previous {
-            Some(previous) if !previous.settled => false,
+            Some(previous) if previous.checkpoint != Stage::Settled => false,
             // The next generation goes to the low half, up to the current one's start.
             _ if self.current.start != HEADER_LEN => HEADER_LEN + len <= self.current.start,
             _ => true,
@@ -398,7 +405,7 @@ impl Journal {
     /// Whether no generation waits for its checkpoint.
     #[cfg(test)]
     pub(crate) fn settled(&self) -> bool {
-        self.previous.is_none_or(|previous| previous.settled)
+        self.previous.is_none_or(|previous| previous.checkpoint == Stage::Settled)
     }
 
     /// The generation new records belong to.
@@ -410,7 +417,9 @@ impl Journal {
     /// generation, and of the previous one until it is settled.
     pub(crate) fn pending(&self) -> u64 {
         let previous = match self.previous {
-            Some(previous) if !previous.settled => previous.end - previous.span.start,
+            Some(previous) if previous.checkpoint != Stage::Settled => {
+                previous.end - previous.span.start
+            }
             _ => 0,
         };
         self.end - self.current.start + previous
