@@ -239,7 +239,11 @@ async fn measure(
     let machine_pct = (cpu_end.machine - cpu_start.machine) / seconds * 100.0;
     let ours_pct = server_pct + storage_pct + loadgen_pct;
     outcome.set("other_cpu_pct", (machine_pct - ours_pct).max(0.0));
-    costs(&mut outcome, cpu_end.server - cpu_start.server, storage_cpu, acked, totals.unique);
+    let server_cpu = ServerCpu {
+        total: cpu_end.server - cpu_start.server,
+        kernel: cpu_end.server_kernel - cpu_start.server_kernel,
+    };
+    costs(&mut outcome, server_cpu, storage_cpu, acked, totals.unique);
     if !storage.0.is_empty() {
         let plural = if nodes.len() == 1 { "" } else { "s" };
         outcome.note(format!("{} broker node{plural} over 3 NATS servers", nodes.len()));
@@ -271,13 +275,22 @@ async fn measure(
     Ok(outcome)
 }
 
-/// CPU per unit of work: per acknowledged insert (the server's, and its storage's when that is
-/// other processes) and, with subscribers, per delivery, which then includes the inserts' share.
-fn costs(outcome: &mut Outcome, server_cpu: f64, storage_cpu: f64, acked: u64, delivered: u64) {
+/// The CPU seconds the server used while publishing, and the kernel's part of them.
+struct ServerCpu {
+    total: f64,
+    kernel: f64,
+}
+
+/// CPU per unit of work: per acknowledged insert (the server's, with the kernel's part of it, and
+/// its storage's when that is other processes) and, with subscribers, per delivery, which then
+/// includes the inserts' share.
+fn costs(outcome: &mut Outcome, server: ServerCpu, storage_cpu: f64, acked: u64, delivered: u64) {
     if acked == 0 {
         return;
     }
+    let server_cpu = server.total;
     outcome.set("server_cpu_us_per_insert", server_cpu / acked as f64 * 1e6);
+    outcome.set("server_kernel_us_per_insert", server.kernel / acked as f64 * 1e6);
     if storage_cpu > 0.0 {
         outcome.set("storage_cpu_us_per_insert", storage_cpu / acked as f64 * 1e6);
     }

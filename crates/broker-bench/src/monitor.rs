@@ -41,6 +41,8 @@ pub(crate) fn bottleneck(
 /// CPU seconds of the server and of the load generator at one moment.
 pub(crate) struct Cpu {
     pub(crate) server: f64,
+    /// The kernel's part of `server`.
+    pub(crate) server_kernel: f64,
     pub(crate) coordinator: f64,
     pub(crate) workers: Vec<f64>,
     pub(crate) machine: f64,
@@ -50,6 +52,7 @@ impl Cpu {
     pub(crate) fn read(server: &Processes, fleet: &Fleet) -> Cpu {
         Cpu {
             server: server.cpu_seconds(),
+            server_kernel: server.kernel_seconds(),
             coordinator: procfs::cpu_seconds(std::process::id()),
             workers: fleet.cpu_each(),
             machine: procfs::machine_busy_seconds(),

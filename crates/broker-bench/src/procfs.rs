@@ -19,11 +19,18 @@ fn status_field(pid: u32, field: &str) -> u64 {
 
 /// CPU time `pid` used so far, user and system, in seconds; 0 when the process is gone.
 pub(crate) fn cpu_seconds(pid: u32) -> f64 {
-    let Some(fields) = stat_fields(pid) else { return 0.0 };
+    let (user, system) = cpu_split(pid);
+    user + system
+}
+
+/// CPU time `pid` used so far in user space and in the kernel, in seconds; 0 when the process is
+/// gone.
+pub(crate) fn cpu_split(pid: u32) -> (f64, f64) {
+    let Some(fields) = stat_fields(pid) else { return (0.0, 0.0) };
     // After the command name: state is field 3, utime 14 and stime 15 (man 5 proc), so 11 and 12
     // here.
     let ticks = |n: usize| fields.get(n).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / clock_ticks()
+    (ticks(11) as f64 / clock_ticks(), ticks(12) as f64 / clock_ticks())
 }
 
 /// The fields of `/proc/PID/stat` after the command name, which may itself hold spaces.
@@ -100,6 +107,12 @@ impl Processes {
     pub(crate) fn cpu_seconds(&self) -> f64 {
         self.0.iter().map(|&pid| cpu_seconds(pid)).sum()
     }
+
+    /// The part of [`Processes::cpu_seconds`] spent in the kernel: system calls, the network
+    /// stack, page faults.
+    pub(crate) fn kernel_seconds(&self) -> f64 {
+        self.0.iter().map(|&pid| cpu_split(pid).1).sum()
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +127,18 @@ mod tests {
         assert!(spin > 0);
         assert!(cpu_seconds(me) >= 0.0);
         assert_eq!(rss_kib(u32::MAX), 0);
+        assert_eq!(cpu_split(u32::MAX), (0.0, 0.0));
+        // Reading the files of many processes is system calls: kernel time, counted apart.
+        let (_, kernel_before) = cpu_split(me);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        while std::time::Instant::now() < deadline {
+            for _ in 0..100 {
+                let _ = stat_fields(me);
+            }
+        }
+        let (user, kernel) = cpu_split(me);
+        assert!(kernel > kernel_before, "kernel time {kernel_before} s did not grow");
+        assert!((cpu_seconds(me) - (user + kernel)).abs() < 0.05);
         assert!(machine_busy_seconds() > 0.0);
     }
 }

@@ -129,6 +129,7 @@ pub(crate) const METRICS: &[Metric] = &[
     metric("storage_cpu_pct", "NATS servers CPU % of one core", None),
     metric("storage_rss_mib", "NATS servers RSS MiB", None),
     metric("server_cpu_us_per_insert", "server CPU µs per insert", Some(false)),
+    metric("server_kernel_us_per_insert", "  of which in the kernel", Some(false)),
     metric("storage_cpu_us_per_insert", "NATS servers CPU µs per insert", Some(false)),
     metric("follower_cpu_us_per_insert", "CPU µs per insert of a node following", Some(false)),
     metric("server_cpu_ns_per_delivery", "server CPU ns per delivery", Some(false)),
