@@ -21,6 +21,9 @@ pub(crate) fn ci() -> Result<(), String> {
     // The end-to-end tests start the real binary, so build it before they run.
     cargo::run(&["build", "--package", "broker-server"], &[])?;
     cargo::run(&["test", "--workspace"], &[])?;
+    // Each criterion micro-benchmark once, as a test, so that none of them stops working
+    // unnoticed between two runs of `cargo bench`.
+    cargo::run(&["test", "--package", "broker-bench", "--benches"], &[])?;
     // The workspace builds broker-auth with its `public-key` feature; HS256 alone, on the
     // provider it installs without that feature, is a build of its own.
     let package = ["--package", "broker-auth", "--no-default-features"];

@@ -17,7 +17,8 @@ use broker_http::{App, Body, HttpConfig, handle};
 use broker_storage::{MemoryStorage, NewVersion, Storage};
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use http::Request;
+use http::header::HOST;
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 
 /// A 100-byte JSON payload, like the load generator's.
@@ -41,8 +42,14 @@ async fn app_with(events: usize) -> App {
 }
 
 async fn subscribe(app: &App) -> Body {
-    let request = Request::get("/events").body(Empty::<Bytes>::new()).expect("a request");
-    handle(app, request).await.into_body()
+    // An HTTP/1.1 request without `Host` is refused, as a client's would be.
+    let request = Request::get("/events")
+        .header(HOST, "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("a request");
+    let response = handle(app, request).await;
+    assert_eq!(response.status(), StatusCode::OK, "GET /events is answered with a stream");
+    response.into_body()
 }
 
 /// Reads `body` until `frames` frames arrived, after the prelude if `prelude` is set: each frame
