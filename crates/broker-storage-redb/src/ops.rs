@@ -2,7 +2,6 @@
 //! on tokio's blocking pool, never on an async thread, and catches the panics redb raises on
 //! damaged data.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,35 +20,15 @@ use crate::schema::{self, EVENT_IDS, KEY_TIMES, KEYS, LATEST, VERSIONS};
 use crate::space::{self, Space};
 
 /// What an append returns: the version for each new version of the batch, in batch order, and
-/// where the log ended before it.
+/// the versions it stored.
 #[derive(Debug)]
 pub(crate) struct Appended {
     /// One per new version, in batch order: the version it became, or the version stored under
     /// its idempotency key.
     pub(crate) versions: Vec<Version>,
-    /// The last id in `versions` before the batch: every version the batch stored has a greater
-    /// one, and every version that came back under a key a smaller or equal one, unless the key
-    /// was used earlier in the same batch.
-    pub(crate) after: u64,
-}
-
-impl Appended {
     /// The versions the batch stored, each once, in id order: what the tails have not seen yet.
-    pub(crate) fn stored(&self) -> Cow<'_, [Version]> {
-        // Stored versions have increasing ids above `after`; a version returned under a key has
-        // an older id, or repeats the id of the version just stored under that key.
-        let mut last = self.after;
-        let fresh = |version: &Version, last: &mut u64| {
-            let fresh = version.id > *last;
-            *last = (*last).max(version.id);
-            fresh
-        };
-        if self.versions.iter().all(|version| fresh(version, &mut last)) {
-            return Cow::Borrowed(&self.versions);
-        }
-        let mut last = self.after;
-        Cow::Owned(self.versions.iter().filter(|v| fresh(v, &mut last)).cloned().collect())
-    }
+    /// Shared with the overlay, which holds them until a round writes their rows.
+    pub(crate) stored: Arc<[Version]>,
 }
 
 /// Expired idempotency keys deleted per batch a round writes, beyond twice the keys the round
@@ -105,10 +84,8 @@ pub(crate) fn append(
     let after = overlay.last_id();
     let mut id = after;
     let mut record = Record::with_capacity(usize::try_from(len).unwrap_or(usize::MAX));
-    let mut pending = Pending {
-        versions: Vec::with_capacity(batch.len()),
-        keys: Vec::with_capacity(batch.len()),
-    };
+    let mut stored = Vec::with_capacity(batch.len());
+    let mut keys = Vec::with_capacity(batch.len());
     let mut appended: Vec<Version> = Vec::with_capacity(batch.len());
     // Keys used earlier in this batch, with where their version is in `appended`.
     let mut in_batch: HashMap<String, usize> = HashMap::new();
@@ -128,11 +105,11 @@ pub(crate) fn append(
             in_batch.insert(key.clone(), appended.len());
         }
         let version = new.with_id(id);
-        pending.versions.push(version.clone());
-        pending.keys.push(key);
+        stored.push(version.clone());
+        keys.push(key);
         appended.push(version);
     }
-    let appended = Appended { versions: appended, after };
+    let appended = Appended { versions: appended, stored: stored.into() };
     if record.is_empty() {
         // Every version came back under its key.
         return Ok(appended);
@@ -143,7 +120,7 @@ pub(crate) fn append(
         WriteError::Unknown(error) => unknown(error),
     })?;
     journal.advance(record.len());
-    overlay.push(pending);
+    overlay.push(Pending { versions: Arc::clone(&appended.stored), keys });
     Ok(appended)
 }
 
@@ -217,7 +194,7 @@ pub(crate) fn apply(
                 keyed += usize::from(key.is_some());
             }
         }
-        let versions = || batches.iter().flat_map(|batch| &batch.versions);
+        let versions = || batches.iter().flat_map(|batch| batch.versions.iter());
         tables.index(versions())?;
         if let Some(horizon) = horizon(versions().map(|version| version.timestamp)) {
             tables.prune(window, horizon, 2 * keyed + PRUNE_EXTRA * batches.len())?;

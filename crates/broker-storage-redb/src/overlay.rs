@@ -39,7 +39,8 @@ pub(crate) const FULL_AT: (usize, usize) = (16 * 1024, 16 * 1024 * 1024);
 /// A batch's versions as they wait in the overlay, with the idempotency key of each.
 #[derive(Debug)]
 pub(crate) struct Pending {
-    pub(crate) versions: Vec<Version>,
+    /// Shared with the tails, to which the append handed them.
+    pub(crate) versions: Arc<[Version]>,
     pub(crate) keys: Vec<Option<String>>,
 }
 
@@ -249,7 +250,7 @@ impl View<'_> {
             .batches
             .iter()
             .filter(|batch| batch.versions.last().is_some_and(|last| last.id > after))
-            .flat_map(|batch| &batch.versions)
+            .flat_map(|batch| batch.versions.iter())
             .filter(|version| version.id > after && event.is_none_or(|e| version.event == e))
             .take(limit)
             .cloned()
@@ -269,7 +270,7 @@ impl View<'_> {
                 .collect();
         }
         let mut newest: HashMap<&str, &Version> = HashMap::new();
-        for version in state.batches.iter().flat_map(|batch| &batch.versions) {
+        for version in state.batches.iter().flat_map(|batch| batch.versions.iter()) {
             if version.id > at {
                 break;
             }

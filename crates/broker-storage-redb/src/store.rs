@@ -524,12 +524,10 @@ impl Storage for RedbStorage {
                 // A generation this append closed, or one whose checkpoint failed, is settled
                 // off the appends' path.
                 let checkpoint = journal.take_checkpoint();
-                let stored = appended.stored();
-                if let Some(last) = stored.last() {
+                if let Some(last) = appended.stored.last() {
                     shared.acknowledged.fetch_max(last.id, Ordering::AcqRel);
-                    shared.tails.publish(&stored);
+                    shared.tails.publish_shared(Arc::clone(&appended.stored));
                 }
-                drop(stored);
                 Ok((appended.versions, checkpoint))
             })
             .await;

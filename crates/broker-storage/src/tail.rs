@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
@@ -60,6 +60,10 @@ const CATCH_UP_PAGE: usize = 512;
 /// backend hands every committed batch to [`publish`](LocalTails::publish), and each tail gets
 /// it without reading storage again.
 ///
+/// A batch is shared by every tail, not copied for each: a tail copies the versions it delivers
+/// when its reader takes them, so that the backend's append, which publishes under the lock that
+/// orders its commits, copies nothing (see [`publish_shared`](LocalTails::publish_shared)).
+///
 /// A tail that starts behind the last committed id first reads what it missed from storage, in
 /// pages, then delivers the batches published since it started, skipping what it already read.
 #[derive(Debug)]
@@ -72,7 +76,7 @@ struct Inner {
     /// The last id published; tails started now read up to it from storage.
     last_id: u64,
     /// One sender per live tail; dropped when its tail is, or when the store closes.
-    senders: Vec<mpsc::UnboundedSender<Vec<Version>>>,
+    senders: Vec<mpsc::UnboundedSender<Arc<[Version]>>>,
     closed: bool,
 }
 
@@ -93,10 +97,18 @@ impl LocalTails {
     /// durable and before the next batch commits (under the lock that orders its commits), so
     /// that tails see ids in order.
     pub fn publish(&self, batch: &[Version]) {
+        if !batch.is_empty() {
+            self.publish_shared(batch.into());
+        }
+    }
+
+    /// [`publish`](LocalTails::publish) for a batch the backend already holds shared, such as
+    /// one it also keeps in memory itself: no version is copied here.
+    pub fn publish_shared(&self, batch: Arc<[Version]>) {
         let Some(last) = batch.last() else { return };
         let mut inner = self.lock();
         inner.last_id = inner.last_id.max(last.id);
-        inner.senders.retain(|sender| sender.send(batch.to_vec()).is_ok());
+        inner.senders.retain(|sender| sender.send(Arc::clone(&batch)).is_ok());
     }
 
     /// Ends every tail, once it has delivered what was published before; later tails end at once.
@@ -143,12 +155,71 @@ impl LocalTails {
             }
             // Then what was published since, which may overlap what was read.
             while let Some(batch) = receiver.recv().await {
-                let batch: Vec<Version> = batch.into_iter().filter(|v| v.id > position).collect();
+                let batch: Vec<Version> =
+                    batch.iter().filter(|v| v.id > position).cloned().collect();
                 if let Some(last) = batch.last() {
                     position = last.id;
                     yield Ok(batch);
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::LocalTails;
+    use crate::{StorageError, Version};
+
+    fn version(id: u64) -> Version {
+        Version { id, event: "e".into(), timestamp: 1, data: format!("{id}") }
+    }
+
+    async fn nothing_stored(_: u64, _: usize) -> Result<Vec<Version>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    /// Every tail delivers a shared batch whole and in order, as a copied one, and the batch
+    /// the backend keeps is not touched by what the tails do with theirs.
+    #[tokio::test]
+    async fn a_shared_batch_reaches_every_tail_once_in_order() {
+        let tails = LocalTails::new(0);
+        let mut first = tails.tail(0, nothing_stored);
+        let mut second = tails.tail(0, nothing_stored);
+        let kept: Arc<[Version]> = vec![version(1), version(2), version(3)].into();
+        tails.publish_shared(Arc::clone(&kept));
+        tails.publish(&[version(4)]);
+        tails.close();
+        for tail in [&mut first, &mut second] {
+            let mut ids = Vec::new();
+            while let Some(batch) = tail.next().await {
+                let batch = batch.expect("a published batch");
+                ids.extend(batch.into_iter().map(|version| version.id));
+            }
+            assert_eq!(ids, [1, 2, 3, 4]);
+        }
+        assert_eq!(
+            kept.iter().map(|version| version.data.as_str()).collect::<Vec<_>>(),
+            ["1", "2", "3"]
+        );
+        assert_eq!(Arc::strong_count(&kept), 1, "the tails hold no share of it once ended");
+    }
+
+    /// A tail that started after a batch was published skips what it already read from storage.
+    #[tokio::test]
+    async fn a_tail_started_later_skips_the_shared_versions_it_read() {
+        let tails = LocalTails::new(0);
+        tails.publish_shared(vec![version(1), version(2)].into());
+        let mut tail =
+            tails.tail(1, |after, _| async move { Ok((after + 1..=2).map(version).collect()) });
+        tails.publish_shared(vec![version(2), version(3)].into());
+        tails.close();
+        let mut ids = Vec::new();
+        while let Some(batch) = tail.next().await {
+            ids.extend(batch.expect("a batch").into_iter().map(|version| version.id));
+        }
+        assert_eq!(ids, [2, 3]);
     }
 }
