@@ -44,8 +44,13 @@ async fn a_stream_on_three_replicas_keeps_its_messages_when_its_leader_is_killed
     let created =
         cluster.request(0, "$JS.API.STREAM.CREATE.S", config.to_string().as_bytes()).await;
     assert_eq!(created["config"]["num_replicas"], 3, "{created}");
-    let ack = cluster.request(1, "s.one", b"first").await;
+    // A stream just created answers publishes once its replicas have elected a leader.
+    cluster.stream_leader("S").await;
+    let ack = publish_once(&cluster, 1, "s.one", b"first").await;
     assert_eq!((&ack["stream"], &ack["seq"]), (&json!("S"), &json!(1)), "{ack}");
+    // Sent again, as an unanswered publish is, it is not stored twice.
+    let again = publish_once(&cluster, 2, "s.one", b"first").await;
+    assert_eq!((&again["seq"], &again["duplicate"]), (&json!(1), &json!(true)), "{again}");
 
     // Every node, by the URL a client would be given, answers for the stream and names the
     // leader the monitoring endpoint names.
@@ -61,26 +66,34 @@ async fn a_stream_on_three_replicas_keeps_its_messages_when_its_leader_is_killed
     cluster.kill(leader).await;
     let successor = cluster.stream_leader("S").await;
     assert_ne!(successor, leader, "the killed node cannot lead");
-    // Until the new leader has taken over, a publish may go unanswered: retry, but only while
-    // the stream still ends at the first message, so that nothing is stored twice.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let ack = loop {
-        let patience = Duration::from_secs(2);
-        if let Some(ack) = cluster.try_request(successor, "s.two", b"second", patience).await
-            && ack.get("seq").is_some()
-        {
-            break ack;
-        }
-        assert!(std::time::Instant::now() < deadline, "no new leader took the publish in 30 s");
-        let info = cluster.try_request(successor, "$JS.API.STREAM.INFO.S", b"", patience).await;
-        if let Some(last) = info.as_ref().and_then(|info| info["state"]["last_seq"].as_u64()) {
-            assert_eq!(last, 1, "an unanswered publish was stored: {info:?}");
-        }
-    };
+    let ack = publish_once(&cluster, successor, "s.two", b"second").await;
     assert_eq!(ack["seq"], 2, "the new leader appends after what the old one acknowledged: {ack}");
 
     // Back from its store, the killed node catches up on what it missed.
     cluster.restart(leader).await;
     let replica = cluster.replica(leader, "S").await;
     assert_eq!(replica["state"]["last_seq"], 2, "{replica}");
+}
+
+/// Publishes `payload` on `subject` of stream `S` through node `i`, and returns the
+/// acknowledgement. While a leader is being elected or is taking over, a publish may go
+/// unanswered: it is sent again, with the same `Nats-Msg-Id`, so that JetStream stores it once.
+/// Fails the test if no leader takes it within 30 s.
+async fn publish_once(
+    cluster: &NatsCluster,
+    i: usize,
+    subject: &str,
+    payload: &[u8],
+) -> serde_json::Value {
+    let id = format!("{subject}-once");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let patience = Duration::from_secs(2);
+        if let Some(ack) = cluster.try_publish(i, subject, &id, payload, patience).await
+            && ack.get("seq").is_some()
+        {
+            return ack;
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader took the publish in 30 s");
+    }
 }

@@ -194,17 +194,20 @@ impl NatsCluster {
         request::request(addr, subject, payload).await
     }
 
-    /// As [`request`](NatsCluster::request), but `None` if no reply comes within `timeout`.
-    pub async fn try_request(
+    /// A publish to a stream's subject through node `i`, carrying `msg_id` as its `Nats-Msg-Id`,
+    /// which JetStream stores once however often it is sent: the acknowledgement, or `None` if
+    /// none comes within `timeout` (while the stream elects a leader, say).
+    pub async fn try_publish(
         &self,
         i: usize,
         subject: &str,
+        msg_id: &str,
         payload: &[u8],
         timeout: Duration,
     ) -> Option<Value> {
         let url = self.url(i);
         let addr = url.strip_prefix("nats://").expect("a nats:// URL");
-        request::try_request(addr, subject, payload, timeout).await
+        request::try_publish(addr, subject, msg_id, payload, timeout).await
     }
 
     /// Node `i`'s own replica of `stream`, as its `/jsz?streams=true` describes it: `state`

@@ -19,16 +19,32 @@ const INBOX: &str = "_INBOX.broker-tests";
 /// reply comes within [`REQUEST_TIMEOUT`] (a subject that nothing answers comes to this) or the
 /// server reports a protocol error.
 pub async fn request(addr: &str, subject: &str, payload: &[u8]) -> Value {
-    try_request(addr, subject, payload, REQUEST_TIMEOUT)
+    exchange(addr, subject, None, payload, REQUEST_TIMEOUT)
         .await
         .unwrap_or_else(|| panic!("no reply to {subject} from {addr} within {REQUEST_TIMEOUT:?}"))
 }
 
-/// As [`request`], but `None` if no reply comes within `timeout`: while a stream elects a
-/// leader, a request may go unanswered.
-pub async fn try_request(
+/// A publish to a stream, with `msg_id` as its `Nats-Msg-Id` header, and its reply, or `None` if
+/// none comes within `timeout` (while a stream elects a leader, a publish may go unanswered):
+/// JetStream stores one message per id within the stream's duplicate window, so a publish that
+/// went unanswered can be sent again without being stored twice (the reply then says
+/// `"duplicate": true`, with the first one's sequence).
+pub async fn try_publish(
     addr: &str,
     subject: &str,
+    msg_id: &str,
+    payload: &[u8],
+    timeout: Duration,
+) -> Option<Value> {
+    exchange(addr, subject, Some(msg_id), payload, timeout).await
+}
+
+/// Sends one message with a reply subject, with a `Nats-Msg-Id` header if `msg_id` is given,
+/// and waits up to `timeout` for the reply.
+async fn exchange(
+    addr: &str,
+    subject: &str,
+    msg_id: Option<&str>,
     payload: &[u8],
     timeout: Duration,
 ) -> Option<Value> {
@@ -41,9 +57,25 @@ pub async fn try_request(
         reader.read_line(&mut line).await.expect("read INFO");
         assert!(line.starts_with("INFO "), "nats-server greets with {line:?}, not INFO");
         let mut out = Vec::new();
-        out.extend_from_slice(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n");
+        // `headers` lets the connection send HPUB, a message with headers.
+        out.extend_from_slice(
+            b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n",
+        );
         out.extend_from_slice(format!("SUB {INBOX} 1\r\n").as_bytes());
-        out.extend_from_slice(format!("PUB {subject} {INBOX} {}\r\n", payload.len()).as_bytes());
+        match msg_id {
+            None => {
+                out.extend_from_slice(
+                    format!("PUB {subject} {INBOX} {}\r\n", payload.len()).as_bytes(),
+                );
+            }
+            Some(id) => {
+                let headers = format!("NATS/1.0\r\nNats-Msg-Id: {id}\r\n\r\n");
+                let total = headers.len() + payload.len();
+                let line = format!("HPUB {subject} {INBOX} {} {total}\r\n", headers.len());
+                out.extend_from_slice(line.as_bytes());
+                out.extend_from_slice(headers.as_bytes());
+            }
+        }
         out.extend_from_slice(payload);
         out.extend_from_slice(b"\r\n");
         writer.write_all(&out).await.expect("send the request");
