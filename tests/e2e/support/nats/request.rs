@@ -48,7 +48,7 @@ async fn exchange(
     payload: &[u8],
     timeout: Duration,
 ) -> Option<Value> {
-    let exchange = async {
+    let reply = async {
         let stream = TcpStream::connect(addr).await.expect("connect to nats-server");
         let (reader, mut writer) = stream.into_split();
         let mut reader = BufReader::new(reader);
@@ -101,5 +101,5 @@ async fn exchange(
             }
         }
     };
-    tokio::time::timeout(timeout, exchange).await.ok()
+    tokio::time::timeout(timeout, reply).await.ok()
 }
