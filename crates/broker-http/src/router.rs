@@ -211,9 +211,10 @@ fn ready(app: &App) -> Response<Body> {
 
 /// The Prometheus text exposition of every metric.
 fn metrics(app: &App) -> Result<Response<Body>, ApiError> {
-    let Some(text) = app.render_metrics() else {
+    let Some(mut text) = app.render_metrics() else {
         return Err(ApiError::NotFound("/metrics (metrics are not enabled)".into()));
     };
+    app.metrics().render_own(&mut text);
     let mut response = Response::new(Full::new(Bytes::from(text)).boxed_unsync());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
