@@ -26,12 +26,12 @@ pub(crate) const MAX_HEADERS: usize = 100;
 pub(crate) type Head = Request<Empty<Bytes>>;
 
 /// What the bytes read so far hold.
-pub(crate) enum Parsed {
-    /// A whole head, which took the first `len` bytes.
-    Complete { head: Box<Head>, len: usize },
+pub(crate) enum Parsed<T = Box<Head>> {
+    /// A whole head, read as a `T`, which took the first `len` bytes.
+    Complete { head: T, len: usize },
     /// The start of a head: more bytes are needed.
     Partial,
-    /// Not a well-formed HTTP/1.x request head.
+    /// Not a well-formed HTTP/1.x request head, or not one `read` accepts.
     Invalid,
 }
 
@@ -43,41 +43,64 @@ pub(crate) fn may_start_with(bytes: &[u8], prefix: &[u8]) -> bool {
 }
 
 /// Parses the request head at the start of `bytes`.
+///
+/// The head is a copy: it keeps no more than its own bytes, and none of the connection's buffer.
 pub(crate) fn parse(bytes: &[u8]) -> Parsed {
+    scan(bytes, |parsed, len| {
+        // One copy of the head, which the URI and every header value share: one allocation, not
+        // one per value.
+        build(parsed, bytes, Bytes::copy_from_slice(&bytes[..len])).map(Box::new)
+    })
+}
+
+/// Parses the request head at the start of `bytes` with httparse, and reads a whole one with
+/// `read`, given its length; a head `read` refuses is [`Parsed::Invalid`].
+pub(crate) fn scan<T>(
+    bytes: &[u8],
+    read: impl FnOnce(&httparse::Request<'_, '_>, usize) -> Option<T>,
+) -> Parsed<T> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    let len = match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Invalid,
-    };
-    // One copy of the head, which the URI and every header value share: one allocation, not one
-    // per value. The head keeps no more than its own bytes, and none of the connection's buffer.
-    let copy = Bytes::copy_from_slice(&bytes[..len]);
+    match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => {
+            read(&parsed, len).map_or(Parsed::Invalid, |head| Parsed::Complete { head, len })
+        }
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(_) => Parsed::Invalid,
+    }
+}
+
+/// The head that is the whole of `bytes`, whose URI and header values share `bytes` instead of
+/// copying them; `None` if it is not a well-formed head.
+pub(crate) fn parse_whole(bytes: &Bytes) -> Option<Head> {
+    match scan(bytes, |parsed, len| {
+        build(parsed, bytes, bytes.clone()).filter(|_| len == bytes.len())
+    }) {
+        Parsed::Complete { head, .. } => Some(head),
+        Parsed::Partial | Parsed::Invalid => None,
+    }
+}
+
+/// The head httparse read from `bytes`, with its URI and header values taken from `shared`, which
+/// holds the same bytes as the start of `bytes`.
+fn build(parsed: &httparse::Request<'_, '_>, bytes: &[u8], shared: Bytes) -> Option<Head> {
     let part = |slice: &[u8]| {
         // httparse hands out slices of the bytes it parses, so `slice` lies within the head.
         let start = slice.as_ptr().addr() - bytes.as_ptr().addr();
-        copy.slice(start..start + slice.len())
+        shared.slice(start..start + slice.len())
     };
     let mut head = Request::new(Empty::new());
-    let (Some(method), Some(path)) = (parsed.method, parsed.path) else { return Parsed::Invalid };
-    let (Ok(method), Ok(uri)) = (method.parse(), Uri::from_maybe_shared(part(path.as_bytes())))
-    else {
-        return Parsed::Invalid;
-    };
-    *head.method_mut() = method;
-    *head.uri_mut() = uri;
+    *head.method_mut() = parsed.method?.parse().ok()?;
+    *head.uri_mut() = Uri::from_maybe_shared(part(parsed.path?.as_bytes())).ok()?;
     *head.version_mut() =
         if parsed.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     let map = head.headers_mut();
     map.reserve(parsed.headers.len());
     for header in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(header.name.as_bytes());
-        let value = HeaderValue::from_maybe_shared(part(header.value));
-        let (Ok(name), Ok(value)) = (name, value) else { return Parsed::Invalid };
-        map.append(name, value);
+        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        map.append(name, HeaderValue::from_maybe_shared(part(header.value)).ok()?);
     }
-    Parsed::Complete { head: Box::new(head), len }
+    Some(head)
 }
 
 /// The least room a read of a head is given: enough for a typical insert, head and body, so

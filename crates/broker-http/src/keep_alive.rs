@@ -4,10 +4,10 @@
 //! Publishers send one insert after another on one connection, and hyper's machinery per
 //! request (a boxed service future, its buffers and dispatcher, the body's channel, the socket
 //! wrappers on every read and write) costs a large part of what the server spends on an insert.
-//! So a connection that opens with a plain insert is served here: each head is parsed once
-//! (`head.rs`), the body is read from the connection's one buffer as the route asks for it
-//! (`socket_body.rs`), the request is answered by the same [`handle`] as every other, and the
-//! answer goes out in one write. The buffers live as long as the connection and are reused.
+//! So a connection that opens with a plain insert is served here: each head is checked where it
+//! lies in the connection's one buffer, then taken out of it without a copy (`head.rs`), the body
+//! is read from that buffer as the route asks for it (`socket_body.rs`), the request is answered
+//! by the same [`handle`] as every other, and the answer goes out in one write. The buffers live as long as the connection and are reused.
 //!
 //! A request that is not a plain insert (another route or method, a chunked body, `Expect`,
 //! HTTP/1.0, an upgrade, a malformed or oversized head) ends the loop at its first byte: the
@@ -25,16 +25,16 @@ use std::io;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderMap, Method, Request, Response, Version};
+use http::{HeaderName, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep, sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
-use crate::head::{self, Head, MAX_REQUEST_HEAD, Parsed};
+use crate::head::{self, MAX_REQUEST_HEAD, Parsed};
 use crate::linger::Linger;
 use crate::metrics::CloseCause;
 use crate::socket_body::{BodyEnd, SocketBody};
@@ -50,10 +50,10 @@ const KEPT_CAPACITY: usize = 16 * 1024;
 /// The capacity buffers start with: a typical insert's head and body, or its answer.
 const INITIAL_CAPACITY: usize = 512;
 
-/// A plain insert's head, and what it says about its body and its connection.
+/// What a plain insert's head, at the start of the buffer, says about its body and its
+/// connection. The head itself is read once the loop takes its bytes out of the buffer.
 pub(crate) struct Insert {
-    head: Box<Head>,
-    /// The bytes the head took at the start of the buffer.
+    /// The bytes the head takes at the start of the buffer.
     head_len: usize,
     content_length: u64,
     /// The client asked to close the connection after this request.
@@ -86,10 +86,10 @@ pub(crate) fn classify(buffer: &[u8]) -> Next {
     if buffer.len() < PREFIX.len() {
         return Next::More;
     }
-    match head::parse(buffer) {
+    match head::scan(buffer, Insert::of) {
         // hyper answers a head over the limit with `431`; it is served there.
-        Parsed::Complete { len, .. } if len > MAX_REQUEST_HEAD => Next::Other,
-        Parsed::Complete { head, len } => Insert::of(head, len).map_or(Next::Other, Next::Insert),
+        Parsed::Complete { head, .. } if head.head_len > MAX_REQUEST_HEAD => Next::Other,
+        Parsed::Complete { head, .. } => Next::Insert(head),
         Parsed::Invalid => Next::Other,
         Parsed::Partial if buffer.len() >= MAX_REQUEST_HEAD => Next::Other,
         Parsed::Partial => Next::More,
@@ -97,46 +97,56 @@ pub(crate) fn classify(buffer: &[u8]) -> Next {
 }
 
 impl Insert {
-    /// `head`, if it is a plain insert: `POST /insert` over HTTP/1.1 with one `Content-Length`,
-    /// and without `Transfer-Encoding`, `Expect` or `Upgrade`, whose handling is hyper's.
-    fn of(head: Box<Head>, head_len: usize) -> Option<Insert> {
-        let headers = head.headers();
-        let plain = head.method() == Method::POST
-            && head.uri().path() == "/insert"
-            && head.version() == Version::HTTP_11
-            && !headers.contains_key(TRANSFER_ENCODING)
-            && !headers.contains_key(EXPECT)
-            && !headers.contains_key(UPGRADE);
+    /// The head httparse read, if it is a plain insert: `POST /insert` over HTTP/1.1 with one
+    /// `Content-Length`, and without `Transfer-Encoding`, `Expect` or `Upgrade`, whose handling
+    /// is hyper's.
+    fn of(head: &httparse::Request<'_, '_>, head_len: usize) -> Option<Insert> {
+        let path = head.path?;
+        let plain = head.method == Some("POST")
+            && path.split_once('?').map_or(path, |(path, _)| path) == "/insert"
+            && head.version == Some(1)
+            && !head.headers.iter().any(|header| {
+                [TRANSFER_ENCODING, EXPECT, UPGRADE]
+                    .iter()
+                    .any(|name| header.name.eq_ignore_ascii_case(name.as_str()))
+            });
         if !plain {
             return None;
         }
-        let content_length = content_length(headers)?;
-        let close = wants_close(headers);
-        Some(Insert { head, head_len, content_length, close })
+        let content_length = content_length(values(head, &CONTENT_LENGTH))?;
+        let close = wants_close(values(head, &CONNECTION));
+        Some(Insert { head_len, content_length, close })
     }
 }
 
-/// The one `Content-Length` of `headers`, digits only; `None` for none, several, or a malformed
-/// one, which hyper answers.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(CONTENT_LENGTH).iter();
-    let value = values.next()?;
+/// The values of the header `name` in `head`.
+fn values<'a>(
+    head: &'a httparse::Request<'_, '_>,
+    name: &'static HeaderName,
+) -> impl Iterator<Item = &'a [u8]> {
+    let headers = head.headers.iter();
+    headers.filter(|header| header.name.eq_ignore_ascii_case(name.as_str())).map(|h| h.value)
+}
+
+/// The one `Content-Length` among `values`, digits only; `None` for none, several, or a
+/// malformed one, which hyper answers.
+fn content_length<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<u64> {
+    let digits = values.next()?;
     if values.next().is_some() {
         return None;
     }
-    let digits = value.as_bytes();
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// Whether any `Connection` header carries the `close` option.
-fn wants_close(headers: &HeaderMap) -> bool {
-    headers.get_all(CONNECTION).iter().any(|value| {
-        value.to_str().is_ok_and(|value| {
-            value.split(',').any(|option| option.trim().eq_ignore_ascii_case("close"))
-        })
+/// Whether any of the `Connection` header's `values` carries the `close` option.
+fn wants_close<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> bool {
+    values.any(|value| {
+        value
+            .split(|&byte| byte == b',')
+            .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"))
     })
 }
 
@@ -164,8 +174,17 @@ where
     let mut out = Vec::with_capacity(INITIAL_CAPACITY);
     let mut insert = first;
     loop {
-        let Insert { head, head_len, content_length, close } = insert;
-        buffer.advance(head_len);
+        let Insert { head_len, content_length, close } = insert;
+        // The head shares the buffer's memory, as the body does, which the buffer takes back
+        // for the next request once both are dropped.
+        let bytes = buffer.split_to(head_len).freeze();
+        let Some(head) = head::parse_whole(&bytes) else {
+            // httparse took it, the `http` types did not (a byte a header value may not hold):
+            // hyper answers it, from the same bytes.
+            put_back(buffer, &bytes);
+            return Outcome::Hyper;
+        };
+        drop(bytes);
         let mut body = SocketBody::new(&mut *buffer, &mut *stream, content_length);
         let (parts, _) = head.into_parts();
         let response = handle(app, Request::from_parts(parts, &mut body)).await;
@@ -199,6 +218,14 @@ where
             Err(outcome) => return outcome,
         };
     }
+}
+
+/// Puts `head` back in front of what `buffer` holds.
+fn put_back(buffer: &mut BytesMut, head: &[u8]) {
+    let mut whole = BytesMut::with_capacity(head.len() + buffer.len());
+    whole.extend_from_slice(head);
+    whole.extend_from_slice(buffer);
+    *buffer = whole;
 }
 
 /// Reads until the buffer starts with a whole plain insert head, or with anything else.
