@@ -69,22 +69,25 @@ impl fmt::Display for Json {
 /// valid JSON grammar, but no Unicode string, and strict parsers (I-JSON, RFC 7493) refuse it.
 fn compact(json: &str) -> Result<String, Error> {
     let bytes = json.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+    let mut out = String::with_capacity(json.len());
+    // The text from `kept` to `at` is copied as it is, in one piece, when white space or the end
+    // comes: data without white space is copied once, whole.
+    let mut kept = 0;
     let mut at = 0;
     while let Some(&byte) = bytes.get(at) {
-        if byte == b'"' {
-            let end = string_end(bytes, at + 1)?;
-            out.extend_from_slice(&bytes[at..end]);
-            at = end;
-        } else {
-            if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
-                out.push(byte);
+        match byte {
+            b'"' => at = string_end(bytes, at + 1)?,
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                // Every cut is at an ASCII byte, so each piece is whole UTF-8.
+                out.push_str(&json[kept..at]);
+                at += 1;
+                kept = at;
             }
-            at += 1;
+            _ => at += 1,
         }
     }
-    // Whole strings and ASCII tokens were copied, so the text is still UTF-8.
-    String::from_utf8(out).map_err(|error| Error::InvalidData(error.to_string()))
+    out.push_str(&json[kept..]);
+    Ok(out)
 }
 
 /// The index just past the closing quote of the string whose contents start at `at`, checking
@@ -92,9 +95,12 @@ fn compact(json: &str) -> Result<String, Error> {
 fn string_end(bytes: &[u8], mut at: usize) -> Result<usize, Error> {
     let unterminated = || Error::InvalidData("unterminated string".into());
     loop {
-        match *bytes.get(at).ok_or_else(unterminated)? {
-            b'"' => return Ok(at + 1),
-            b'\\' if bytes.get(at + 1) == Some(&b'u') => {
+        // Strings are most of most data: skipped to their next quote or escape at once.
+        at += memchr::memchr2(b'"', b'\\', bytes.get(at..).ok_or_else(unterminated)?)
+            .ok_or_else(unterminated)?;
+        match bytes[at..] {
+            [b'"', ..] => return Ok(at + 1),
+            [b'\\', b'u', ..] => {
                 let unit = utf16_escape(bytes, at)?;
                 at += 6;
                 if (0xDC00..0xE000).contains(&unit) {
@@ -109,8 +115,7 @@ fn string_end(bytes: &[u8], mut at: usize) -> Result<usize, Error> {
                     at += 6;
                 }
             }
-            b'\\' => at += 2,
-            _ => at += 1,
+            _ => at += 2,
         }
     }
 }
@@ -145,6 +150,8 @@ mod tests {
         check("1.0e+2", "1.0e+2");
         check("\"line\\nbreak\"", r#""line\nbreak""#);
         check("\"\u{2028} 🦀 \"", "\"\u{2028} 🦀 \"");
+        check(" [ \"é\" , \"\\\\\\\"\" ,\"\\u00e9 \"] ", r#"["é","\\\"","\u00e9 "]"#);
+        check("\"\\\\\"", r#""\\""#);
     }
 
     #[test]
