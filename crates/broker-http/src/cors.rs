@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::AllowOrigin;
 use crate::body::{Body, empty_response};
+use crate::insert::IDEMPOTENCY_KEY;
 
 /// Headers a page may send: the body type of inserts, bearer tokens, the resume position of
 /// event streams, and the key that makes an insert safe to retry.
@@ -14,7 +15,7 @@ const ALLOWED_HEADERS: [HeaderName; 4] = [
     header::CONTENT_TYPE,
     header::AUTHORIZATION,
     HeaderName::from_static("last-event-id"),
-    HeaderName::from_static("idempotency-key"),
+    IDEMPOTENCY_KEY,
 ];
 
 impl AllowOrigin {

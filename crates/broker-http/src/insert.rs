@@ -3,16 +3,19 @@
 
 use broker_auth::Access;
 use broker_core::{Json, validate_event_name};
-use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode, header};
 use http_body::Body as HttpBody;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use crate::App;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
 use crate::insert_body::{InsertBody, InsertRequest, parse};
 use crate::json::{write_version, write_versions};
+
+/// The header that makes an insert safe to retry.
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 pub(crate) async fn insert<B>(
     app: &App,
@@ -103,7 +106,7 @@ fn at(index: usize, field: &str, error: ApiError) -> ApiError {
 /// The `Idempotency-Key` header, if the request has one; more than one is an error, since which
 /// one the client meant cannot be known.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let mut values = headers.get_all("idempotency-key").iter();
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(ApiError::InvalidIdempotencyKey("send one Idempotency-Key header".into()));
@@ -146,6 +149,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the whole body, refusing one larger than `max` without reading past the limit.
+///
+/// A body that comes in one piece, as a publisher's usually does, is that piece, neither copied
+/// nor gathered in a list.
 async fn read_body<B>(request: Request<B>, max: usize) -> Result<Bytes, ApiError>
 where
     B: HttpBody<Data = Bytes>,
@@ -156,9 +162,24 @@ where
     if declared.is_some_and(|len| len > max as u64) {
         return Err(ApiError::PayloadTooLarge(max));
     }
-    match Limited::new(request.into_body(), max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge(max)),
-        Err(error) => Err(ApiError::BadBody(error.to_string())),
+    let mut body = std::pin::pin!(request.into_body());
+    let mut first = Bytes::new();
+    let mut rest = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| ApiError::BadBody(error.to_string()))?;
+        // Trailers, which an insert does not read.
+        let Ok(data) = frame.into_data() else { continue };
+        if first.len() + rest.len() + data.len() > max {
+            return Err(ApiError::PayloadTooLarge(max));
+        }
+        if first.is_empty() {
+            first = data;
+        } else {
+            if rest.is_empty() {
+                rest.extend_from_slice(&first);
+            }
+            rest.extend_from_slice(&data);
+        }
     }
+    Ok(if rest.is_empty() { first } else { rest.freeze() })
 }
