@@ -163,23 +163,60 @@ where
         return Err(ApiError::PayloadTooLarge(max));
     }
     let mut body = std::pin::pin!(request.into_body());
+    // The body while it is one chunk; once a second comes, the copy they are gathered in.
     let mut first = Bytes::new();
-    let mut rest = BytesMut::new();
+    let mut gathered: Option<BytesMut> = None;
+    let mut len = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| ApiError::BadBody(error.to_string()))?;
         // Trailers, which an insert does not read.
         let Ok(data) = frame.into_data() else { continue };
-        if first.len() + rest.len() + data.len() > max {
+        len += data.len();
+        if len > max {
             return Err(ApiError::PayloadTooLarge(max));
         }
-        if first.is_empty() {
-            first = data;
-        } else {
-            if rest.is_empty() {
-                rest.extend_from_slice(&first);
+        match &mut gathered {
+            Some(gathered) => gathered.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut both = BytesMut::with_capacity(len);
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&data);
+                gathered = Some(both);
             }
-            rest.extend_from_slice(&data);
         }
     }
-    Ok(if rest.is_empty() { first } else { rest.freeze() })
+    Ok(gathered.map_or(first, BytesMut::freeze))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    use super::read_body;
+    use crate::error::ApiError;
+
+    /// Reads a body that comes in `chunks`, with the limit `max`.
+    async fn read(chunks: &[&'static str], max: usize) -> Result<Bytes, ApiError> {
+        let frames =
+            chunks.iter().map(|chunk| Ok::<_, Infallible>(Frame::data(Bytes::from(*chunk))));
+        let body = StreamBody::new(futures_util::stream::iter(frames.collect::<Vec<_>>()));
+        read_body(Request::new(body), max).await
+    }
+
+    #[tokio::test]
+    async fn bodies_in_one_chunk_or_many_are_read_whole_up_to_the_limit() {
+        assert_eq!(read(&["abcdef"], 6).await.ok(), Some(Bytes::from("abcdef")));
+        assert_eq!(read(&["", "ab", "", "cd", "ef"], 6).await.ok(), Some(Bytes::from("abcdef")));
+        assert_eq!(read(&[], 6).await.ok(), Some(Bytes::new()));
+        for chunks in [&["abcdefg"][..], &["ab", "cd", "efg"], &["abcdef", "g"]] {
+            let refused = read(chunks, 6).await;
+            assert!(matches!(refused, Err(ApiError::PayloadTooLarge(6))), "{chunks:?}");
+        }
+    }
 }
