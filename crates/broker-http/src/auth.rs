@@ -12,6 +12,7 @@ use headers::{Cookie, HeaderMapExt};
 use http::{HeaderMap, Uri, header};
 
 use crate::error::ApiError;
+use crate::head;
 
 /// The query parameter a token may be sent in.
 const QUERY_PARAMETER: &str = "access_token";
@@ -57,6 +58,31 @@ pub(crate) fn access(
     Ok(verifier.access(token.as_deref())?)
 }
 
+/// [`access`] for a request whose `Authorization` header is `authorization`, when that header
+/// settles it: authorization is off, or the header is there (a token in it is the only one read).
+/// `None` when the token may be in a cookie or the query, which only [`access`] reads.
+pub(crate) fn access_by_header(
+    verifier: Option<&Verifier>,
+    authorization: Option<&[u8]>,
+) -> Option<Result<Access, ApiError>> {
+    let Some(verifier) = verifier else { return Some(Ok(Access::Open)) };
+    let token = authorization.map(bearer)?;
+    Some(token.and_then(|token| Ok(verifier.access(Some(token))?)))
+}
+
+/// The token of an `Authorization: Bearer <token>` header's value.
+fn bearer(value: &[u8]) -> Result<&str, ApiError> {
+    let value = head::visible_ascii(value).unwrap_or_default();
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    token.ok_or_else(|| {
+        ApiError::InvalidToken("the Authorization header must be `Bearer <token>`".into())
+    })
+}
+
 /// The token in the `Authorization` header, the cookie or the query, in that order.
 fn find_token(
     cookie: Option<&str>,
@@ -64,18 +90,7 @@ fn find_token(
     uri: &Uri,
 ) -> Result<Option<String>, ApiError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().unwrap_or_default();
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty());
-        return match token {
-            Some(token) => Ok(Some(token.to_owned())),
-            None => Err(ApiError::InvalidToken(
-                "the Authorization header must be `Bearer <token>`".into(),
-            )),
-        };
+        return bearer(value.as_bytes()).map(|token| Some(token.to_owned()));
     }
     let cookie = cookie.and_then(|name| {
         headers.typed_get::<Cookie>().and_then(|cookies| cookies.get(name).map(str::to_owned))

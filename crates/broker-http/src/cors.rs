@@ -1,7 +1,7 @@
 //! Cross-origin resource sharing: the headers that let pages on other origins use the broker.
 
+use headers::HeaderMapExt;
 use headers::{AccessControlAllowHeaders, AccessControlAllowMethods, AccessControlMaxAge};
-use headers::{HeaderMapExt, Vary};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ const ALLOWED_HEADERS: [HeaderName; 4] = [
 ];
 
 impl AllowOrigin {
-    /// Adds the CORS headers for a request from `origin` to `response`.
+    /// The CORS header lines of the answer to a request from `origin`.
     ///
     /// A listed origin is echoed back with `Vary: Origin` (the answer depends on it); an origin
     /// that is not listed gets no `Access-Control-Allow-Origin`, so the browser keeps the response
@@ -28,34 +28,31 @@ impl AllowOrigin {
     /// With `credentials` (tokens in cookies), an allowed origin also gets
     /// `Access-Control-Allow-Credentials: true`. Browsers refuse credentials with `*`, so the
     /// server's configuration refuses that combination at start-up.
-    pub(crate) fn apply(
+    pub(crate) fn lines(
         &self,
         origin: Option<&HeaderValue>,
         credentials: bool,
-        response: &mut Response<Body>,
-    ) {
-        let headers = response.headers_mut();
+    ) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+        let mut lines = [None, None, None];
         match self {
             AllowOrigin::Any => {
-                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+                lines[0] =
+                    Some((header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")));
             }
             AllowOrigin::List(allowed) => {
-                headers.typed_insert(Vary::from_iter([header::ORIGIN]));
+                lines[0] = Some((header::VARY, HeaderValue::from_static("origin")));
                 if let Some(origin) = origin.filter(|origin| allowed.contains(origin)) {
-                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                    lines[1] = Some((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
                     if credentials {
-                        headers.insert(
-                            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                            HeaderValue::from_static("true"),
-                        );
+                        let allow = HeaderValue::from_static("true");
+                        lines[2] = Some((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, allow));
                     }
                 }
             }
         }
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("link, broker-start"),
-        );
+        let expose =
+            (header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("link, broker-start"));
+        lines.into_iter().flatten().chain([expose])
     }
 }
 

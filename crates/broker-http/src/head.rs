@@ -4,6 +4,7 @@
 //! hyper parses and writes the heads of every other request; every path takes its limits from
 //! here, so that a request is refused the same way whichever path reads it.
 
+use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -103,6 +104,39 @@ fn build(parsed: &httparse::Request<'_, '_>, bytes: &[u8], shared: Bytes) -> Opt
     Some(head)
 }
 
+/// A request's header lines, as hyper read them (a `HeaderMap`) or as the transport did (with
+/// httparse): what a route reads of them, it reads through this, whichever path serves it.
+pub(crate) trait Headers {
+    /// The values of every line named `name`, in order.
+    fn lines<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]>;
+
+    /// The value of the first line named `name`.
+    fn line<'a>(&'a self, name: &'a HeaderName) -> Option<&'a [u8]> {
+        self.lines(name).next()
+    }
+}
+
+impl Headers for HeaderMap {
+    fn lines<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        self.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }
+}
+
+impl Headers for [httparse::Header<'_>] {
+    fn lines<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
+        let named =
+            |header: &&httparse::Header<'_>| header.name.eq_ignore_ascii_case(name.as_str());
+        self.iter().filter(named).map(|header| header.value)
+    }
+}
+
+/// A header value as text, when it is visible ASCII (and tabs), as `HeaderValue::to_str` reads
+/// one.
+pub(crate) fn visible_ascii(value: &[u8]) -> Option<&str> {
+    let visible = value.iter().all(|&byte| byte == b'\t' || (0x20..0x7f).contains(&byte));
+    std::str::from_utf8(value).ok().filter(|_| visible)
+}
+
 /// The least room a read of a head is given: enough for a typical insert, head and body, so
 /// that it takes one read.
 const READ_ROOM: usize = 512;
@@ -166,9 +200,9 @@ pub(crate) fn encode<B>(response: &Response<B>) -> Bytes {
 
 /// Appends to `out` the status line and `headers` as HTTP/1.1, then `Date` (unless `headers` has
 /// one), `Content-Length` when given, `Connection: close` when `close`, and the empty line.
-pub(crate) fn encode_into(
+pub(crate) fn encode_into<N: Borrow<HeaderName>, V: Borrow<HeaderValue>>(
     status: StatusCode,
-    headers: &HeaderMap,
+    headers: impl IntoIterator<Item = (N, V)>,
     content_length: Option<usize>,
     close: bool,
     out: &mut Vec<u8>,
@@ -178,13 +212,16 @@ pub(crate) fn encode_into(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut dated = false;
     for (name, value) in headers {
+        let (name, value) = (name.borrow(), value.borrow());
+        dated |= name == DATE;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !headers.contains_key(DATE) {
+    if !dated {
         out.extend_from_slice(b"date: ");
         with_date(|date| out.extend_from_slice(date));
         out.extend_from_slice(b"\r\n");

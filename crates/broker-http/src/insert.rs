@@ -4,13 +4,14 @@
 use broker_auth::Access;
 use broker_core::{Json, validate_event_name};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, Request, Response, StatusCode, header};
+use http::{HeaderName, Request, Response, StatusCode, header};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 
 use crate::App;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
+use crate::head::{self, Headers};
 use crate::insert_body::{InsertBody, InsertRequest, parse};
 use crate::json::{write_version, write_versions};
 
@@ -26,13 +27,31 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    check_content_type(request.headers())?;
-    let idempotency_key = idempotency_key(request.headers())?;
+    let idempotency_key = check_head(request.headers())?;
     let config = app.config();
     let body = tokio::time::timeout(config.body_timeout, read_body(request, config.max_body))
         .await
         .map_err(|_| ApiError::BodyTimeout(config.body_timeout))??;
-    let parsed = match parse(&body)? {
+    let answer = store(app, access, &body, idempotency_key).await?;
+    Ok(json_response(StatusCode::CREATED, answer))
+}
+
+/// Checks what an insert's head says about its body (`Content-Type`, `Content-Encoding`) before
+/// the body is read, and returns its `Idempotency-Key`, if it has one.
+pub(crate) fn check_head(headers: &(impl Headers + ?Sized)) -> Result<Option<String>, ApiError> {
+    check_content_type(headers)?;
+    idempotency_key(headers)
+}
+
+/// Stores what `body` asks for, as far as `access` allows it, and returns the answer's JSON: the
+/// stored version, or the array of the stored versions.
+pub(crate) async fn store(
+    app: &App,
+    access: &Access,
+    body: &[u8],
+    idempotency_key: Option<String>,
+) -> Result<Vec<u8>, ApiError> {
+    let parsed = match parse(body)? {
         InsertBody::One(parsed) => parsed,
         InsertBody::Many(elements) => {
             return insert_many(app, access, elements, idempotency_key).await;
@@ -47,7 +66,7 @@ where
     };
     let mut out = Vec::with_capacity(64 + entry.data().len() + entry.event().len());
     write_version(&mut out, entry.version());
-    Ok(json_response(StatusCode::CREATED, out))
+    Ok(out)
 }
 
 /// Stores the versions of an array body in one commit, all or nothing, and answers them as an
@@ -61,7 +80,7 @@ async fn insert_many(
     access: &Access,
     elements: Vec<InsertRequest<'_>>,
     idempotency_key: Option<String>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     if elements.is_empty() {
         return Err(ApiError::EmptyArray);
     }
@@ -87,7 +106,7 @@ async fn insert_many(
     let entries = broker.insert_many(versions, idempotency_key.as_deref()).await?;
     let mut out = Vec::with_capacity(size);
     write_versions(&mut out, entries.iter().map(|entry| entry.version()));
-    Ok(json_response(StatusCode::CREATED, out))
+    Ok(out)
 }
 
 /// `error`, refusing element `index` of an array, with its message prefixed by where it is:
@@ -105,13 +124,14 @@ fn at(index: usize, field: &str, error: ApiError) -> ApiError {
 
 /// The `Idempotency-Key` header, if the request has one; more than one is an error, since which
 /// one the client meant cannot be known.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+fn idempotency_key(headers: &(impl Headers + ?Sized)) -> Result<Option<String>, ApiError> {
+    let name = IDEMPOTENCY_KEY;
+    let mut values = headers.lines(&name);
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(ApiError::InvalidIdempotencyKey("send one Idempotency-Key header".into()));
     }
-    let key = value.to_str().map_err(|_| {
+    let key = head::visible_ascii(value).ok_or_else(|| {
         ApiError::InvalidIdempotencyKey("the Idempotency-Key must be visible ASCII".into())
     })?;
     // RFC 9110 allows a quoted string; the key is what is inside the quotes.
@@ -122,9 +142,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Accepts `application/json` in UTF-8 (with or without `charset=utf-8`), sent as it is: another
 /// charset or a content coding such as gzip would be stored as bytes the broker cannot read, so
 /// both are refused rather than ignored.
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_content_type(headers: &(impl Headers + ?Sized)) -> Result<(), ApiError> {
     let refused = |message: String| Err(ApiError::UnsupportedMediaType(message));
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    let content_type = headers.line(&header::CONTENT_TYPE).and_then(head::visible_ascii);
     let mut parts = content_type.unwrap_or_default().split(';');
     let essence = parts.next().unwrap_or_default().trim();
     if !essence.eq_ignore_ascii_case("application/json") {
@@ -137,8 +157,8 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
             return refused(format!("the body must be UTF-8 JSON, not charset={value}"));
         }
     }
-    for value in headers.get_all(header::CONTENT_ENCODING) {
-        let mut codings = value.to_str().unwrap_or("?").split(',').map(str::trim);
+    for value in headers.lines(&header::CONTENT_ENCODING) {
+        let mut codings = head::visible_ascii(value).unwrap_or("?").split(',').map(str::trim);
         if let Some(coding) = codings.find(|c| !c.eq_ignore_ascii_case("identity")) {
             return refused(format!(
                 "the body must be sent uncompressed; Content-Encoding {coding} is not accepted"

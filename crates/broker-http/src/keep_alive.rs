@@ -34,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep, sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
+use crate::buffered_insert::{self, Answer, Prepared};
 use crate::head::{self, MAX_REQUEST_HEAD, Parsed};
 use crate::linger::Linger;
 use crate::metrics::CloseCause;
@@ -175,26 +176,41 @@ where
     let mut insert = first;
     loop {
         let Insert { head_len, content_length, close } = insert;
-        // The head shares the buffer's memory, as the body does, which the buffer takes back
-        // for the next request once both are dropped.
-        let bytes = buffer.split_to(head_len).freeze();
-        let Some(head) = head::parse_whole(&bytes) else {
-            // httparse took it, the `http` types did not (a byte a header value may not hold):
-            // hyper answers it, from the same bytes.
-            put_back(buffer, &bytes);
-            return Outcome::Hyper;
+        let (answer, end) = match take_buffered(app, buffer, head_len, content_length) {
+            Some((prepared, request)) => {
+                let answer = buffered_insert::answer(app, prepared, &request, head_len).await;
+                (answer, BodyEnd::Consumed)
+            }
+            None => {
+                // The head shares the buffer's memory, as the body does, which the buffer takes
+                // back for the next request once both are dropped.
+                let bytes = buffer.split_to(head_len).freeze();
+                let Some(head) = head::parse_whole(&bytes) else {
+                    // httparse took it, the `http` types did not (a byte a header value may not
+                    // hold): hyper answers it, from the same bytes.
+                    put_back(buffer, &bytes);
+                    return Outcome::Hyper;
+                };
+                drop(bytes);
+                let mut body = SocketBody::new(&mut *buffer, &mut *stream, content_length);
+                let (parts, _) = head.into_parts();
+                let response = handle(app, Request::from_parts(parts, &mut body)).await;
+                (Answer::Other(response), body.finish())
+            }
         };
-        drop(bytes);
-        let mut body = SocketBody::new(&mut *buffer, &mut *stream, content_length);
-        let (parts, _) = head.into_parts();
-        let response = handle(app, Request::from_parts(parts, &mut body)).await;
-        let end = body.finish();
         // Checked once the answer is known: a request in flight when shutdown begins is
         // answered, and the connection then closes.
         let keep_alive = !close && end == BodyEnd::Consumed && !app.shutdown_token().is_cancelled();
-        if let Err(error) =
-            write(stream, response, keep_alive, &mut out, config.write_timeout).await
-        {
+        let written = match answer {
+            Answer::Stored(stored) => {
+                stored.encode(app, keep_alive, &mut out);
+                send(stream, &out, config.write_timeout).await
+            }
+            Answer::Other(response) => {
+                write(stream, response, keep_alive, &mut out, config.write_timeout).await
+            }
+        };
+        if let Err(error) = written {
             return Outcome::Closed(write_failure(&error));
         }
         if !keep_alive {
@@ -218,6 +234,22 @@ where
             Err(outcome) => return outcome,
         };
     }
+}
+
+/// The request at the start of `buffer`, taken out of it, when its head (`head_len` bytes) and
+/// its body are all there and `buffered_insert` serves it.
+fn take_buffered(
+    app: &App,
+    buffer: &mut BytesMut,
+    head_len: usize,
+    content_length: u64,
+) -> Option<(Prepared, Bytes)> {
+    // A body over the limit is refused by the route, before it is read.
+    let body_len =
+        usize::try_from(content_length).ok().filter(|&len| len <= app.config().max_body)?;
+    let len = head_len.checked_add(body_len).filter(|&len| len <= buffer.len())?;
+    let prepared = buffered_insert::prepare(app, &buffer[..head_len])?;
+    Some((prepared, buffer.split_to(len).freeze()))
 }
 
 /// Puts `head` back in front of what `buffer` holds.
@@ -276,8 +308,17 @@ async fn write(
     out.clear();
     head::encode_into(parts.status, &parts.headers, Some(body.len()), !keep_alive, out);
     out.extend_from_slice(&body);
+    send(stream, out, write_timeout).await
+}
+
+/// Writes `bytes` whole, and flushes them (a TLS stream holds written bytes back until then).
+async fn send(
+    stream: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+    write_timeout: Duration,
+) -> io::Result<()> {
     let mut stream = StallGuard::new(&mut *stream, write_timeout);
-    stream.write_all(out).await?;
+    stream.write_all(bytes).await?;
     stream.flush().await
 }
 

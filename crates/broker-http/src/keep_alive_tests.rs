@@ -308,3 +308,102 @@ async fn shutdown_closes_idle_connections_at_once_and_answers_requests_in_flight
     served.expect("shutdown ends well before its deadline").expect("the accept loop");
     assert!(started.elapsed() < Duration::from_secs(5), "shut down in {:?}", started.elapsed());
 }
+
+/// An insert served from the bytes of its request (`buffered_insert.rs`) is answered as
+/// `handle` answers it through hyper: the same status, header lines and body, token, CORS and
+/// idempotency included.
+#[tokio::test]
+async fn inserts_served_from_the_buffer_are_answered_as_through_hyper() {
+    use broker_auth::{Claims, Pattern, Scopes, SigningKey, Verifier};
+
+    const SECRET: &[u8] = b"a keep-alive test secret of 32 bytes or more";
+    let claims = Claims {
+        sub: Some("publisher".into()),
+        exp: 4_102_444_800, // 2100-01-01
+        nbf: None,
+        iat: None,
+        aud: None,
+        iss: None,
+        broker: Scopes { insert: vec![Pattern::new("ok.*")], ..Scopes::default() },
+    };
+    let token = SigningKey::hs256(SECRET).sign(&claims).expect("sign");
+    let config = HttpConfig {
+        // A cookie name makes allowed origins get `Access-Control-Allow-Credentials`.
+        auth: Some(Verifier::hs256(SECRET).cookie("t")),
+        allow_origin: "http://page".parse().expect("an origin"),
+        ..HttpConfig::default()
+    };
+    let server = Server::start(config).await;
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let request = |event: &str, extra: &str| insert_with(event, &format!("{bearer}{extra}"));
+    let cases = [
+        ("stored, from an allowed origin", request("ok.a", "Origin: http://page\r\n")),
+        ("stored, from another origin", request("ok.b", "Origin: http://elsewhere\r\n")),
+        ("stored, with a key", request("ok.c", "Idempotency-Key: k1\r\n")),
+        ("stored again under the same key", request("ok.c", "Idempotency-Key: k1\r\n")),
+        ("an event out of the token's scope", request("no", "Origin: http://page\r\n")),
+        ("two keys", request("ok.d", "Idempotency-Key: a\r\nIdempotency-Key: b\r\n")),
+        ("another scheme", insert_with("ok.e", "Authorization: Basic eDp5\r\n")),
+        ("no token", insert_with("ok.f", "")),
+        ("a token in the query", {
+            let query = format!("/insert?access_token={token}");
+            let request = String::from_utf8(insert("ok.g")).expect("ASCII");
+            request.replacen("/insert", &query, 1).into_bytes()
+        }),
+        ("another content type", {
+            let request = String::from_utf8(request("ok.h", "")).expect("ASCII");
+            request.replace("application/json", "text/plain").into_bytes()
+        }),
+        ("malformed JSON", {
+            let body = r#"{"event":"ok.i","data":}"#;
+            format!(
+                "POST /insert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{bearer}\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }),
+    ];
+    // What an answer says, but for its date and the id and time a new version is given.
+    let seen = |reply: Reply| {
+        let mut headers = reply.headers;
+        headers.retain(|(name, _)| name != "date");
+        headers.sort();
+        let mut body = serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
+        let id = body.get("id").and_then(serde_json::Value::as_u64);
+        for field in ["id", "timestamp"] {
+            body.as_object_mut().and_then(|body| body.remove(field));
+        }
+        (reply.status, headers, body, id)
+    };
+    let mut buffered = server.connect().await;
+    buffered.send(&insert_with("ok.first", &bearer)).await;
+    assert_eq!(buffered.reply().await.expect("an answer").status, 201);
+    let mut hyper = server.connect().await;
+    hyper.send(HEALTHZ).await;
+    assert_eq!(hyper.reply().await.expect("an answer").status, 200);
+    let mut ids = Vec::new();
+    for (case, request) in cases {
+        buffered.send(&request).await;
+        let (status, headers, body, id) = seen(buffered.reply().await.expect("an answer"));
+        hyper.send(&request).await;
+        let through_hyper = seen(hyper.reply().await.expect("an answer"));
+        assert_eq!(
+            (status, &headers, &body),
+            (through_hyper.0, &through_hyper.1, &through_hyper.2),
+            "{case}"
+        );
+        ids.push((case, status, id, through_hyper.3));
+    }
+    let status = |case: &str| ids.iter().find(|(name, ..)| *name == case).map(|found| found.1);
+    assert_eq!(status("stored, from an allowed origin"), Some(201));
+    assert_eq!(status("an event out of the token's scope"), Some(403));
+    assert_eq!(status("another scheme"), Some(401));
+    assert_eq!(status("a token in the query"), Some(201));
+    assert_eq!(status("another content type"), Some(415));
+    assert_eq!(status("malformed JSON"), Some(400));
+    // The key's second use answers with the version its first use stored, on either path.
+    let [first, again] = ["stored, with a key", "stored again under the same key"]
+        .map(|case| ids.iter().find(|(name, ..)| *name == case).expect("a case"));
+    assert_eq!((again.2, again.3), (first.2, first.3));
+}

@@ -40,7 +40,8 @@
 //!   connection's TLS handshake.
 //! - `direct.rs`: responses written straight to the socket: event streams, refusals.
 //! - `keep_alive.rs`: publishers' connections, `POST /insert` after `POST /insert`, served
-//!   without hyper until a request comes that hyper must answer.
+//!   without hyper until a request comes that hyper must answer; `buffered_insert.rs`: those
+//!   inserts whose whole request is in the buffer, answered from its bytes.
 //! - `h2_frames.rs`: HTTP/2 frame heads as bytes; `h2_flood.rs`: the socket wrapper that closes a
 //!   connection flooding the server with control frames; `h2_streams.rs`: each HTTP/2 stream
 //!   as a task, and the watchdog that resets one whose client opens no flow-control window.
@@ -70,6 +71,7 @@ mod audit;
 mod auth;
 mod backup;
 mod body;
+mod buffered_insert;
 mod config;
 mod connection;
 mod cors;

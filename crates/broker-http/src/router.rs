@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use broker_auth::Access;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Full};
 
@@ -114,17 +114,27 @@ pub(crate) fn refuse_busy(app: &App, head: Option<&Head>) -> Response<Body> {
 
 /// The last step of every response the transport gives: the CORS headers, and over TLS the HSTS
 /// policy, if there is one.
-fn respond(
+pub(crate) fn respond(
     app: &App,
     origin: Option<&HeaderValue>,
     mut response: Response<Body>,
 ) -> Response<Body> {
-    let credentials = app.config().auth.as_ref().is_some_and(|auth| auth.cookie_name().is_some());
-    app.config().allow_origin.apply(origin, credentials, &mut response);
-    if let Some(hsts) = app.hsts() {
-        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    let headers = response.headers_mut();
+    for (name, value) in answer_lines(app, origin) {
+        headers.insert(name, value);
     }
     response
+}
+
+/// The header lines [`respond`] adds to the answer to a request from `origin`.
+pub(crate) fn answer_lines(
+    app: &App,
+    origin: Option<&HeaderValue>,
+) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+    let credentials = app.config().auth.as_ref().is_some_and(|auth| auth.cookie_name().is_some());
+    let cors = app.config().allow_origin.lines(origin, credentials);
+    let hsts = app.hsts().map(|hsts| (header::STRICT_TRANSPORT_SECURITY, hsts.clone()));
+    cors.chain(hsts)
 }
 
 async fn dispatch<B>(

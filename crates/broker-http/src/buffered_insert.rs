@@ -1,0 +1,120 @@
+//! An insert whose whole request, head and body, is in the keep-alive loop's buffer: answered
+//! from those bytes, without the `http` types.
+//!
+//! Almost every insert of a publisher arrives whole in one read. For those, building a
+//! `Request` (a header map and a URI), and then a `Response` with a map of its own and a boxed
+//! body, is most of what the transport spends on the request. So the loop reads what the route
+//! needs straight from httparse's reading of the head, and the answer is written as bytes.
+//!
+//! Nothing of the route is written twice: the head is checked by the same functions as in
+//! `insert.rs` (through [`Headers`]), the token by `auth.rs`, the body is stored by
+//! [`insert::store`], and the answer carries the header lines of [`router::answer_lines`]. An
+//! error is answered as in every other path, by [`router::respond`].
+//!
+//! A request with anything only [`handle`](crate::handle) reads goes to it instead: a query (it
+//! may hold a token), a token that can only be in a cookie, no `Host`, a value the `http` types
+//! refuse.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use broker_auth::Access;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::head::{self, Headers, MAX_HEADERS};
+use crate::metrics::INSERT_ROUTE;
+use crate::{App, auth, insert, router};
+
+/// What the head of an insert served here says, read before its body is.
+pub(crate) struct Prepared {
+    /// Who asks, and the idempotency key; or why the insert is refused before its body is read.
+    checked: Result<(Access, Option<String>), ApiError>,
+    /// Where the value of the `Origin` header lies in the head.
+    origin: Option<Range<usize>>,
+}
+
+/// Reads the plain insert head `head` for this path, or `None` when it is
+/// [`handle`](crate::handle)'s to serve.
+pub(crate) fn prepare(app: &App, head: &[u8]) -> Option<Prepared> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    parsed.parse(head).ok()?;
+    // `/insert` itself: a query may carry a token, which only `handle` reads.
+    if parsed.path != Some("/insert") {
+        return None;
+    }
+    let headers: &[httparse::Header<'_>] = parsed.headers;
+    // `handle` refuses a request without `Host`, and hyper one whose header value the `http`
+    // types refuse: both are theirs to answer.
+    let valid =
+        |value: &[u8]| value.iter().all(|&byte| byte >= 0x20 && byte != 0x7f || byte == b'\t');
+    if headers.line(&header::HOST).is_none() || !headers.iter().all(|line| valid(line.value)) {
+        return None;
+    }
+    let verifier = app.config().auth.as_ref();
+    let access = auth::access_by_header(verifier, headers.line(&header::AUTHORIZATION))?;
+    let checked = access.and_then(|access| {
+        access.require_token()?;
+        Ok((access, insert::check_head(headers)?))
+    });
+    let origin = headers.line(&header::ORIGIN).map(|value| {
+        // httparse hands out slices of the head it parses.
+        let start = value.as_ptr().addr() - head.as_ptr().addr();
+        start..start + value.len()
+    });
+    Some(Prepared { checked, origin })
+}
+
+/// The answer to a request of the keep-alive loop.
+pub(crate) enum Answer {
+    /// An insert served here and stored.
+    Stored(Stored),
+    /// Any other answer, as [`handle`](crate::handle) gives them.
+    Other(Response<Body>),
+}
+
+/// An insert served here and stored: its answer's body, and the request's origin.
+pub(crate) struct Stored {
+    json: Vec<u8>,
+    origin: Option<HeaderValue>,
+}
+
+impl Stored {
+    /// Writes the answer into `out`: `201` with the header lines of every answer, and
+    /// `Connection: close` unless `keep_alive`.
+    pub(crate) fn encode(&self, app: &App, keep_alive: bool, out: &mut Vec<u8>) {
+        let content_type = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let lines =
+            [content_type].into_iter().chain(router::answer_lines(app, self.origin.as_ref()));
+        out.clear();
+        head::encode_into(StatusCode::CREATED, lines, Some(self.json.len()), !keep_alive, out);
+        out.extend_from_slice(&self.json);
+    }
+}
+
+/// Answers the insert whose request is `request`: its first `head_len` bytes are the head that
+/// `prepared` was read from, and the rest is its body.
+pub(crate) async fn answer(
+    app: &App,
+    prepared: Prepared,
+    request: &Bytes,
+    head_len: usize,
+) -> Answer {
+    let started = Instant::now();
+    let Prepared { checked, origin } = prepared;
+    let stored = match checked {
+        Ok((access, key)) => insert::store(app, &access, &request[head_len..], key).await,
+        Err(error) => Err(error),
+    };
+    let origin = origin.and_then(|range| HeaderValue::from_maybe_shared(request.slice(range)).ok());
+    let status = stored.as_ref().map_or_else(ApiError::status, |_| StatusCode::CREATED);
+    app.metrics().request(INSERT_ROUTE, status);
+    app.metrics().insert_answered(started.elapsed());
+    match stored {
+        Ok(json) => Answer::Stored(Stored { json, origin }),
+        Err(error) => Answer::Other(router::respond(app, origin.as_ref(), error.into_response())),
+    }
+}
