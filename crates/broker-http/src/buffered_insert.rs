@@ -24,7 +24,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::Body;
 use crate::error::ApiError;
-use crate::head::{self, Headers, MAX_HEADERS};
+use crate::head::{self, Headers};
 use crate::metrics::INSERT_ROUTE;
 use crate::{App, auth, insert, router};
 
@@ -36,12 +36,13 @@ pub(crate) struct Prepared {
     origin: Option<Range<usize>>,
 }
 
-/// Reads the plain insert head `head` for this path, or `None` when it is
-/// [`handle`](crate::handle)'s to serve.
-pub(crate) fn prepare(app: &App, head: &[u8]) -> Option<Prepared> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    parsed.parse(head).ok()?;
+/// Reads the plain insert head `bytes`, as httparse read it (`parsed`), for this path; `None`
+/// when it is [`handle`](crate::handle)'s to serve.
+pub(crate) fn prepare(
+    app: &App,
+    parsed: &httparse::Request<'_, '_>,
+    bytes: &[u8],
+) -> Option<Prepared> {
     // `/insert` itself: a query may carry a token, which only `handle` reads.
     if parsed.path != Some("/insert") {
         return None;
@@ -62,7 +63,7 @@ pub(crate) fn prepare(app: &App, head: &[u8]) -> Option<Prepared> {
     });
     let origin = headers.line(&header::ORIGIN).map(|value| {
         // httparse hands out slices of the head it parses.
-        let start = value.as_ptr().addr() - head.as_ptr().addr();
+        let start = value.as_ptr().addr() - bytes.as_ptr().addr();
         start..start + value.len()
     });
     Some(Prepared { checked, origin })

@@ -56,7 +56,7 @@ where
 {
     let config = app.config();
     let mut buffer = BytesMut::with_capacity(512);
-    let started = timeout(config.header_read_timeout, read_start(&mut stream, &mut buffer));
+    let started = timeout(config.header_read_timeout, read_start(app, &mut stream, &mut buffer));
     let head = match started.await {
         Err(_) => return CloseCause::HeaderTimeout,
         Ok(Err(_)) => return CloseCause::Error,
@@ -158,11 +158,12 @@ enum Start {
 /// Reads until the first bytes rule out a request served directly, or until its whole head is
 /// in.
 async fn read_start(
+    app: &App,
     stream: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
 ) -> io::Result<Start> {
     loop {
-        if let Some(start) = classify(buffer) {
+        if let Some(start) = classify(app, buffer) {
             return Ok(start);
         }
         if head::read_more(stream, buffer).await? == 0 {
@@ -173,12 +174,12 @@ async fn read_start(
 }
 
 /// How a connection whose first bytes are `buffer` starts, or `None` while more are needed.
-fn classify(buffer: &[u8]) -> Option<Start> {
+fn classify(app: &App, buffer: &[u8]) -> Option<Start> {
     if head::may_start_with(buffer, h2::PREFACE) {
         return (buffer.len() >= h2::PREFACE.len()).then_some(Start::H2);
     }
     if !head::may_start_with(buffer, EVENTS) {
-        return match keep_alive::classify(buffer) {
+        return match keep_alive::classify(app, buffer) {
             Next::Insert(insert) => Some(Start::Inserts(insert)),
             Next::Other => Some(Start::Hyper),
             Next::More => None,

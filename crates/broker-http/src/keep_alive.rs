@@ -21,8 +21,10 @@
 //! when shutdown began; an idle connection closes at once on shutdown. Closing lingers
 //! (`Linger`), so that an early answer reaches a client still sending.
 
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -59,6 +61,9 @@ pub(crate) struct Insert {
     content_length: u64,
     /// The client asked to close the connection after this request.
     close: bool,
+    /// What the head says, read for `buffered_insert.rs` when it serves the request: the body
+    /// is in the buffer too, and nothing in the head is only `handle`'s to read.
+    buffered: Option<Prepared>,
 }
 
 /// What the bytes at the start of a connection's buffer are, to this loop.
@@ -80,14 +85,14 @@ pub(crate) enum Outcome {
 }
 
 /// Classifies the bytes at the start of `buffer`.
-pub(crate) fn classify(buffer: &[u8]) -> Next {
+pub(crate) fn classify(app: &App, buffer: &[u8]) -> Next {
     if !head::may_start_with(buffer, PREFIX) {
         return Next::Other;
     }
     if buffer.len() < PREFIX.len() {
         return Next::More;
     }
-    match head::scan(buffer, Insert::of) {
+    match head::scan(buffer, |head, len| Insert::of(app, head, len, buffer)) {
         // hyper answers a head over the limit with `431`; it is served there.
         Parsed::Complete { head, .. } if head.head_len > MAX_REQUEST_HEAD => Next::Other,
         Parsed::Complete { head, .. } => Next::Insert(head),
@@ -101,7 +106,14 @@ impl Insert {
     /// The head httparse read, if it is a plain insert: `POST /insert` over HTTP/1.1 with one
     /// `Content-Length`, and without `Transfer-Encoding`, `Expect` or `Upgrade`, whose handling
     /// is hyper's.
-    fn of(head: &httparse::Request<'_, '_>, head_len: usize) -> Option<Insert> {
+    ///
+    /// `buffer` holds the head, then what has been read after it.
+    fn of(
+        app: &App,
+        head: &httparse::Request<'_, '_>,
+        head_len: usize,
+        buffer: &[u8],
+    ) -> Option<Insert> {
         let path = head.path?;
         let plain = head.method == Some("POST")
             && path.split_once('?').map_or(path, |(path, _)| path) == "/insert"
@@ -116,7 +128,14 @@ impl Insert {
         }
         let content_length = content_length(values(head, &CONTENT_LENGTH))?;
         let close = wants_close(values(head, &CONNECTION));
-        Some(Insert { head_len, content_length, close })
+        // A body over the limit is refused by the route, before it is read.
+        let body_len =
+            usize::try_from(content_length).ok().filter(|&len| len <= app.config().max_body);
+        let whole = body_len.and_then(|len| head_len.checked_add(len));
+        let buffered = whole
+            .filter(|&whole| whole <= buffer.len())
+            .and_then(|_| buffered_insert::prepare(app, head, &buffer[..head_len]));
+        Some(Insert { head_len, content_length, close, buffered })
     }
 }
 
@@ -165,8 +184,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let config = app.config();
-    let shutdown = app.shutdown_token().cancelled();
-    tokio::pin!(shutdown);
+    let mut shutdown = Shutdown::new(app);
     // One timer for the connection, reset for each head rather than made anew.
     let deadline = sleep(config.header_read_timeout);
     tokio::pin!(deadline);
@@ -175,9 +193,12 @@ where
     let mut out = Vec::with_capacity(INITIAL_CAPACITY);
     let mut insert = first;
     loop {
-        let Insert { head_len, content_length, close } = insert;
-        let (answer, end) = match take_buffered(app, buffer, head_len, content_length) {
-            Some((prepared, request)) => {
+        let Insert { head_len, content_length, close, buffered } = insert;
+        let (answer, end) = match buffered {
+            Some(prepared) => {
+                // The whole request is in the buffer: `Insert::of` checked it.
+                let len = head_len + usize::try_from(content_length).unwrap_or(usize::MAX);
+                let request = buffer.split_to(len).freeze();
                 let answer = buffered_insert::answer(app, prepared, &request, head_len).await;
                 (answer, BodyEnd::Consumed)
             }
@@ -200,7 +221,7 @@ where
         };
         // Checked once the answer is known: a request in flight when shutdown begins is
         // answered, and the connection then closes.
-        let keep_alive = !close && end == BodyEnd::Consumed && !app.shutdown_token().is_cancelled();
+        let keep_alive = !close && end == BodyEnd::Consumed && !app.is_shutting_down();
         let written = match answer {
             Answer::Stored(stored) => {
                 stored.encode(app, keep_alive, &mut out);
@@ -229,27 +250,11 @@ where
             *buffer = BytesMut::with_capacity(INITIAL_CAPACITY);
         }
         deadline.as_mut().reset(Instant::now() + config.header_read_timeout);
-        insert = match next(stream, buffer, deadline.as_mut(), shutdown.as_mut()).await {
+        insert = match next(app, stream, buffer, deadline.as_mut(), &mut shutdown).await {
             Ok(insert) => insert,
             Err(outcome) => return outcome,
         };
     }
-}
-
-/// The request at the start of `buffer`, taken out of it, when its head (`head_len` bytes) and
-/// its body are all there and `buffered_insert` serves it.
-fn take_buffered(
-    app: &App,
-    buffer: &mut BytesMut,
-    head_len: usize,
-    content_length: u64,
-) -> Option<(Prepared, Bytes)> {
-    // A body over the limit is refused by the route, before it is read.
-    let body_len =
-        usize::try_from(content_length).ok().filter(|&len| len <= app.config().max_body)?;
-    let len = head_len.checked_add(body_len).filter(|&len| len <= buffer.len())?;
-    let prepared = buffered_insert::prepare(app, &buffer[..head_len])?;
-    Some((prepared, buffer.split_to(len).freeze()))
 }
 
 /// Puts `head` back in front of what `buffer` holds.
@@ -260,15 +265,46 @@ fn put_back(buffer: &mut BytesMut, head: &[u8]) {
     *buffer = whole;
 }
 
+/// The start of shutdown, as the loop waits for it between requests.
+///
+/// The token's own future locks the token each time it is polled, twice per request here, and
+/// every connection's task polls the same token. This one polls it once, to be woken by it, and
+/// from then on reads the app's flag, which is set before the token wakes anyone.
+struct Shutdown<'a> {
+    cancelled: Pin<Box<WaitForCancellationFuture<'a>>>,
+    /// Whether `cancelled` was polled, and holds the task's waker.
+    registered: bool,
+}
+
+impl<'a> Shutdown<'a> {
+    fn new(app: &'a App) -> Shutdown<'a> {
+        Shutdown { cancelled: Box::pin(app.shutdown_token().cancelled()), registered: false }
+    }
+
+    /// Ready once shutdown has begun; otherwise the task is woken when it begins.
+    fn poll_begun(&mut self, app: &App, cx: &mut Context<'_>) -> Poll<()> {
+        if app.is_shutting_down() {
+            return Poll::Ready(());
+        }
+        if self.registered {
+            // A task's waker stays the same: the one `cancelled` holds still wakes this task.
+            return Poll::Pending;
+        }
+        self.registered = true;
+        self.cancelled.as_mut().poll(cx)
+    }
+}
+
 /// Reads until the buffer starts with a whole plain insert head, or with anything else.
 async fn next(
+    app: &App,
     stream: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
     mut deadline: Pin<&mut Sleep>,
-    mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
+    shutdown: &mut Shutdown<'_>,
 ) -> Result<Insert, Outcome> {
     loop {
-        match classify(buffer) {
+        match classify(app, buffer) {
             Next::Insert(insert) => return Ok(insert),
             Next::Other => return Err(Outcome::Hyper),
             Next::More => {}
@@ -277,7 +313,9 @@ async fn next(
             biased;
             // An idle connection, or one whose next head is not in yet, closes at once, as hyper
             // closes a connection between requests.
-            () = &mut shutdown => return Err(Outcome::Closed(CloseCause::Closed)),
+            () = poll_fn(|cx| shutdown.poll_begun(app, cx)) => {
+                return Err(Outcome::Closed(CloseCause::Closed));
+            }
             // Bytes that are in count even if the deadline passed meanwhile, as in hyper, which
             // parses what it read before it looks at its timer.
             read = head::read_more(stream, buffer) => match read {

@@ -150,6 +150,8 @@ struct Inner {
     hsts: Option<HeaderValue>,
     /// Cancelled when shutdown begins; every event stream ends on it.
     shutdown: CancellationToken,
+    /// Set when shutdown begins, before `shutdown` is cancelled.
+    shutting_down: AtomicBool,
     /// Set when the server starts draining: `/readyz` answers 503 from then on.
     draining: AtomicBool,
     /// One permit per event stream, `max_subscribers` in all; a stream holds its permit until
@@ -197,6 +199,7 @@ impl App {
             tls,
             hsts,
             shutdown,
+            shutting_down: AtomicBool::new(false),
             draining,
             subscribers,
         };
@@ -248,13 +251,20 @@ impl App {
 
     /// Ends every event stream, now and as soon as a new one starts.
     pub fn begin_shutdown(&self) {
+        // Set first: whoever the token wakes reads the flag.
+        self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.cancel();
+    }
+
+    /// Whether shutdown has begun: an atomic read, where the token's own check takes a lock.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
     }
 
     /// Whether the app serves new work: not shutting down, and its broker open.
     pub fn is_ready(&self) -> bool {
         !self.inner.draining.load(Ordering::Relaxed)
-            && !self.inner.shutdown.is_cancelled()
+            && !self.is_shutting_down()
             && !self.inner.broker.is_closed()
     }
 
