@@ -7,6 +7,7 @@
 use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::io;
+use std::mem::MaybeUninit;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -60,9 +61,11 @@ pub(crate) fn scan<T>(
     bytes: &[u8],
     read: impl FnOnce(&httparse::Request<'_, '_>, usize) -> Option<T>,
 ) -> Parsed<T> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(bytes) {
+    // Left uninitialized: httparse fills what it reads, and a head has a few lines of the
+    // hundred allowed.
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    match parsed.parse_with_uninit_headers(bytes, &mut headers) {
         Ok(httparse::Status::Complete(len)) => {
             read(&parsed, len).map_or(Parsed::Invalid, |head| Parsed::Complete { head, len })
         }
