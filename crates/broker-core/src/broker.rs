@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use broker_storage::{NewVersion, Storage, Uuid, Version};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
@@ -214,8 +215,18 @@ impl Broker {
 
     /// Hands `versions` to the writer, waiting for room in its queue.
     async fn queue(&self, versions: Versions) -> Result<(), Error> {
-        let queue = lock(&self.shared.inserts).clone().ok_or(Error::Closed)?;
         let insert = Insert { versions, queued: std::time::Instant::now() };
+        // Usually there is room: the insert goes in under the lock, without a sender of its
+        // own. Otherwise it waits for room with a clone, outside the lock.
+        let (queue, insert) = {
+            let queue = lock(&self.shared.inserts);
+            let queue = queue.as_ref().ok_or(Error::Closed)?;
+            match queue.try_send(insert) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Closed(_)) => return Err(Error::Closed),
+                Err(TrySendError::Full(insert)) => (queue.clone(), insert),
+            }
+        };
         queue.send(insert).await.map_err(|_| Error::Closed)
     }
 

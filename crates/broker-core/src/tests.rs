@@ -445,3 +445,25 @@ async fn an_insert_that_waited_past_the_queue_timeout_is_refused_and_not_stored(
     insert(&patient, "late", "1").await;
     assert_eq!(patient.audit("late", 0, 10).await.expect("audit").len(), 1);
 }
+
+/// Inserts that find the queue full wait for room, and are all stored, once each. On one thread
+/// the writer takes nothing from the queue until every insert has tried to queue.
+#[tokio::test]
+async fn inserts_beyond_the_queue_capacity_wait_for_room_and_are_all_stored() {
+    let broker = broker_with(Config { queue_capacity: 1, ..Config::default() }).await;
+    let inserts: Vec<_> = (0..300)
+        .map(|n| {
+            let broker = broker.clone();
+            tokio::spawn(
+                async move { insert(&broker, &format!("e{}", n % 7), &n.to_string()).await },
+            )
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for insert in inserts {
+        ids.push(insert.await.expect("the insert's task").id());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=300).collect::<Vec<u64>>());
+    broker.close().await.expect("close");
+}
