@@ -34,6 +34,8 @@ pub(crate) struct Prepared {
     checked: Result<(Access, Option<String>), ApiError>,
     /// Where the value of the `Origin` header lies in the head.
     origin: Option<Range<usize>>,
+    /// When the head was read: the start of the insert's latency, as `handle` counts it.
+    read_at: Instant,
 }
 
 /// Reads the plain insert head `bytes`, as httparse read it (`parsed`), for this path; `None`
@@ -55,6 +57,7 @@ pub(crate) fn prepare(
     if headers.line(&header::HOST).is_none() || !headers.iter().all(|line| valid(line.value)) {
         return None;
     }
+    let read_at = Instant::now();
     let verifier = app.config().auth.as_ref();
     let access = auth::access_by_header(verifier, headers.line(&header::AUTHORIZATION))?;
     let checked = access.and_then(|access| {
@@ -66,7 +69,7 @@ pub(crate) fn prepare(
         let start = value.as_ptr().addr() - bytes.as_ptr().addr();
         start..start + value.len()
     });
-    Some(Prepared { checked, origin })
+    Some(Prepared { checked, origin, read_at })
 }
 
 /// The answer to a request of the keep-alive loop.
@@ -104,8 +107,7 @@ pub(crate) async fn answer(
     request: &Bytes,
     head_len: usize,
 ) -> Answer {
-    let started = Instant::now();
-    let Prepared { checked, origin } = prepared;
+    let Prepared { checked, origin, read_at } = prepared;
     let stored = match checked {
         Ok((access, key)) => insert::store(app, &access, &request[head_len..], key).await,
         Err(error) => Err(error),
@@ -113,7 +115,7 @@ pub(crate) async fn answer(
     let origin = origin.and_then(|range| HeaderValue::from_maybe_shared(request.slice(range)).ok());
     let status = stored.as_ref().map_or_else(ApiError::status, |_| StatusCode::CREATED);
     app.metrics().request(INSERT_ROUTE, status);
-    app.metrics().insert_answered(started.elapsed());
+    app.metrics().insert_answered(read_at.elapsed());
     match stored {
         Ok(json) => Answer::Stored(Stored { json, origin }),
         Err(error) => Answer::Other(router::respond(app, origin.as_ref(), error.into_response())),
