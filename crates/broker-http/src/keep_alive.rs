@@ -5,9 +5,11 @@
 //! request (a boxed service future, its buffers and dispatcher, the body's channel, the socket
 //! wrappers on every read and write) costs a large part of what the server spends on an insert.
 //! So a connection that opens with a plain insert is served here: each head is checked where it
-//! lies in the connection's one buffer, then taken out of it without a copy (`head.rs`), the body
-//! is read from that buffer as the route asks for it (`socket_body.rs`), the request is answered
-//! by the same [`handle`] as every other, and the answer goes out in one write. The buffers live as long as the connection and are reused.
+//! lies in the connection's one buffer, with httparse, and taken out of it without a copy. An
+//! insert whose body is in the buffer too, as a publisher's usually is, is answered from those
+//! bytes by `buffered_insert.rs`; any other by the same [`handle`] as every request, its body
+//! read from the buffer as the route asks for it (`socket_body.rs`). Either answer goes out in
+//! one write. The buffers live as long as the connection and are reused.
 //!
 //! A request that is not a plain insert (another route or method, a chunked body, `Expect`,
 //! HTTP/1.0, an upgrade, a malformed or oversized head) ends the loop at its first byte: the
@@ -93,8 +95,6 @@ pub(crate) fn classify(app: &App, buffer: &[u8]) -> Next {
         return Next::More;
     }
     match head::scan(buffer, |head, len| Insert::of(app, head, len, buffer)) {
-        // hyper answers a head over the limit with `431`; it is served there.
-        Parsed::Complete { head, .. } if head.head_len > MAX_REQUEST_HEAD => Next::Other,
         Parsed::Complete { head, .. } => Next::Insert(head),
         Parsed::Invalid => Next::Other,
         Parsed::Partial if buffer.len() >= MAX_REQUEST_HEAD => Next::Other,
@@ -105,7 +105,7 @@ pub(crate) fn classify(app: &App, buffer: &[u8]) -> Next {
 impl Insert {
     /// The head httparse read, if it is a plain insert: `POST /insert` over HTTP/1.1 with one
     /// `Content-Length`, and without `Transfer-Encoding`, `Expect` or `Upgrade`, whose handling
-    /// is hyper's.
+    /// is hyper's, in no more than [`MAX_REQUEST_HEAD`] bytes.
     ///
     /// `buffer` holds the head, then what has been read after it.
     fn of(
@@ -114,6 +114,10 @@ impl Insert {
         head_len: usize,
         buffer: &[u8],
     ) -> Option<Insert> {
+        // hyper answers a head over the limit with `431`; it is served there.
+        if head_len > MAX_REQUEST_HEAD {
+            return None;
+        }
         let path = head.path?;
         let plain = head.method == Some("POST")
             && path.split_once('?').map_or(path, |(path, _)| path) == "/insert"
