@@ -294,6 +294,17 @@ async fn hsts_is_sent_over_tls_only_and_only_when_asked_for() {
     stream.send(EVENTS).await;
     let head = stream.read_until(": snapshot").await;
     assert!(head.contains("strict-transport-security: max-age=15552000"), "{head}");
+    // Inserts on the publishers' loop, answered from their buffered bytes, and an error there.
+    let mut publisher = connect(&server, &pki).await;
+    let refused =
+        String::from_utf8(insert("b")).expect("ASCII").replace("application/json", "text/plain");
+    for (request, status) in [(insert("a"), 201), (refused.into_bytes(), 415)] {
+        publisher.send(&request).await;
+        let reply = publisher.reply().await.expect("an answer");
+        assert_eq!(reply.status, status, "{reply:?}");
+        let policy = reply.header("strict-transport-security");
+        assert_eq!(policy, Some("max-age=15552000"), "{reply:?}");
+    }
     // Over TLS without a policy, and over plain HTTP with one: never.
     let unasked = serve(HttpConfig::default(), &tls).await;
     let mut client = connect(&unasked, &pki).await;
