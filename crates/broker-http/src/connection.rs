@@ -66,7 +66,7 @@ where
             // Boxed, once per connection: the loop holds `handle`'s future inline, and inline
             // here it would make every connection's task that large, event streams included.
             // The `graceful` watcher lives on meanwhile, so that shutdown waits for the loop.
-            let served = Box::pin(keep_alive::serve(app, &mut stream, &mut buffer, insert));
+            let served = Box::pin(keep_alive::serve(app, &mut stream, &mut buffer, *insert));
             return match served.await {
                 Outcome::Closed(cause) => cause,
                 Outcome::Hyper => to_hyper(app, http, graceful, buffer, stream).await,
@@ -146,7 +146,10 @@ enum Start {
     /// With an event stream request served directly.
     Direct(Box<Head>),
     /// With a plain insert, at the start of the buffer: the keep-alive loop serves it.
-    Inserts(Insert),
+    ///
+    /// Boxed: the connection's task holds a `Start` while it serves it, event streams included,
+    /// and an insert read for `buffered_insert.rs` is larger than the rest of it.
+    Inserts(Box<Insert>),
     /// With anything else: hand the connection, and the bytes read, to hyper.
     Hyper,
     /// With the HTTP/2 preface: hand the connection, and the bytes read, to `h2.rs`.
@@ -180,7 +183,7 @@ fn classify(app: &App, buffer: &[u8]) -> Option<Start> {
     }
     if !head::may_start_with(buffer, EVENTS) {
         return match keep_alive::classify(app, buffer) {
-            Next::Insert(insert) => Some(Start::Inserts(insert)),
+            Next::Insert(insert) => Some(Start::Inserts(Box::new(insert))),
             Next::Other => Some(Start::Hyper),
             Next::More => None,
         };
