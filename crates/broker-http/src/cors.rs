@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::AllowOrigin;
 use crate::body::{Body, empty_response};
-use crate::insert::IDEMPOTENCY_KEY;
+use crate::head::IDEMPOTENCY_KEY;
 
 /// Headers a page may send: the body type of inserts, bearer tokens, the resume position of
 /// event streams, and the key that makes an insert safe to retry.

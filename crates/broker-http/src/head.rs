@@ -24,6 +24,9 @@ pub(crate) const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// The most header lines a request may have.
 pub(crate) const MAX_HEADERS: usize = 100;
 
+/// The header that makes an insert safe to retry, which `http` does not name.
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
 /// A request head read by the transport itself, with no body.
 pub(crate) type Head = Request<Empty<Bytes>>;
 

@@ -4,19 +4,16 @@
 use broker_auth::Access;
 use broker_core::{Json, validate_event_name};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode, header};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 
 use crate::App;
 use crate::body::{Body, json_response};
 use crate::error::ApiError;
-use crate::head::{self, Headers};
+use crate::head::{self, Headers, IDEMPOTENCY_KEY};
 use crate::insert_body::{InsertBody, InsertRequest, parse};
 use crate::json::{write_version, write_versions};
-
-/// The header that makes an insert safe to retry.
-pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 pub(crate) async fn insert<B>(
     app: &App,
