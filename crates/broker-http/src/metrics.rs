@@ -231,11 +231,10 @@ struct LatencyHistogram {
 
 impl LatencyHistogram {
     fn record(&self, elapsed: Duration) {
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        // A bound is inclusive (`le`): a sample equal to it is in its bucket.
-        let bucket = INSERT_BUCKETS_MICROS.partition_point(|&bound| bound < micros);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        // A bound is inclusive (`le`): a sample equal to it is in its bucket.
+        let bucket = INSERT_BUCKETS_MICROS.partition_point(|&bound| bound * 1_000 < nanos);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
@@ -277,8 +276,8 @@ mod tests {
     #[test]
     fn insert_latencies_render_as_a_cumulative_prometheus_histogram() {
         let histogram = LatencyHistogram::default();
-        for micros in [100, 500, 501, 3_000, 7_000_000] {
-            histogram.record(Duration::from_micros(micros));
+        for nanos in [100_000, 500_000, 500_001, 3_000_000, 7_000_000_000] {
+            histogram.record(Duration::from_nanos(nanos));
         }
         let mut text = String::from("before\n");
         histogram.render("h_seconds", "Help.", &mut text);
@@ -303,7 +302,7 @@ mod tests {
             .find_map(|line| line.strip_prefix("h_seconds_sum "))
             .and_then(|sum| sum.parse().ok())
             .expect("a sum");
-        assert!((sum - 7.004101).abs() < 1e-9, "{sum}");
+        assert!((sum - 7.004_100_001).abs() < 1e-9, "{sum}");
         assert_eq!(lines.len(), 1 + 2 + 14 + 2);
     }
 }
