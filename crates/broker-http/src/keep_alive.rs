@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -39,7 +39,7 @@ use tokio::time::{Instant, Sleep, sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::buffered_insert::{self, Answer, Prepared};
-use crate::head::{self, MAX_REQUEST_HEAD, Parsed};
+use crate::head::{self, Headers, MAX_REQUEST_HEAD, Parsed};
 use crate::linger::Linger;
 use crate::metrics::CloseCause;
 use crate::socket_body::{BodyEnd, SocketBody};
@@ -122,16 +122,14 @@ impl Insert {
         let plain = head.method == Some("POST")
             && path.split_once('?').map_or(path, |(path, _)| path) == "/insert"
             && head.version == Some(1)
-            && !head.headers.iter().any(|header| {
-                [TRANSFER_ENCODING, EXPECT, UPGRADE]
-                    .iter()
-                    .any(|name| header.name.eq_ignore_ascii_case(name.as_str()))
-            });
+            && [TRANSFER_ENCODING, EXPECT, UPGRADE]
+                .iter()
+                .all(|name| head.headers.line(name).is_none());
         if !plain {
             return None;
         }
-        let content_length = content_length(values(head, &CONTENT_LENGTH))?;
-        let close = wants_close(values(head, &CONNECTION));
+        let content_length = content_length(head.headers.lines(&CONTENT_LENGTH))?;
+        let close = wants_close(head.headers.lines(&CONNECTION));
         // A body over the limit is refused by the route, before it is read.
         let body_len =
             usize::try_from(content_length).ok().filter(|&len| len <= app.config().max_body);
@@ -141,15 +139,6 @@ impl Insert {
             .and_then(|_| buffered_insert::prepare(app, head, &buffer[..head_len]));
         Some(Insert { head_len, content_length, close, buffered })
     }
-}
-
-/// The values of the header `name` in `head`.
-fn values<'a>(
-    head: &'a httparse::Request<'_, '_>,
-    name: &'static HeaderName,
-) -> impl Iterator<Item = &'a [u8]> {
-    let headers = head.headers.iter();
-    headers.filter(|header| header.name.eq_ignore_ascii_case(name.as_str())).map(|h| h.value)
 }
 
 /// The one `Content-Length` among `values`, digits only; `None` for none, several, or a
