@@ -170,7 +170,9 @@ impl App {
     /// for a `metrics-exporter-prometheus` handle. It is called once per request to the route.
     ///
     /// Metrics are recorded through the `metrics` facade: install the recorder that `render`
-    /// reads before opening the broker and creating the app, or they record nothing.
+    /// reads before opening the broker and creating the app, or they record nothing. One is not:
+    /// the histogram of insert latencies, `broker_insert_request_seconds`, which the transport
+    /// keeps itself and appends to what `render` returns.
     pub fn with_metrics(
         broker: Broker,
         config: HttpConfig,
