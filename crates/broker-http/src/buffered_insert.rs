@@ -64,11 +64,7 @@ pub(crate) fn prepare(
         access.require_token()?;
         Ok((access, insert::check_head(headers)?))
     });
-    let origin = headers.line(&header::ORIGIN).map(|value| {
-        // httparse hands out slices of the head it parses.
-        let start = value.as_ptr().addr() - bytes.as_ptr().addr();
-        start..start + value.len()
-    });
+    let origin = headers.line(&header::ORIGIN).map(|value| head::place(bytes, value));
     Some(Prepared { checked, origin, read_at })
 }
 

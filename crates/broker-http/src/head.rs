@@ -8,6 +8,7 @@ use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -91,11 +92,7 @@ pub(crate) fn parse_whole(bytes: &Bytes) -> Option<Head> {
 /// The head httparse read from `bytes`, with its URI and header values taken from `shared`, which
 /// holds the same bytes as the start of `bytes`.
 fn build(parsed: &httparse::Request<'_, '_>, bytes: &[u8], shared: Bytes) -> Option<Head> {
-    let part = |slice: &[u8]| {
-        // httparse hands out slices of the bytes it parses, so `slice` lies within the head.
-        let start = slice.as_ptr().addr() - bytes.as_ptr().addr();
-        shared.slice(start..start + slice.len())
-    };
+    let part = |slice: &[u8]| shared.slice(place(bytes, slice));
     let mut head = Request::new(Empty::new());
     *head.method_mut() = parsed.method?.parse().ok()?;
     *head.uri_mut() = Uri::from_maybe_shared(part(parsed.path?.as_bytes())).ok()?;
@@ -108,6 +105,13 @@ fn build(parsed: &httparse::Request<'_, '_>, bytes: &[u8], shared: Bytes) -> Opt
         map.append(name, HeaderValue::from_maybe_shared(part(header.value)).ok()?);
     }
     Some(head)
+}
+
+/// Where `slice`, a part of a head that httparse handed out, lies in `bytes`, the head it read.
+pub(crate) fn place(bytes: &[u8], slice: &[u8]) -> Range<usize> {
+    let start = slice.as_ptr().addr() - bytes.as_ptr().addr();
+    debug_assert!(start + slice.len() <= bytes.len(), "a slice of the head");
+    start..start + slice.len()
 }
 
 /// A request's header lines, as hyper read them (a `HeaderMap`) or as the transport did (with
