@@ -42,7 +42,7 @@ async fn a_stream_on_three_replicas_keeps_its_messages_when_its_leader_is_killed
     let mut cluster = NatsCluster::start().await;
     let config = json!({"name": "S", "subjects": ["s.>"], "num_replicas": 3, "storage": "file"});
     let created =
-        cluster.request(0, "$JS.API.STREAM.CREATE.S", config.to_string().as_bytes()).await;
+        cluster.api_request(0, "$JS.API.STREAM.CREATE.S", config.to_string().as_bytes()).await;
     assert_eq!(created["config"]["num_replicas"], 3, "{created}");
     // A stream just created answers publishes once its replicas have elected a leader.
     cluster.stream_leader("S").await;
@@ -59,7 +59,7 @@ async fn a_stream_on_three_replicas_keeps_its_messages_when_its_leader_is_killed
     assert_eq!(urls.split(',').count(), NODES, "{urls}");
     for (i, url) in urls.split(',').enumerate() {
         assert_eq!(url, cluster.url(i));
-        let info = cluster.request(i, "$JS.API.STREAM.INFO.S", b"").await;
+        let info = cluster.api_request(i, "$JS.API.STREAM.INFO.S", b"").await;
         assert_eq!(info["cluster"]["leader"], format!("n{leader}"), "node {i}: {info}");
     }
 

@@ -52,8 +52,8 @@ async fn a_stream_with_other_settings_is_refused_with_what_to_change() {
         "max_age": 3_600_000_000_000u64,
         "metadata": { "broker_database_id": "6a2f41a3-c54c-4ce8-b2d2-0324e1c32e22" },
     });
-    let created =
-        cluster.request(0, "$JS.API.STREAM.CREATE.handmade", config.to_string().as_bytes()).await;
+    let subject = "$JS.API.STREAM.CREATE.handmade";
+    let created = cluster.api_request(0, subject, config.to_string().as_bytes()).await;
     assert_eq!(created["config"]["name"], "handmade", "{created}");
     let error = NatsStorage::connect(options(&cluster.urls(), "handmade"))
         .await

@@ -32,6 +32,8 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The pause between two looks at the monitoring endpoints.
 const POLL: Duration = Duration::from_millis(100);
+/// How long one try of a JetStream API request waits for its reply.
+const API_TRY: Duration = Duration::from_secs(5);
 
 /// The name the cluster's routes announce.
 const CLUSTER_NAME: &str = "broker-test";
@@ -183,15 +185,26 @@ impl NatsCluster {
             .await
     }
 
-    /// Sends `payload` on `subject` to node `i` as a NATS request and returns the JSON reply:
-    /// the JetStream API (`$JS.API.STREAM.CREATE.<stream>` with the stream's configuration), or
-    /// a publish to a stream's subject (the reply is the acknowledgement). This is the NATS
-    /// protocol written out by hand, so that a test can check what a backend did to the cluster
-    /// without going through the client library the backend uses.
-    pub async fn request(&self, i: usize, subject: &str, payload: &[u8]) -> Value {
+    /// Sends `payload` on `subject` to node `i` as a JetStream API request that is answered
+    /// alike however often it is sent, and returns the JSON reply: `$JS.API.STREAM.INFO.<stream>`,
+    /// or `$JS.API.STREAM.CREATE.<stream>` with the stream's configuration (the same
+    /// configuration again finds the stream made). A cluster busy with another stream or an election may leave a request unanswered,
+    /// so it is sent again, each time waiting [`API_TRY`], until [`READY_TIMEOUT`] has passed.
+    /// This is the NATS protocol written out by hand, so that a test can check what a backend did
+    /// to the cluster without going through the client library the backend uses.
+    pub async fn api_request(&self, i: usize, subject: &str, payload: &[u8]) -> Value {
         let url = self.url(i);
         let addr = url.strip_prefix("nats://").expect("a nats:// URL");
-        request::request(addr, subject, payload).await
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(reply) = request::try_request(addr, subject, payload, API_TRY).await {
+                return reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reply to {subject} from node {i} within {READY_TIMEOUT:?}"
+            );
+        }
     }
 
     /// A publish to a stream's subject through node `i`, carrying `msg_id` as its `Nats-Msg-Id`,

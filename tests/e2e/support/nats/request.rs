@@ -8,20 +8,21 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// How long a request may take, from the connection to the reply.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The subject the reply comes back on; unique within the one connection a request opens.
 const INBOX: &str = "_INBOX.broker-tests";
 
 /// Connects to the NATS server at `addr` (`127.0.0.1:<port>`), publishes `payload` on `subject`
-/// with a reply subject, and returns the reply, which JetStream writes as JSON. Panics if no
-/// reply comes within [`REQUEST_TIMEOUT`] (a subject that nothing answers comes to this) or the
-/// server reports a protocol error.
-pub async fn request(addr: &str, subject: &str, payload: &[u8]) -> Value {
-    exchange(addr, subject, None, payload, REQUEST_TIMEOUT)
-        .await
-        .unwrap_or_else(|| panic!("no reply to {subject} from {addr} within {REQUEST_TIMEOUT:?}"))
+/// with a reply subject, and returns the reply, which JetStream writes as JSON, or `None` if none
+/// comes within `timeout` (a subject that nothing answers comes to this, and so may a JetStream
+/// API request while the cluster is busy electing a leader). Panics if the server reports a
+/// protocol error.
+pub async fn try_request(
+    addr: &str,
+    subject: &str,
+    payload: &[u8],
+    timeout: Duration,
+) -> Option<Value> {
+    exchange(addr, subject, None, payload, timeout).await
 }
 
 /// A publish to a stream, with `msg_id` as its `Nats-Msg-Id` header, and its reply, or `None` if
