@@ -28,7 +28,7 @@ use crate::{Entry, Error, Json};
 /// A running broker: insert versions, subscribe to them, read an event's history.
 ///
 /// Cloning is cheap and every clone is the same broker. It needs a Tokio runtime: opening it
-/// spawns the task that commits inserts.
+/// spawns its tasks, and the thread that commits inserts.
 #[derive(Clone)]
 pub struct Broker {
     shared: Arc<Shared>,
@@ -63,7 +63,7 @@ impl Broker {
             acknowledgements,
             drained_sender,
         ));
-        let writer = tokio::spawn(writer::run(
+        let writer = writer::spawn(
             storage.clone(),
             metrics.clone(),
             health.clone(),
@@ -71,7 +71,7 @@ impl Broker {
             acknowledge,
             config.clone(),
             state.newest_timestamp(),
-        ));
+        )?;
         let watch = tokio::spawn(storage_health::watch(storage.clone(), health.clone()));
         let pruner = tokio::spawn(pruner::run(
             storage.clone(),
@@ -340,8 +340,8 @@ impl Broker {
         let writer = lock(&self.shared.writer).take();
         if let Some(writer) = writer {
             // The writer exits once the queue is empty and no insert holds a sender any more.
-            if let Err(error) = writer.await {
-                tracing::error!(%error, "the writer task failed");
+            if !writer.join().await {
+                tracing::error!("the writer thread panicked");
             }
         }
         let feed = lock(&self.shared.feed).take();

@@ -38,7 +38,7 @@
 //!   versions without splitting an insert.
 //! - `feed.rs`: the task that feeds what the storage's tail delivers into the state and the live
 //!   channel, and answers each insert once its version is there.
-//! - `writer.rs`: the task that commits inserts in batches (group commit).
+//! - `writer.rs`: the thread that commits inserts in batches (group commit).
 //! - `shared.rs`: the engine's parts that the handle and every subscription hold together.
 //! - `subscription.rs`: [`Subscription`], start, catch-up and slow-consumer policy.
 //! - `broker.rs`: [`Broker`], the handle, on top of everything else.

@@ -17,6 +17,7 @@ use crate::item::Insert;
 use crate::metrics::Metrics;
 use crate::state::State;
 use crate::storage_health::StorageHealth;
+use crate::writer::WriterThread;
 
 /// One broker's engine, behind an `Arc`: the handle's clones and every subscription share it.
 pub(crate) struct Shared {
@@ -27,8 +28,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// The writer's queue; `None` once the broker is closing.
     pub(crate) inserts: Mutex<Option<mpsc::Sender<Insert>>>,
-    /// The writer task; taken by the first `close`, which waits for it.
-    pub(crate) writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's thread; taken by the first `close`, which waits for it.
+    pub(crate) writer: Mutex<Option<WriterThread>>,
     /// The feed task, and the signal that it has answered everything the writer committed;
     /// taken by the first `close`, which waits for both.
     pub(crate) feed: Mutex<Option<(JoinHandle<()>, oneshot::Receiver<()>)>>,

@@ -32,6 +32,8 @@ fn ids(entries: &[Arc<Entry>]) -> Vec<u64> {
 struct Recorded {
     store: Arc<MemoryStorage>,
     batches: Arc<Mutex<Vec<Vec<String>>>>,
+    /// For each append, whether it came from a writer thread, which the store may block.
+    on_writer_thread: Arc<Mutex<Vec<bool>>>,
     /// One permit per append let through.
     gate: Arc<Semaphore>,
 }
@@ -39,7 +41,8 @@ struct Recorded {
 impl Recorded {
     fn new() -> Recorded {
         let store = Arc::new(MemoryStorage::new());
-        Recorded { store, batches: Arc::default(), gate: Arc::new(Semaphore::new(0)) }
+        let gate = Arc::new(Semaphore::new(0));
+        Recorded { store, batches: Arc::default(), on_writer_thread: Arc::default(), gate }
     }
 
     fn batches(&self) -> Vec<Vec<String>> {
@@ -55,6 +58,8 @@ impl Storage for Recorded {
     async fn append(&self, batch: Vec<NewVersion>) -> Result<Vec<Version>, StorageError> {
         let events = batch.iter().map(|new| new.event.clone()).collect();
         self.batches.lock().expect("not poisoned").push(events);
+        let on_writer_thread = broker_storage::on_writer_thread();
+        self.on_writer_thread.lock().expect("not poisoned").push(on_writer_thread);
         self.gate.acquire().await.expect("the gate is never closed").forget();
         self.store.append(batch).await
     }
@@ -100,6 +105,47 @@ impl Storage for Recorded {
     async fn close(&self) -> Result<(), StorageError> {
         self.store.close().await
     }
+}
+
+/// The redb backend writes its journal on the calling thread when that is a writer thread, and
+/// hands the write to the blocking pool otherwise: the engine must append from one.
+#[tokio::test]
+async fn every_append_comes_from_a_writer_thread_and_no_task_is_one() {
+    let storage = Recorded::new();
+    storage.gate.add_permits(100);
+    let broker = Broker::open(storage.clone(), Config::default()).await.expect("open");
+    broker.insert("a", json("1")).await.expect("insert");
+    broker.insert_many(versions("b", 3), None).await.expect("insert_many");
+    let appends = storage.on_writer_thread.lock().expect("not poisoned").clone();
+    assert_eq!(appends, [true, true], "both commits appended from the writer thread");
+    let on_a_task = tokio::spawn(async { broker_storage::on_writer_thread() }).await;
+    assert!(!on_a_task.expect("join"), "a task of the runtime may not block");
+    broker.close().await.expect("close");
+}
+
+/// Inserts that find the queue full wait for room, and are all stored, once each: the first
+/// commit waits at the gate while 300 inserts race for a queue of one.
+#[tokio::test]
+async fn inserts_beyond_the_queue_capacity_wait_for_room_and_are_all_stored() {
+    let storage = Recorded::new();
+    let config = Config { queue_capacity: 1, ..Config::default() };
+    let broker = Broker::open(storage.clone(), config).await.expect("open");
+    let inserts: Vec<_> = (0..300)
+        .map(|n| {
+            let broker = broker.clone();
+            tokio::spawn(async move { broker.insert(format!("e{}", n % 7), json("1")).await })
+        })
+        .collect();
+    // Every insert has tried to queue once each task has had its turn.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    storage.gate.add_permits(1_000);
+    let mut ids = Vec::new();
+    for insert in inserts {
+        ids.push(insert.await.expect("the insert's task").expect("insert").id());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=300).collect::<Vec<u64>>());
+    broker.close().await.expect("close");
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The writer task: the only caller of [`Storage::append`](broker_storage::Storage::append).
+//! The writer: the only caller of [`Storage::append`](broker_storage::Storage::append).
 //!
 //! Inserts queue up in a channel while a commit is in flight; the next commit takes all of them
 //! at once (group commit). Under light load a batch is one insert and costs one commit, as it
@@ -11,12 +11,21 @@
 //!
 //! The writer publishes nothing: the storage's tail delivers what it committed to the feed task
 //! (`feed.rs`), which answers each insert once its versions are in memory.
+//!
+//! The writer is a thread of its own, not a task: it drives its futures with
+//! [`Handle::block_on`](tokio::runtime::Handle::block_on) and is marked as a writer thread
+//! ([`broker_storage::mark_writer_thread`]), so that a store whose append is blocking work (the
+//! redb backend's journal write) does it right there. As a task it handed each append to a
+//! blocking thread and waited to be woken again, two wake-ups per commit that each waited for a
+//! CPU while the workers served connections: at 64 publishers a commit took twice as long as its
+//! write.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker_storage::{NewVersion, StorageError, Version};
-use tokio::sync::mpsc;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
 use crate::clock::now_millis;
@@ -28,9 +37,54 @@ use crate::metrics::Metrics;
 use crate::pending::Pending;
 use crate::storage_health::StorageHealth;
 
+/// The writer's thread, to wait for its end.
+pub(crate) struct WriterThread {
+    finished: oneshot::Receiver<()>,
+}
+
+impl WriterThread {
+    /// Waits until the writer has answered every insert it took and ended: `false` if it
+    /// panicked instead.
+    pub(crate) async fn join(self) -> bool {
+        self.finished.await.is_ok()
+    }
+}
+
+/// Starts the writer (see [`run`]) on a writer thread of its own, on the runtime of the caller.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime.
+pub(crate) fn spawn(
+    storage: Arc<dyn DynStorage>,
+    metrics: Arc<Metrics>,
+    health: Arc<StorageHealth>,
+    queue: mpsc::Receiver<Insert>,
+    feed: mpsc::UnboundedSender<Acknowledgement>,
+    config: Config,
+    last_timestamp: u64,
+) -> Result<WriterThread, Error> {
+    let runtime = Handle::current();
+    let (finished, finished_receiver) = oneshot::channel();
+    let writer = run(storage, metrics, health, queue, feed, config, last_timestamp);
+    std::thread::Builder::new()
+        .name("broker-writer".into())
+        .spawn(move || {
+            broker_storage::mark_writer_thread();
+            runtime.block_on(writer);
+            // Dropped unsent if the writer panicked.
+            let _ = finished.send(());
+        })
+        .map_err(|error| {
+            let why = format!("cannot start the writer thread: {error}");
+            Error::Storage(Arc::new(StorageError::backend(why)))
+        })?;
+    Ok(WriterThread { finished: finished_receiver })
+}
+
 /// Commits queued inserts in batches until every sender of `queue` is gone and the queue is
 /// empty, handing each committed batch's answers to the feed.
-pub(crate) async fn run(
+async fn run(
     storage: Arc<dyn DynStorage>,
     metrics: Arc<Metrics>,
     health: Arc<StorageHealth>,

@@ -1,5 +1,6 @@
 //! [`RedbStorage`]: the [`Storage`] trait over a redb file, with every redb call moved to tokio's
-//! blocking pool, and the reopening of a database that failed.
+//! blocking pool (or made on an engine's writer thread), and the reopening of a database that
+//! failed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,9 @@ use crate::{RedbOptions, open, ops, retention};
 /// A [`Storage`] kept in one redb file.
 ///
 /// Every redb call (opening, reading, committing) blocks, so each runs on tokio's blocking pool
-/// with [`tokio::task::spawn_blocking`]; the methods must be called inside a tokio runtime.
+/// with [`tokio::task::spawn_blocking`], except on a thread marked with
+/// [`broker_storage::mark_writer_thread`], where it runs on the calling thread: an engine's
+/// writer then saves two wake-ups per append. The methods must be called inside a tokio runtime.
 ///
 /// Appends are durable: when [`append`](Storage::append) returns `Ok`, the batch is on disk. Each
 /// batch is written as one record to the journal beside the file (`<file>.wal`) and synced, and
@@ -218,6 +221,10 @@ impl RedbStorage {
 
     /// Runs `work` on the open database on the blocking pool, after reopening it if it failed
     /// and a reopen is due; fails with [`StorageError::Closed`] once closed.
+    ///
+    /// On an engine's writer thread ([`broker_storage::on_writer_thread`]) `work` runs on the
+    /// calling thread instead: an append waits for its record's write anyway, and the hand-off
+    /// to the pool and back would add two wake-ups to every commit.
     async fn run<T, F>(&self, access: Access, work: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -236,19 +243,13 @@ impl RedbStorage {
             }
         }
         let guard = Arc::clone(&self.shared.slot).read_owned().await;
+        if broker_storage::on_writer_thread() {
+            return self.shared.work_on(&guard, access, work);
+        }
         let shared = Arc::clone(&self.shared);
-        task::spawn_blocking(move || {
-            let database = match &*guard {
-                Slot::Open(database) => database,
-                Slot::Closed => return Err(StorageError::Closed),
-                Slot::Lost => return Err(shared.refusal(access)),
-            };
-            // A write that panics leaves redb's allocator state to be rebuilt: reopen.
-            catching(access == Access::Write, || work(&shared, database))
-                .map_err(|fault| shared.failed(access, fault))
-        })
-        .await
-        .map_err(from_join)?
+        task::spawn_blocking(move || shared.work_on(&guard, access, work))
+            .await
+            .map_err(from_join)?
     }
 
     /// Writes what the overlay holds into redb, a round at a time, until less than a round
@@ -367,6 +368,23 @@ impl Shared {
         copy: impl FnOnce(overlay::View<'_>) -> C,
     ) -> Result<(C, ReadTransaction), Fault> {
         self.overlay.read(copy, || database.begin_read().map_err(from_redb))
+    }
+
+    /// Runs `work` on the database `slot` holds, on the calling thread, which may block.
+    fn work_on<T>(
+        &self,
+        slot: &Slot,
+        access: Access,
+        work: impl FnOnce(&Shared, &Database) -> Result<T, Fault>,
+    ) -> Result<T, StorageError> {
+        let database = match slot {
+            Slot::Open(database) => database,
+            Slot::Closed => return Err(StorageError::Closed),
+            Slot::Lost => return Err(self.refusal(access)),
+        };
+        // A write that panics leaves redb's allocator state to be rebuilt: reopen.
+        catching(access == Access::Write, || work(self, database))
+            .map_err(|fault| self.failed(access, fault))
     }
 
     /// The journal, held while a batch commits. A panic under the lock (redb's, on damaged data)

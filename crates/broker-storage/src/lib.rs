@@ -9,6 +9,8 @@
 //! - `storage.rs`: the [`Storage`] trait and its contracts.
 //! - `tail.rs`: [`Tail`], the stream of committed versions a store delivers, and [`LocalTails`],
 //!   which serves the tails of a store whose writers all run in this process.
+//! - `writer_thread.rs`: [`mark_writer_thread`] and [`on_writer_thread`], which tell a store
+//!   that the thread calling it is an engine's writer of its own, which it may block.
 //! - `error.rs`: [`StorageError`], the one error type every backend maps its failures into.
 //! - `memory.rs`: [`MemoryStorage`], a backend that keeps everything in memory.
 //! - `conformance.rs`: [`conformance::run`], the suite a backend's tests call.
@@ -36,6 +38,7 @@ mod retention;
 mod storage;
 mod tail;
 mod version;
+mod writer_thread;
 
 pub use error::StorageError;
 pub use memory::MemoryStorage;
@@ -44,6 +47,7 @@ pub use storage::Storage;
 pub use tail::{LocalTails, Tail};
 pub use uuid::Uuid;
 pub use version::{NewVersion, Version};
+pub use writer_thread::{mark_writer_thread, on_writer_thread};
 
 /// How long a backend remembers an idempotency key unless it is told otherwise: two minutes, from
 /// the timestamp of the version stored under it. See [`Storage::append`].

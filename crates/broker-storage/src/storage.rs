@@ -16,7 +16,9 @@ use crate::{Horizon, NewVersion, Pruned, Retention, StorageError, Tail, Version}
 /// order. Reads run concurrently from many tasks. Every method is `async` so that a
 /// network-backed store does not block the runtime; a backend whose engine blocks (a local
 /// database file) must move that work off the async threads itself, for example with
-/// `tokio::task::spawn_blocking`.
+/// `tokio::task::spawn_blocking`, except on a thread marked with
+/// [`mark_writer_thread`](crate::mark_writer_thread): an engine's writer of its own, which it may
+/// block (see [`on_writer_thread`](crate::on_writer_thread)).
 ///
 /// **Reads never go back in time.** A read through a store reflects at least every version that
 /// an append through that store acknowledged and that a tail of that store delivered. A

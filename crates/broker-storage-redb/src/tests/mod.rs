@@ -89,6 +89,26 @@ async fn redb_storage_passes_the_conformance_suite() {
     .await;
 }
 
+/// The same suite with every call made from an engine's writer thread, where the store does its
+/// blocking work on the calling thread rather than on the blocking pool.
+#[test]
+fn redb_storage_passes_the_conformance_suite_on_a_writer_thread() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let runtime = runtime.expect("build a runtime");
+    let handle = runtime.handle().clone();
+    let dir = temp_dir();
+    let writer = std::thread::spawn(move || {
+        broker_storage::mark_writer_thread();
+        let mut count = 0;
+        handle.block_on(conformance::run(|| {
+            count += 1;
+            let path = dir.path().join(format!("store-{count}.redb"));
+            async move { open(&path).await }
+        }));
+    });
+    writer.join().expect("the suite passes on a writer thread");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_handles_on_one_store_share_its_log() {
     let dir = temp_dir();
