@@ -117,7 +117,7 @@ impl SqliteStorage {
         SqliteStorage { idempotency_window: window, ..self }
     }
 
-    /// Runs `work` with the connection on the blocking pool.
+    /// Runs `work` with the connection, never on an async worker.
     async fn with<T, F>(&self, work: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -127,19 +127,23 @@ impl SqliteStorage {
     }
 }
 
-/// Runs `work` with `connection` on the blocking pool.
+/// Runs `work` with `connection` on the blocking pool, or on the calling thread when that is an
+/// engine's writer thread, which a store may block: the engine's appends then skip the hand-off
+/// to the pool and the wake-up after it.
 async fn with<T, F>(connection: Shared, work: F) -> Result<T, StorageError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
 {
-    tokio::task::spawn_blocking(move || {
+    let blocking = move || {
         let mut guard = connection.lock().unwrap_or_else(|poison| poison.into_inner());
         let connection = guard.as_mut().ok_or(StorageError::Closed)?;
         work(connection).map_err(backend)
-    })
-    .await
-    .map_err(backend)?
+    };
+    if broker_storage::on_writer_thread() {
+        return blocking();
+    }
+    tokio::task::spawn_blocking(blocking).await.map_err(backend)?
 }
 
 /// Up to `limit` versions after `after`, in id order.
