@@ -140,10 +140,7 @@ where
         let connection = guard.as_mut().ok_or(StorageError::Closed)?;
         work(connection).map_err(backend)
     };
-    if broker_storage::on_writer_thread() {
-        return blocking();
-    }
-    tokio::task::spawn_blocking(blocking).await.map_err(backend)?
+    broker_storage::run_blocking(blocking).await.map_err(backend)?
 }
 
 /// Up to `limit` versions after `after`, in id order.

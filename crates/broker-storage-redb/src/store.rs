@@ -243,13 +243,19 @@ impl RedbStorage {
             }
         }
         let guard = Arc::clone(&self.shared.slot).read_owned().await;
-        if broker_storage::on_writer_thread() {
-            return self.shared.work_on(&guard, access, work);
-        }
         let shared = Arc::clone(&self.shared);
-        task::spawn_blocking(move || shared.work_on(&guard, access, work))
-            .await
-            .map_err(from_join)?
+        broker_storage::run_blocking(move || {
+            let database = match &*guard {
+                Slot::Open(database) => database,
+                Slot::Closed => return Err(StorageError::Closed),
+                Slot::Lost => return Err(shared.refusal(access)),
+            };
+            // A write that panics leaves redb's allocator state to be rebuilt: reopen.
+            catching(access == Access::Write, || work(&shared, database))
+                .map_err(|fault| shared.failed(access, fault))
+        })
+        .await
+        .map_err(from_join)?
     }
 
     /// Writes what the overlay holds into redb, a round at a time, until less than a round
@@ -368,23 +374,6 @@ impl Shared {
         copy: impl FnOnce(overlay::View<'_>) -> C,
     ) -> Result<(C, ReadTransaction), Fault> {
         self.overlay.read(copy, || database.begin_read().map_err(from_redb))
-    }
-
-    /// Runs `work` on the database `slot` holds, on the calling thread, which may block.
-    fn work_on<T>(
-        &self,
-        slot: &Slot,
-        access: Access,
-        work: impl FnOnce(&Shared, &Database) -> Result<T, Fault>,
-    ) -> Result<T, StorageError> {
-        let database = match slot {
-            Slot::Open(database) => database,
-            Slot::Closed => return Err(StorageError::Closed),
-            Slot::Lost => return Err(self.refusal(access)),
-        };
-        // A write that panics leaves redb's allocator state to be rebuilt: reopen.
-        catching(access == Access::Write, || work(self, database))
-            .map_err(|fault| self.failed(access, fault))
     }
 
     /// The journal, held while a batch commits. A panic under the lock (redb's, on damaged data)

@@ -10,7 +10,8 @@
 //! - `tail.rs`: [`Tail`], the stream of committed versions a store delivers, and [`LocalTails`],
 //!   which serves the tails of a store whose writers all run in this process.
 //! - `writer_thread.rs`: [`mark_writer_thread`] and [`on_writer_thread`], which tell a store
-//!   that the thread calling it is an engine's writer of its own, which it may block.
+//!   that the thread calling it is an engine's writer of its own, which it may block, and
+//!   [`run_blocking`], which runs blocking work there or on Tokio's blocking pool.
 //! - `error.rs`: [`StorageError`], the one error type every backend maps its failures into.
 //! - `memory.rs`: [`MemoryStorage`], a backend that keeps everything in memory.
 //! - `conformance.rs`: [`conformance::run`], the suite a backend's tests call.
@@ -47,7 +48,7 @@ pub use storage::Storage;
 pub use tail::{LocalTails, Tail};
 pub use uuid::Uuid;
 pub use version::{NewVersion, Version};
-pub use writer_thread::{mark_writer_thread, on_writer_thread};
+pub use writer_thread::{mark_writer_thread, on_writer_thread, run_blocking};
 
 /// How long a backend remembers an idempotency key unless it is told otherwise: two minutes, from
 /// the timestamp of the version stored under it. See [`Storage::append`].

@@ -18,7 +18,7 @@ use crate::{Horizon, NewVersion, Pruned, Retention, StorageError, Tail, Version}
 /// database file) must move that work off the async threads itself, for example with
 /// `tokio::task::spawn_blocking`, except on a thread marked with
 /// [`mark_writer_thread`](crate::mark_writer_thread): an engine's writer of its own, which it may
-/// block (see [`on_writer_thread`](crate::on_writer_thread)).
+/// block. [`run_blocking`](crate::run_blocking) does either, as the calling thread allows.
 ///
 /// **Reads never go back in time.** A read through a store reflects at least every version that
 /// an append through that store acknowledged and that a tail of that store delivered. A

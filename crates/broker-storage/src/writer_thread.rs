@@ -27,6 +27,21 @@ pub fn on_writer_thread() -> bool {
     WRITER.get()
 }
 
+/// Runs the blocking `work` where a store may: on the calling thread if it is a writer thread,
+/// on Tokio's blocking pool otherwise. The error is the pool's, for `work` that panicked there.
+///
+/// # Panics
+///
+/// Off a writer thread, outside a Tokio runtime.
+pub async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if on_writer_thread() {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +55,20 @@ mod tests {
         });
         assert_eq!(marked.join().expect("the thread ends"), (false, true));
         assert!(!on_writer_thread(), "another thread is not marked by it");
+    }
+
+    #[test]
+    fn blocking_work_stays_on_a_writer_thread_and_leaves_any_other() {
+        let runtime = tokio::runtime::Runtime::new().expect("build a runtime");
+        let handle = runtime.handle().clone();
+        let here = || std::thread::current().id();
+        let writer = std::thread::spawn(move || {
+            mark_writer_thread();
+            let ran_on = handle.block_on(run_blocking(here)).expect("no panic");
+            ran_on == here()
+        });
+        assert!(writer.join().expect("the thread ends"), "run on the writer thread itself");
+        let ran_on = runtime.block_on(run_blocking(here)).expect("no panic");
+        assert_ne!(ran_on, here(), "run on the blocking pool");
     }
 }
