@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use broker_storage::{NewVersion, Storage, StorageError, Version};
-use broker_storage_nats::NatsOptions;
+use broker_storage_nats::{NatsOptions, NatsStorage};
 
 use super::{connect, fresh_stream};
 use crate::support::{NODES, NatsCluster};
@@ -28,6 +28,21 @@ fn batch(w: usize, n: u64) -> Vec<NewVersion> {
             NewVersion::new("failover", n, format!("\"{key}\"")).with_idempotency_key(key)
         })
         .collect()
+}
+
+/// Appends `new` through `store`, again while it answers `Unavailable` (nothing was stored): a
+/// server that is not the stream's leader may not route the stream's subjects for a moment after
+/// the stream is created. Fails after 30 s.
+async fn append_once_available(store: &NatsStorage, new: NewVersion) -> Vec<Version> {
+    let started = Instant::now();
+    loop {
+        match store.append(vec![new.clone()]).await {
+            Err(StorageError::Unavailable(_)) if started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result.expect("append"),
+        }
+    }
 }
 
 /// The store is connected to the stream leader alone, which is then killed: the appends in
@@ -186,8 +201,7 @@ async fn a_tail_resumes_by_itself_when_its_server_is_killed() {
 
     let mut acknowledged = Vec::new();
     for n in 0..10 {
-        acknowledged
-            .extend(follower.append(vec![NewVersion::new("t", n, "0")]).await.expect("append"));
+        acknowledged.extend(append_once_available(&follower, NewVersion::new("t", n, "0")).await);
     }
     cluster.kill(leader).await;
     let started = Instant::now();
