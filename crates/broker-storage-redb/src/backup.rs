@@ -11,9 +11,10 @@ use redb::backends::FileBackend;
 use redb::{Database, Durability, ReadTransaction, ReadableTable};
 
 use crate::RedbOptions;
+use crate::blocks::{self, BLOCKS};
 use crate::error::{Fault, from_redb, in_file};
 use crate::index;
-use crate::schema::{self, COUNTS, EVENT_IDS, HORIZONS, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
+use crate::schema::{self, COUNTS, EVENT_IDS, HORIZONS, KEY_TIMES, KEYS, LATEST, META};
 
 /// What [`RedbStorage::backup`](crate::RedbStorage::backup) wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,9 +27,10 @@ pub struct BackupReport {
     pub last_id: u64,
 }
 
-/// Versions copied per write transaction of the copy. A transaction keeps its dirty pages until
-/// it commits; committing every so many rows bounds that memory whatever the store's size.
-const ROWS_PER_COMMIT: u64 = 10_000;
+/// Versions (or keys) copied per write transaction of the copy, give or take a block. A
+/// transaction keeps its dirty pages until it commits; committing every so many rows bounds that
+/// memory whatever the store's size.
+const ROWS_PER_COMMIT: usize = 10_000;
 
 /// Copies what the store holds as of the read transaction `txn` into a new redb file at `to`, with
 /// the identity `database_id`.
@@ -71,7 +73,7 @@ fn copy(
         .create_with_backend(backend)
         .map_err(|error| target(to, error))?;
 
-    let versions = txn.open_table(VERSIONS).map_err(source)?;
+    let versions = txn.open_table(BLOCKS).map_err(source)?;
     let mut rows = versions.iter().map_err(source)?;
     let mut report = BackupReport { versions: 0, last_id: 0 };
     // Each event's count and newest id, for the copy's `counts`, so that its first prune of an
@@ -84,30 +86,31 @@ fn copy(
         let mut write = copy.begin_write().map_err(|error| target(to, error))?;
         write.set_durability(Durability::None).map_err(|error| target(to, error))?;
         {
-            let mut copy_versions =
-                write.open_table(VERSIONS).map_err(|error| target(to, error))?;
+            let mut copy_blocks = write.open_table(BLOCKS).map_err(|error| target(to, error))?;
             let mut event_ids = write.open_table(EVENT_IDS).map_err(|error| target(to, error))?;
             let mut latest = write.open_table(LATEST).map_err(|error| target(to, error))?;
             let mut indexed: Vec<(String, u64)> = Vec::new();
-            for _ in 0..ROWS_PER_COMMIT {
+            while indexed.len() < ROWS_PER_COMMIT {
                 let Some(entry) = rows.next() else {
                     done = true;
                     break;
                 };
-                let (id, row) = entry.map_err(source)?;
-                let id = id.value();
-                let (event, timestamp, data) = row.value();
-                // The indexes are rebuilt from the log as an append builds them: in id order, so
-                // `latest` ends with the newest version of each event.
-                copy_versions
-                    .insert(id, (event, timestamp, data))
+                let (key, block) = entry.map_err(source)?;
+                // A block is copied as it is; the indexes are rebuilt from its versions as an
+                // append builds them: in id order, so `latest` ends with the newest version of
+                // each event.
+                for row in blocks::rows(key.value(), block.value()) {
+                    let row = row.map_err(Side::Source)?;
+                    indexed.push((row.event.to_owned(), row.id));
+                    latest.insert(row.event, row.id).map_err(|error| target(to, error))?;
+                    let (count, newest) = counts.entry(row.event.to_owned()).or_default();
+                    (*count, *newest) = (*count + 1, row.id);
+                    report.versions += 1;
+                    report.last_id = row.id;
+                }
+                copy_blocks
+                    .insert(key.value(), block.value())
                     .map_err(|error| target(to, error))?;
-                indexed.push((event.to_owned(), id));
-                latest.insert(event, id).map_err(|error| target(to, error))?;
-                let (count, newest) = counts.entry(event.to_owned()).or_default();
-                (*count, *newest) = (*count + 1, id);
-                report.versions += 1;
-                report.last_id = id;
             }
             let ids = indexed.iter().map(|(event, id)| (event.as_str(), *id));
             index::add(&mut event_ids, ids)

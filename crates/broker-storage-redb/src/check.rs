@@ -12,10 +12,11 @@ use redb::{
 };
 
 use crate::RedbOptions;
+use crate::blocks::{self, BLOCKS, Reader};
 use crate::error::{Fault, catching, from_open, from_redb};
 use crate::index;
 use crate::journal::{self, Journal};
-use crate::schema::{self, COUNTS, EVENT_IDS, HORIZONS, KEY_TIMES, KEYS, LATEST, META, VERSIONS};
+use crate::schema::{self, COUNTS, EVENT_IDS, HORIZONS, KEY_TIMES, KEYS, LATEST, META};
 
 /// What [`RedbStorage::check`](crate::RedbStorage::check) found in a database file.
 ///
@@ -178,29 +179,42 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
     // Every id up to this one may have been pruned.
     let pruned_through = horizons.values().copied().max().unwrap_or(0);
 
-    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    let log = txn.open_table(BLOCKS).map_err(from_redb)?;
     // The newest id of each event, which `latest` must name.
     let mut newest: HashMap<String, u64> = HashMap::new();
-    for entry in versions.iter().map_err(from_redb)? {
-        let (id, row) = entry.map_err(from_redb)?;
-        let id = id.value();
-        if id <= report.last_id {
-            return Err(corrupt(format!("versions lists id {id} after id {}", report.last_id)));
-        }
-        // Ids are handed out without holes; only a prune leaves them.
-        if id - 1 > report.last_id && id - 1 > pruned_through {
+    for entry in log.iter().map_err(from_redb)? {
+        let (key, block) = entry.map_err(from_redb)?;
+        let key = key.value();
+        if key <= report.last_id {
             return Err(corrupt(format!(
-                "versions {} to {} are missing, and no horizon says they were pruned",
-                report.last_id + 1,
-                id - 1
+                "blocks has a block at id {key}, at or below the last id before it, {}",
+                report.last_id
             )));
         }
-        // Decoding the row checks that its event and data are whole UTF-8 strings.
-        let (event, _, _) = row.value();
-        newest.insert(event.to_owned(), id);
-        report.versions += 1;
-        report.last_id = id;
+        let mut empty = true;
+        // Decoding the block checks that its ids increase and that its events and data are whole
+        // UTF-8 strings.
+        for row in blocks::rows(key, block.value()) {
+            let row = row?;
+            let id = row.id;
+            // Ids are handed out without holes; only a prune leaves them.
+            if id - 1 > report.last_id && id - 1 > pruned_through {
+                return Err(corrupt(format!(
+                    "versions {} to {} are missing, and no horizon says they were pruned",
+                    report.last_id + 1,
+                    id - 1
+                )));
+            }
+            newest.insert(row.event.to_owned(), id);
+            empty = false;
+            report.versions += 1;
+            report.last_id = id;
+        }
+        if empty {
+            return Err(corrupt(format!("blocks has an empty block at id {key}")));
+        }
     }
+    let mut versions = Reader::new(&log, from_redb);
 
     let event_ids = txn.open_table(EVENT_IDS).map_err(from_redb)?;
     let mut indexed = 0;
@@ -225,15 +239,15 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
                      (through {through})"
                 )));
             }
-            match versions.get(id).map_err(from_redb)? {
-                Some(row) if row.value().0 == event => {
+            match versions.get(id)? {
+                Some(version) if version.event == event => {
                     indexed += 1;
                     of_event.push(id);
                 }
-                Some(row) => {
+                Some(version) => {
                     return Err(corrupt(format!(
                         "event_ids files version {id} under {event:?}, but it belongs to {:?}",
-                        row.value().0
+                        version.event
                     )));
                 }
                 None => {
@@ -311,13 +325,13 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
     for entry in keys.iter().map_err(from_redb)? {
         let (key, row) = entry.map_err(from_redb)?;
         let (key, (id, stored_at)) = (key.value(), row.value());
-        match versions.get(id).map_err(from_redb)? {
-            Some(row) if row.value().1 == stored_at => {}
-            Some(row) => {
+        match versions.get(id)? {
+            Some(version) if version.timestamp == stored_at => {}
+            Some(version) => {
                 return Err(corrupt(format!(
                     "keys gives key {key:?} the time {stored_at}, but its version {id} has the \
                      timestamp {}",
-                    row.value().1
+                    version.timestamp
                 )));
             }
             // Pruned, long after the key's window: the next appends delete the key.

@@ -47,6 +47,7 @@
 //! ```
 
 mod backup;
+mod blocks;
 mod check;
 mod counts;
 mod error;

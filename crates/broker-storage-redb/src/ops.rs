@@ -11,12 +11,13 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, WriteTransaction,
 };
 
+use crate::blocks::{self, BLOCKS, Blocks, Reader, Row};
 use crate::error::{Fault, from_io, from_redb, from_redb_write};
 use crate::index::{self, EventIds};
 use crate::journal::{self, Checkpoint, Journal, Record, WriteError};
 use crate::overlay::{Overlay, Pending, ROUND_MAX};
 use crate::retention;
-use crate::schema::{self, EVENT_IDS, KEY_TIMES, KEYS, LATEST, VERSIONS};
+use crate::schema::{EVENT_IDS, KEY_TIMES, KEYS, LATEST};
 use crate::space::{self, Space};
 
 /// What an append returns: the version for each new version of the batch, in batch order, and
@@ -151,7 +152,8 @@ fn originals(
     }
     let txn = db.begin_read().map_err(from_redb)?;
     let keys = txn.open_table(KEYS).map_err(from_redb)?;
-    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    let log = txn.open_table(BLOCKS).map_err(from_redb)?;
+    let mut versions = Reader::new(&log, from_redb);
     for (new, found) in batch.iter().zip(&mut found) {
         let Some(key) = new.idempotency_key.as_deref().filter(|_| found.is_none()) else {
             continue;
@@ -164,12 +166,11 @@ fn originals(
         }
         // A prune removes only versions older than the window by the clock, so a missing
         // version that young is damage.
-        if stored_at < retention::window_start(window)
-            && versions.get(id).map_err(from_redb)?.is_none()
-        {
+        let version = versions.get(id)?;
+        if version.is_none() && stored_at < retention::window_start(window) {
             continue;
         }
-        *found = Some(schema::lookup(&versions, id, "keys", from_redb)?);
+        *found = Some(version.map_or_else(|| versions.lookup(id, "keys"), Ok)?);
     }
     Ok(found)
 }
@@ -189,13 +190,14 @@ pub(crate) fn apply(
         let mut keyed = 0;
         for batch in batches {
             for (version, key) in batch.versions.iter().zip(&batch.keys) {
-                let Version { id, event, timestamp, data } = version;
-                tables.store(*id, *timestamp, event.as_str(), data.as_str(), key.as_deref())?;
-                keyed += usize::from(key.is_some());
+                if let Some(key) = key {
+                    tables.key(version.id, version.timestamp, key)?;
+                    keyed += 1;
+                }
             }
         }
         let versions = || batches.iter().flat_map(|batch| batch.versions.iter());
-        tables.index(versions())?;
+        tables.store(versions())?;
         if let Some(horizon) = horizon(versions().map(|version| version.timestamp)) {
             tables.prune(window, horizon, 2 * keyed + PRUNE_EXTRA * batches.len())?;
         }
@@ -255,17 +257,18 @@ pub(crate) fn replay(db: &Database, entries: &[journal::Entry]) -> Result<(), Fa
     {
         let mut tables = Tables::open(&txn)?;
         for journal::Entry { version, key } in entries {
-            let Version { id, event, timestamp, data } = version;
-            tables.store(*id, *timestamp, event, data, key.as_deref())?;
+            if let Some(key) = key {
+                tables.key(version.id, version.timestamp, key)?;
+            }
         }
-        tables.index(entries.iter().map(|entry| &entry.version))?;
+        tables.store(entries.iter().map(|entry| &entry.version))?;
     }
     txn.commit().map_err(from_redb_write)
 }
 
 /// The tables an append writes, open in its transaction.
 struct Tables<'txn> {
-    versions: Table<'txn, u64, (&'static str, u64, &'static str)>,
+    blocks: Blocks<'txn>,
     event_ids: EventIds<'txn>,
     latest: Table<'txn, &'static str, u64>,
     keys: Table<'txn, &'static str, (u64, u64)>,
@@ -275,7 +278,7 @@ struct Tables<'txn> {
 impl<'txn> Tables<'txn> {
     fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>, Fault> {
         Ok(Tables {
-            versions: txn.open_table(VERSIONS).map_err(from_redb_write)?,
+            blocks: txn.open_table(BLOCKS).map_err(from_redb_write)?,
             event_ids: txn.open_table(EVENT_IDS).map_err(from_redb_write)?,
             latest: txn.open_table(LATEST).map_err(from_redb_write)?,
             keys: txn.open_table(KEYS).map_err(from_redb_write)?,
@@ -283,31 +286,26 @@ impl<'txn> Tables<'txn> {
         })
     }
 
-    /// Writes the row of version `id` but its index rows (see [`index`](Self::index)), and those
-    /// of its idempotency key, which replace those of an expired use of the key.
-    fn store(
-        &mut self,
-        id: u64,
-        timestamp: u64,
-        event: &str,
-        data: &str,
-        key: Option<&str>,
-    ) -> Result<(), Fault> {
-        self.versions.insert(id, (event, timestamp, data)).map_err(from_redb_write)?;
-        if let Some(key) = key {
-            let previous = self.keys.insert(key, (id, timestamp)).map_err(from_redb_write)?;
-            if let Some((_, stored_at)) = previous.map(|row| row.value()) {
-                self.key_times.remove((stored_at, key)).map_err(from_redb_write)?;
-            }
-            self.key_times.insert((timestamp, key), ()).map_err(from_redb_write)?;
+    /// Writes the rows of idempotency key `key`, under which version `id` stamped `timestamp` was
+    /// stored: they replace those of an expired use of the key.
+    fn key(&mut self, id: u64, timestamp: u64, key: &str) -> Result<(), Fault> {
+        let previous = self.keys.insert(key, (id, timestamp)).map_err(from_redb_write)?;
+        if let Some((_, stored_at)) = previous.map(|row| row.value()) {
+            self.key_times.remove((stored_at, key)).map_err(from_redb_write)?;
         }
+        self.key_times.insert((timestamp, key), ()).map_err(from_redb_write)?;
         Ok(())
     }
 
-    /// Writes the index rows of `stored`, the versions a round stored, in id order: per event, a
-    /// run of its ids in `event_ids` and its `latest` row, the last of them. One write of each
-    /// per event rather than per version, since a round often holds many versions of one event.
-    fn index<'a>(&mut self, stored: impl Iterator<Item = &'a Version>) -> Result<(), Fault> {
+    /// Writes `stored`, the versions a round stored, in id order: as new blocks, and per event, a
+    /// run of its ids in `event_ids` and its `latest` row, the last of them. One write of each per
+    /// block or per event rather than per version, since a round often holds many versions, of
+    /// few events.
+    fn store<'a>(
+        &mut self,
+        stored: impl Iterator<Item = &'a Version> + Clone,
+    ) -> Result<(), Fault> {
+        blocks::append(&mut self.blocks, stored.clone().map(Row::of))?;
         let runs = index::by_event(stored.map(|version| (version.event.as_str(), version.id)));
         for (event, ids) in runs {
             index::write(&mut self.event_ids, event, &ids)?;
@@ -383,23 +381,18 @@ pub(crate) fn history(
         return Ok(Vec::new());
     }
     let event_ids = txn.open_table(EVENT_IDS).map_err(from_redb)?;
-    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    let log = txn.open_table(BLOCKS).map_err(from_redb)?;
+    let mut versions = Reader::new(&log, from_redb);
     let ids = index::after(&event_ids, event, after, limit, from_redb)?;
-    ids.into_iter().map(|id| schema::lookup(&versions, id, "event_ids", from_redb)).collect()
+    ids.into_iter().map(|id| versions.lookup(id, "event_ids")).collect()
 }
 
-/// Up to `limit` versions with ids above `after`, in id order: a range scan of `versions`.
+/// Up to `limit` versions with ids above `after`, in id order: a range scan of `blocks`.
 pub(crate) fn since(
     txn: &ReadTransaction,
     after: u64,
     limit: usize,
 ) -> Result<Vec<Version>, Fault> {
-    let Some(first) = after.checked_add(1) else { return Ok(Vec::new()) };
-    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
-    let mut found = Vec::new();
-    for entry in versions.range(first..).map_err(from_redb)?.take(limit) {
-        let (id, row) = entry.map_err(from_redb)?;
-        found.push(schema::version(id.value(), row.value()));
-    }
-    Ok(found)
+    let log = txn.open_table(BLOCKS).map_err(from_redb)?;
+    blocks::since(&log, after, limit, from_redb)
 }

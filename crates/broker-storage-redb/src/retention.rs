@@ -13,14 +13,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use broker_storage::{Horizon, Pruned, Retention, StorageError, Version};
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
 
+use crate::blocks::{self, BLOCKS, Reader};
 use crate::counts;
 use crate::error::{Fault, from_redb, from_redb_write};
 use crate::index;
-use crate::schema::{self, COUNTS, EVENT_IDS, HORIZONS, LATEST, VERSIONS};
+use crate::schema::{COUNTS, EVENT_IDS, HORIZONS, LATEST};
 
 /// The most versions one write transaction removes. A prune of more takes several, each of which
 /// an append may follow, so that an append never waits long behind a large prune. Each removal
-/// is one `versions` read and two deletes: a transaction of this many takes a few milliseconds.
+/// reads its version and rewrites its block: a transaction of this many takes a few
+/// milliseconds.
 const PER_TRANSACTION: usize = 1024;
 
 /// Removes up to `limit` of the oldest versions of `event` that `retention` lets go of, in
@@ -70,21 +72,20 @@ fn prune_once(
         // An event never stored: nothing to remove, nothing to commit.
         let Some(newest) = newest else { return Ok(Pruned::default()) };
         let mut event_ids = txn.open_table(EVENT_IDS).map_err(from_redb_write)?;
-        let mut versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
+        let mut log = txn.open_table(BLOCKS).map_err(from_redb_write)?;
         let mut counts = txn.open_table(COUNTS).map_err(from_redb_write)?;
         let count = counts::get(&counts, &event_ids, event)?;
 
         let mut removed: Vec<u64> = Vec::new();
         let mut more = false;
         let oldest = index::after(&event_ids, event, 0, limit.saturating_add(1), from_redb_write)?;
+        let mut versions = Reader::new(&log, from_redb_write);
         for id in oldest {
             if id >= newest {
                 break;
             }
-            let Some(row) = versions.get(id).map_err(from_redb_write)? else {
-                return Err(corrupt(format!("event_ids names version {id}, which is missing")));
-            };
-            let (owner, timestamp, _) = row.value();
+            let version = versions.lookup(id, "event_ids")?;
+            let (owner, timestamp) = (version.event.as_str(), version.timestamp);
             if owner != event {
                 return Err(corrupt(format!(
                     "event_ids files version {id} under {event:?}, but it belongs to {owner:?}"
@@ -101,10 +102,9 @@ fn prune_once(
             }
             removed.push(id);
         }
+        drop(versions);
         let Some(&through) = removed.last() else { return Ok(Pruned { removed: 0, more }) };
-        for &id in &removed {
-            versions.remove(id).map_err(from_redb_write)?;
-        }
+        blocks::remove(&mut log, &removed)?;
         index::remove_through(&mut event_ids, event, through)?;
         counts::set(&mut counts, event, count - removed.len() as u64, newest)?;
         let mut horizons = txn.open_table(HORIZONS).map_err(from_redb_write)?;
@@ -129,11 +129,12 @@ pub(crate) fn horizons(db: &Database) -> Result<Vec<Horizon>, Fault> {
 
 /// The newest version with an id up to `at` of every event that has one, in id order: per event,
 /// its `latest` row, or its last id up to `at` in `event_ids` when that is older, and one
-/// `versions` lookup.
+/// block read.
 pub(crate) fn latest_at(txn: &ReadTransaction, at: u64) -> Result<Vec<Version>, Fault> {
     let latest = txn.open_table(LATEST).map_err(from_redb)?;
     let event_ids = txn.open_table(EVENT_IDS).map_err(from_redb)?;
-    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
+    let log = txn.open_table(BLOCKS).map_err(from_redb)?;
+    let mut versions = Reader::new(&log, from_redb);
     let mut found = Vec::new();
     for entry in latest.iter().map_err(from_redb)? {
         let (event, newest) = entry.map_err(from_redb)?;
@@ -147,7 +148,7 @@ pub(crate) fn latest_at(txn: &ReadTransaction, at: u64) -> Result<Vec<Version>, 
                 None => continue,
             }
         };
-        found.push(schema::lookup(&versions, id, table, from_redb)?);
+        found.push(versions.lookup(id, table)?);
     }
     found.sort_unstable_by_key(|version| version.id);
     Ok(found)

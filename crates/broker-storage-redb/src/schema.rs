@@ -2,15 +2,17 @@
 //!
 //! A store is one redb file holding eight tables:
 //!
-//! - `versions`: id (`u64`) → `(event, timestamp, data)` as `(&str, u64, &str)`. The log itself,
-//!   in id order; `since` is a range scan over it, and its last key is the last id handed out.
+//! - `blocks`: the id of a block's first version (`u64`) → the block, a few kilobytes of
+//!   versions in id order, each with its event, timestamp and data (`blocks.rs`). The log itself;
+//!   `since` is a range scan over it, and the last id of its last block is the last id handed
+//!   out.
 //! - `event_ids`: `(event, first)` as `(&str, u64)` → the ids of a run of `event`'s versions,
 //!   from `first` on, as little-endian `u64`s (`index.rs`). The index behind `history`. redb
 //!   compares tuple keys element by element, so the range from `(event, 0)` to
 //!   `(event, u64::MAX)` holds exactly the runs of `event`: `"username"` sorts after every
 //!   `("user", _)`.
 //! - `latest`: event (`&str`) → id (`u64`) of its newest version. `latest()` reads this table and
-//!   one `versions` row per event, never the whole log.
+//!   one block per event, never the whole log.
 //! - `keys`: idempotency key (`&str`) → `(id, timestamp)` as `(u64, u64)`: the version stored
 //!   under the key, and its timestamp, from which the idempotency window is measured.
 //! - `key_times`: `(timestamp, key)` as `(u64, &str)` → `()`. The keys of `keys` by the timestamp
@@ -26,21 +28,20 @@
 //! - `meta`: name (`&str`) → bytes. `database_id` holds the 16 bytes of the database's UUID,
 //!   `format_version` the little-endian `u64` [`FORMAT_VERSION`] of this layout.
 //!
-//! Every round writes one row per version into `versions`, one run per event into `event_ids`,
-//! and overwrites one row of `latest` per event, all in its single transaction, so the three
-//! always agree. A version stored
+//! Every round writes its versions as new blocks into `blocks`, one run per event into
+//! `event_ids`, and overwrites one row of `latest` per event, all in its single transaction, so
+//! the three always agree. A version stored
 //! under an idempotency key also writes its row of `keys` and `key_times` in that transaction
 //! (replacing the rows of an expired use of the key), so those two always agree as well, and
-//! every id in `keys` names a version in `versions`, unless that version was pruned: a prune
+//! every id in `keys` names a version in `blocks`, unless that version was pruned: a prune
 //! removes only versions whose timestamp is older than the idempotency window by the clock, so
 //! an append treats a key whose version is gone, and that is that old, as expired.
 //!
-//! A prune removes a prefix of one event's ids from `event_ids` and their `versions` rows, never
-//! the
-//! event's latest version, and in the same transaction lowers its `counts` row and raises its
-//! `horizons` row to the greatest id removed. So every row of `latest` names a stored version,
-//! the last id of `versions` is still the last id handed out (it is the latest of its event), and
-//! a hole in the ids is always at or below some horizon.
+//! A prune removes a prefix of one event's ids from `event_ids` and their versions from
+//! `blocks`, never the event's latest version, and in the same transaction lowers its `counts`
+//! row and raises its `horizons` row to the greatest id removed. So every row of `latest` names a
+//! stored version, the last id in `blocks` is still the last id handed out (it is the latest of
+//! its event), and a hole in the ids is always at or below some horizon.
 //!
 //! `keys` and `key_times` came after the first files of format 1 were written, and did not change
 //! the format version: a file without them is whole (no version in it was stored under a key), and
@@ -56,7 +57,13 @@
 //! Format 2 replaced the table `by_event`, `(event, id)` → `()` with a row per version, by
 //! `event_ids`, with a row per run: a round of many versions of one event writes one row instead
 //! of one each. Opening a file of format 1 for writing upgrades it, in one durable transaction
-//! (`upgrade`); a build of format 1 refuses a file of format 2.
+//! (`upgrade_index`); a build of format 1 refuses a file of format 2.
+//!
+//! Format 3 replaced the table `versions`, id → `(event, timestamp, data)` with a row per version,
+//! by `blocks`: a round of a few dozen versions writes a block or two instead of a row each, and
+//! the B-tree inserts of those rows were the largest part of a round's work. Opening a file of
+//! format 2 (or 1) for writing upgrades it in one durable transaction too (`upgrade_log`); a
+//! build of format 2 refuses a file of format 3.
 
 use std::path::Path;
 
@@ -66,12 +73,12 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 
+use crate::blocks::{self, BLOCKS, Row};
 use crate::error::{Fault, from_redb, from_redb_write};
 use crate::index;
 
-/// The log of every version, by id.
-pub(crate) const VERSIONS: TableDefinition<'static, u64, (&str, u64, &str)> =
-    TableDefinition::new("versions");
+/// The log of formats 1 and 2, a row per version, which an upgrade replaces with [`BLOCKS`].
+const VERSIONS: TableDefinition<'static, u64, (&str, u64, &str)> = TableDefinition::new("versions");
 
 /// The ids of each event's versions, in runs (`index.rs`).
 pub(crate) const EVENT_IDS: TableDefinition<'static, (&str, u64), &[u8]> =
@@ -100,44 +107,28 @@ pub(crate) const HORIZONS: TableDefinition<'static, &str, u64> = TableDefinition
 /// The database's identity and the version of this layout.
 pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
-/// The version of the layout described above. A file of format 1 is upgraded when it is opened;
-/// one of any other is refused.
-pub(crate) const FORMAT_VERSION: u64 = 2;
+/// The version of the layout described above. A file of format 1 or 2 is upgraded when it is
+/// opened; one of any other is refused.
+pub(crate) const FORMAT_VERSION: u64 = 3;
 
-/// The format before it.
+/// The first format, with a row per version in `by_event`.
 const FORMAT_ONE: u64 = 1;
+
+/// The format before this one, with a row per version in `versions`.
+const FORMAT_TWO: u64 = 2;
+
+/// The versions an upgrade reads from `versions` before it writes them as blocks.
+const UPGRADE_CHUNK: usize = 4096;
 
 const DATABASE_ID_KEY: &str = "database_id";
 const FORMAT_VERSION_KEY: &str = "format_version";
-
-/// Builds the version stored under `id` from its `versions` row.
-pub(crate) fn version(id: u64, (event, timestamp, data): (&str, u64, &str)) -> Version {
-    Version { id, event: event.to_owned(), timestamp, data: data.to_owned() }
-}
-
-/// The version `id`, which the index `table` says exists; `map` maps redb's errors as the
-/// transaction reading it requires.
-pub(crate) fn lookup(
-    versions: &impl ReadableTable<u64, (&'static str, u64, &'static str)>,
-    id: u64,
-    table: &str,
-    map: fn(redb::StorageError) -> Fault,
-) -> Result<Version, Fault> {
-    match versions.get(id).map_err(map)? {
-        Some(row) => Ok(version(id, row.value())),
-        None => {
-            Err(StorageError::Corrupt(format!("{table} names version {id}, which is missing"))
-                .into())
-        }
-    }
-}
 
 /// What identifies a database and where its log ends: read when it is opened, and again when it
 /// is reopened after a failure, to be sure it is the same file with nothing acknowledged missing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Identity {
     pub(crate) database_id: Uuid,
-    /// The last id in `versions`, 0 when it is empty.
+    /// The last id in `blocks`, 0 when it is empty.
     pub(crate) last_id: u64,
 }
 
@@ -150,7 +141,7 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
     txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
     let identity = {
         let mut meta = txn.open_table(META).map_err(from_redb_write)?;
-        let versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
+        txn.open_table(BLOCKS).map_err(from_redb_write)?;
         txn.open_table(EVENT_IDS).map_err(from_redb_write)?;
         txn.open_table(LATEST).map_err(from_redb_write)?;
         // A file written before the idempotency tables gets them here, empty.
@@ -159,15 +150,22 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
         // And one written before pruning gets these.
         txn.open_table(COUNTS).map_err(from_redb_write)?;
         txn.open_table(HORIZONS).map_err(from_redb_write)?;
-        let last_id = versions.last().map_err(from_redb_write)?.map_or(0, |(id, _)| id.value());
         let database_id = match read_stored(&meta, path)? {
-            Some((database_id, FORMAT_ONE)) => {
-                upgrade(&txn, path)?;
+            Some((database_id, format @ (FORMAT_ONE | FORMAT_TWO))) => {
+                if format == FORMAT_ONE {
+                    upgrade_index(&txn, path)?;
+                }
+                upgrade_log(&txn, path, format)?;
                 write_identity(&mut meta, database_id)?;
                 database_id
             }
             Some((database_id, _)) => database_id,
-            None if !versions.is_empty().map_err(from_redb_write)? => {
+            None if !txn
+                .open_table(BLOCKS)
+                .map_err(from_redb_write)?
+                .is_empty()
+                .map_err(from_redb_write)? =>
+            {
                 return Err(corrupt("it holds versions but no database identity"));
             }
             None => {
@@ -176,6 +174,8 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
                 database_id
             }
         };
+        let last_id =
+            blocks::last_id(&txn.open_table(BLOCKS).map_err(from_redb_write)?, from_redb_write)?;
         Identity { database_id, last_id }
     };
     txn.commit().map_err(from_redb_write)?;
@@ -186,8 +186,7 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
 /// filled up, a reopen must not need a commit to succeed.
 pub(crate) fn stored_identity(txn: &ReadTransaction, path: &Path) -> Result<Identity, Fault> {
     let meta = txn.open_table(META).map_err(from_redb)?;
-    let versions = txn.open_table(VERSIONS).map_err(from_redb)?;
-    let last_id = versions.last().map_err(from_redb)?.map_or(0, |(id, _)| id.value());
+    let last_id = blocks::last_id(&txn.open_table(BLOCKS).map_err(from_redb)?, from_redb)?;
     match read_identity(&meta, path)? {
         Some(database_id) => Ok(Identity { database_id, last_id }),
         None => Err(corrupt("it has no database identity")),
@@ -195,14 +194,14 @@ pub(crate) fn stored_identity(txn: &ReadTransaction, path: &Path) -> Result<Iden
 }
 
 /// The identity recorded in `meta`, or `None` when the table is empty (a new file). A file of
-/// format 1, which only [`identify`] upgrades, is refused.
+/// format 1 or 2, which only [`identify`] upgrades, is refused.
 pub(crate) fn read_identity(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
     path: &Path,
 ) -> Result<Option<Uuid>, Fault> {
     match read_stored(meta, path)? {
-        Some((_, FORMAT_ONE)) => Err(StorageError::backend(format!(
-            "{} has storage format version {FORMAT_ONE}, which this build upgrades to \
+        Some((_, format @ (FORMAT_ONE | FORMAT_TWO))) => Err(StorageError::backend(format!(
+            "{} has storage format version {format}, which this build upgrades to \
              {FORMAT_VERSION} when it opens the file: start the broker on it once",
             path.display()
         ))
@@ -211,8 +210,8 @@ pub(crate) fn read_identity(
     }
 }
 
-/// The identity and format version recorded in `meta`, the format one this build reads (1 or
-/// 2), or `None` when the table is empty (a new file).
+/// The identity and format version recorded in `meta`, the format one this build reads (1, 2 or
+/// 3), or `None` when the table is empty (a new file).
 fn read_stored(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
     path: &Path,
@@ -231,10 +230,10 @@ fn read_stored(
     let format = <[u8; 8]>::try_from(format.value())
         .map(u64::from_le_bytes)
         .map_err(|_| corrupt("the format version is not 8 bytes long"))?;
-    if format != FORMAT_VERSION && format != FORMAT_ONE {
+    if !matches!(format, FORMAT_ONE | FORMAT_TWO | FORMAT_VERSION) {
         return Err(StorageError::backend(format!(
-            "{} has storage format version {format}, and this build reads only version \
-             {FORMAT_ONE} and {FORMAT_VERSION}",
+            "{} has storage format version {format}, and this build reads only versions \
+             {FORMAT_ONE} to {FORMAT_VERSION}",
             path.display()
         ))
         .into());
@@ -248,10 +247,11 @@ fn read_stored(
     Ok(Some((database_id, format)))
 }
 
-/// Upgrades a file of format 1 in `txn`: its index of a row per version, `by_event`, becomes
+/// Upgrades the index of a file of format 1 in `txn`: its row per version, `by_event`, becomes
 /// runs in `event_ids`, each of the consecutive ids of one event (up to [`index::RUN_MAX`]), and
-/// `by_event` is deleted. The caller then writes the new format version in the same transaction.
-fn upgrade(txn: &WriteTransaction, path: &Path) -> Result<(), Fault> {
+/// `by_event` is deleted. The caller then upgrades the log ([`upgrade_log`]) and writes the new
+/// format version, in the same transaction.
+fn upgrade_index(txn: &WriteTransaction, path: &Path) -> Result<(), Fault> {
     let mut indexed = 0_u64;
     {
         let by_event = txn.open_table(BY_EVENT).map_err(from_redb_write)?;
@@ -278,7 +278,47 @@ fn upgrade(txn: &WriteTransaction, path: &Path) -> Result<(), Fault> {
     tracing::info!(
         path = %path.display(),
         versions = indexed,
-        "upgraded the file from storage format {FORMAT_ONE} to {FORMAT_VERSION}"
+        "upgraded the index of the file from storage format {FORMAT_ONE}"
+    );
+    Ok(())
+}
+
+/// Upgrades the log of a file of format `format` (1 or 2) in `txn`: its row per version in
+/// `versions` becomes blocks in `blocks`, and `versions` is deleted. The caller then writes the
+/// new format version in the same transaction.
+fn upgrade_log(txn: &WriteTransaction, path: &Path, format: u64) -> Result<(), Fault> {
+    let mut moved = 0_u64;
+    {
+        let versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
+        let mut blocks = txn.open_table(BLOCKS).map_err(from_redb_write)?;
+        let mut chunk: Vec<Version> = Vec::with_capacity(UPGRADE_CHUNK);
+        let mut rows = versions.iter().map_err(from_redb_write)?;
+        loop {
+            let next = rows.next().transpose().map_err(from_redb_write)?;
+            if let Some((id, row)) = &next {
+                let (event, timestamp, data) = row.value();
+                chunk.push(Version {
+                    id: id.value(),
+                    event: event.to_owned(),
+                    timestamp,
+                    data: data.to_owned(),
+                });
+            }
+            if chunk.len() == UPGRADE_CHUNK || (next.is_none() && !chunk.is_empty()) {
+                blocks::append(&mut blocks, chunk.iter().map(Row::of))?;
+                moved += chunk.len() as u64;
+                chunk.clear();
+            }
+            if next.is_none() {
+                break;
+            }
+        }
+    }
+    txn.delete_table(VERSIONS).map_err(from_redb_write)?;
+    tracing::info!(
+        path = %path.display(),
+        versions = moved,
+        "upgraded the file from storage format {format} to {FORMAT_VERSION}"
     );
     Ok(())
 }

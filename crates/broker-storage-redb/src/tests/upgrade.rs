@@ -1,6 +1,7 @@
-//! A file of storage format 1, whose index held a row per version in `by_event`, is upgraded when
-//! a store opens it: every view reads as before, with the versions its journal held, the file
-//! then checks clean as format 2, and `check` asks for the upgrade rather than misreading it.
+//! Files of the earlier storage formats are upgraded when a store opens them: format 1, whose
+//! index held a row per version in `by_event`, and format 2, whose log held a row per version in
+//! `versions`. Every view reads as before, with the versions the journal held, the file then
+//! checks clean as format 3, and `check` asks for the upgrade rather than misreading it.
 
 use std::path::Path;
 
@@ -9,13 +10,15 @@ use redb::{Database, ReadableDatabase, TableDefinition, TableHandle};
 
 use super::{assert_holds, open, temp_dir};
 use crate::RedbStorage;
-use crate::index::RUN_MAX;
+use crate::index::{self, RUN_MAX};
 use crate::journal::{self, Journal, Record};
 
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 const VERSIONS: TableDefinition<'static, u64, (&str, u64, &str)> = TableDefinition::new("versions");
 const BY_EVENT: TableDefinition<'static, (&str, u64), ()> = TableDefinition::new("by_event");
 const LATEST: TableDefinition<'static, &str, u64> = TableDefinition::new("latest");
+const EVENT_IDS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("event_ids");
+const HORIZONS: TableDefinition<'static, &str, u64> = TableDefinition::new("horizons");
 
 /// Writes at `path` the file a build of format 1 wrote for `versions`, durably, and returns its
 /// database identity.
@@ -40,6 +43,62 @@ fn write_format_one(path: &Path, versions: &[Version]) -> Uuid {
     database_id
 }
 
+/// Writes at `path` the file a build of format 2 wrote for `versions`, of which those of `event`
+/// up to `pruned_through` were pruned, durably, and returns its database identity.
+fn write_format_two(path: &Path, versions: &[Version], pruned: (&str, u64)) -> Uuid {
+    let database_id = Uuid::new_v4();
+    let db = Database::create(path).expect("create the file");
+    let txn = db.begin_write().expect("begin");
+    {
+        let mut meta = txn.open_table(META).expect("meta");
+        meta.insert("database_id", database_id.as_bytes().as_slice()).expect("id");
+        meta.insert("format_version", 2_u64.to_le_bytes().as_slice()).expect("format");
+        let mut rows = txn.open_table(VERSIONS).expect("versions");
+        let mut event_ids = txn.open_table(EVENT_IDS).expect("event_ids");
+        let mut latest = txn.open_table(LATEST).expect("latest");
+        for Version { id, event, timestamp, data } in versions {
+            rows.insert(id, (event.as_str(), *timestamp, data.as_str())).expect("row");
+            latest.insert(event.as_str(), id).expect("latest");
+        }
+        index::add(&mut event_ids, versions.iter().map(|v| (v.event.as_str(), v.id)))
+            .expect("index");
+        txn.open_table(HORIZONS).expect("horizons").insert(pruned.0, pruned.1).expect("horizon");
+    }
+    txn.commit().expect("commit");
+    database_id
+}
+
+/// Writes, into the journal of the database at `path`, a record of `versions`: what a crash left
+/// beyond the file's end.
+fn journal_holds(path: &Path, database_id: Uuid, end: u64, versions: &[Version]) {
+    let (mut journal, _) =
+        Journal::open(&journal::path_of(path), database_id, end).expect("journal");
+    let mut record = Record::with_capacity(64);
+    for v in versions {
+        record.push(v.id, v.timestamp, &v.event, &v.data, None);
+    }
+    let record = record.finish(journal.generation());
+    journal.write(&record).expect("write the record");
+}
+
+/// The names of the tables in the file at `path`.
+fn tables(path: &Path) -> Vec<String> {
+    let db = Database::open(path).expect("open the file");
+    let txn = db.begin_read().expect("read");
+    txn.list_tables().expect("tables").map(|table| table.name().to_owned()).collect()
+}
+
+/// Asserts that `check` refuses the file at `path`, of format `format`, and asks for a start.
+async fn assert_check_asks_for_upgrade(path: &Path, format: u64) {
+    let report = RedbStorage::check(path).await.expect_err("check refuses an old format");
+    assert!(
+        matches!(&report, StorageError::Backend(_))
+            && report.to_string().contains(&format!("format version {format}")),
+        "{report}"
+    );
+    assert!(report.to_string().contains("start the broker on it once"), "{report}");
+}
+
 fn version(id: u64, event: &str) -> Version {
     Version { id, event: event.into(), timestamp: 10 + id, data: format!("[{id}]") }
 }
@@ -56,24 +115,11 @@ async fn a_file_of_format_one_is_upgraded_when_opened_and_reads_as_before() {
     let mut expected: Vec<Version> = (1..=5200).map(|id| version(id, events(id))).collect();
     const { assert!(5000 > RUN_MAX) };
     let database_id = write_format_one(&path, &expected);
-    let report = RedbStorage::check(&path).await.expect_err("check refuses format 1");
-    assert!(
-        matches!(&report, StorageError::Backend(_))
-            && report.to_string().contains("format version 1"),
-        "{report}"
-    );
-    assert!(report.to_string().contains("start the broker on it once"), "{report}");
+    assert_check_asks_for_upgrade(&path, 1).await;
     // A crash left two versions in the journal, beyond the file's end.
-    let (mut journal, _) =
-        Journal::open(&journal::path_of(&path), database_id, 5200).expect("journal");
-    let mut record = Record::with_capacity(64);
-    for v in [version(5201, "b"), version(5202, "d")] {
-        record.push(v.id, v.timestamp, &v.event, &v.data, None);
-        expected.push(v);
-    }
-    let record = record.finish(journal.generation());
-    journal.write(&record).expect("write the record");
-    drop(journal);
+    let crashed = [version(5201, "b"), version(5202, "d")];
+    journal_holds(&path, database_id, 5200, &crashed);
+    expected.extend(crashed);
 
     let store = open(&path).await;
     assert_eq!(store.database_id(), database_id, "the upgrade keeps the identity");
@@ -92,14 +138,55 @@ async fn a_file_of_format_one_is_upgraded_when_opened_and_reads_as_before() {
     let report = RedbStorage::check(&path).await.expect("check");
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.versions, expected.len() as u64, "{report}");
-    let db = Database::open(&path).expect("open the file");
-    let tables: Vec<String> = db
-        .begin_read()
-        .expect("read")
-        .list_tables()
-        .expect("tables")
-        .map(|table| table.name().to_owned())
-        .collect();
+    let tables = tables(&path);
     assert!(!tables.iter().any(|name| name == "by_event"), "by_event is gone: {tables:?}");
+    assert!(!tables.iter().any(|name| name == "versions"), "versions is gone: {tables:?}");
     assert!(tables.iter().any(|name| name == "event_ids"), "{tables:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_of_format_two_is_upgraded_when_opened_and_reads_as_before() {
+    let dir = temp_dir();
+    let path = dir.path().join("broker.redb");
+    // Events interleaved, long data that spans pages, and a pruned stretch of "a": ids 1 to 400
+    // are gone, a hole that the blocks must skip.
+    let event = |id: u64| ["a", "b", "ab", "c"][id as usize % 4];
+    let mut expected: Vec<Version> = (1..=3000)
+        .map(|id| {
+            let mut v = version(id, event(id));
+            if id % 500 == 0 {
+                v.data = format!("\"{}\"", "x".repeat(20_000));
+            }
+            v
+        })
+        .filter(|v| v.event != "a" || v.id > 400)
+        .collect();
+    let database_id = write_format_two(&path, &expected, ("a", 400));
+    assert_check_asks_for_upgrade(&path, 2).await;
+    let crashed = [version(3001, "b"), version(3002, "d")];
+    journal_holds(&path, database_id, 3000, &crashed);
+    expected.extend(crashed);
+
+    let store = open(&path).await;
+    assert_eq!(store.database_id(), database_id, "the upgrade keeps the identity");
+    assert_holds(&store, &expected).await;
+    assert_eq!(store.since(2990, 3).await.expect("since"), expected[expected.len() - 12..][..3]);
+    let at = store.latest_at(404).await.expect("latest_at");
+    let of = |id: u64| expected.iter().find(|v| v.id == id).expect("stored").clone();
+    assert_eq!(at, [of(401), of(402), of(403), of(404)], "time travel reads the upgraded log");
+    let pruned = store.prune("b", Retention::last(10), usize::MAX).await.expect("prune");
+    assert_eq!(pruned.removed, 751 - 10, "a prune removes versions from the upgraded blocks");
+    expected.retain(|v| v.event != "b" || v.id >= 2965);
+    let next = store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
+    expected.extend(next);
+    assert_holds(&store, &expected).await;
+    store.close().await.expect("close");
+
+    let report = RedbStorage::check(&path).await.expect("check");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.versions, expected.len() as u64, "{report}");
+    assert_eq!(report.last_id, 3003, "{report}");
+    let tables = tables(&path);
+    assert!(!tables.iter().any(|name| name == "versions"), "versions is gone: {tables:?}");
+    assert!(tables.iter().any(|name| name == "blocks"), "{tables:?}");
 }

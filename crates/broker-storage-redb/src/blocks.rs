@@ -1,0 +1,453 @@
+//! The `blocks` table: the log of every version, in id order, a few kilobytes of versions per row.
+//!
+//! A row is keyed by the id of the first version it was written with, and holds that version and
+//! the ones after it, increasing:
+//!
+//! ```text
+//! block   = entry, entry, ...               at least one
+//! entry   = offset: u32, timestamp: u64, event: bytes, data: bytes     id = key + offset
+//! bytes   = len: u32, len bytes of UTF-8
+//! ```
+//!
+//! All integers are little-endian. A round writes its versions as blocks of about
+//! [`BLOCK_BYTES`], so a round of a few dozen versions costs a B-tree insert or two here, where a
+//! row per version cost one each. The blocks never overlap: every id in a block is below the next
+//! block's key, so the block that may hold an id is the last one keyed at or below it. A prune
+//! rewrites a block without the versions it removes, under the same key, and deletes a block it
+//! empties.
+
+use std::ops::Bound;
+
+use broker_storage::{StorageError, Version};
+use redb::{ReadableTable, Table, TableDefinition};
+
+use crate::error::{Fault, from_redb_write};
+
+/// The log of every version, by the id each block starts at.
+pub(crate) const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("blocks");
+
+/// A block is closed once it holds this many bytes: one page of redb's, so that reading one
+/// version reads little besides it.
+pub(crate) const BLOCK_BYTES: usize = 4096;
+
+/// The bytes of an entry besides its event and data: offset, timestamp, two lengths.
+const ENTRY_FIXED: usize = 4 + 8 + 4 + 4;
+
+/// The `blocks` table, open in a write transaction.
+pub(crate) type Blocks<'txn> = Table<'txn, u64, &'static [u8]>;
+
+/// A version as a block holds it, borrowed from the block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Row<'a> {
+    pub(crate) id: u64,
+    pub(crate) timestamp: u64,
+    pub(crate) event: &'a str,
+    pub(crate) data: &'a str,
+}
+
+impl<'a> Row<'a> {
+    /// The row of `version`.
+    pub(crate) fn of(version: &'a Version) -> Row<'a> {
+        let Version { id, event, timestamp, data } = version;
+        Row { id: *id, timestamp: *timestamp, event, data }
+    }
+
+    /// The version this row holds.
+    pub(crate) fn to_version(self) -> Version {
+        let Row { id, timestamp, event, data } = self;
+        Version { id, event: event.to_owned(), timestamp, data: data.to_owned() }
+    }
+}
+
+/// Blocks being built from versions given in id order.
+#[derive(Debug, Default)]
+struct Builder {
+    /// The key of the block being built, and its bytes.
+    open: Option<(u64, Vec<u8>)>,
+    /// The blocks closed, ready to write.
+    closed: Vec<(u64, Vec<u8>)>,
+}
+
+impl Builder {
+    /// Adds `row`, whose id is above every id added before.
+    fn push(&mut self, row: Row<'_>) {
+        let fits = |key: u64, block: &Vec<u8>| {
+            block.len() < BLOCK_BYTES && u32::try_from(row.id - key).is_ok()
+        };
+        let (key, block) = match &mut self.open {
+            Some((key, block)) if fits(*key, block) => (*key, block),
+            open => {
+                self.closed.extend(open.take());
+                let capacity = BLOCK_BYTES.max(ENTRY_FIXED + row.event.len() + row.data.len());
+                let (key, block) = open.insert((row.id, Vec::with_capacity(capacity)));
+                (*key, block)
+            }
+        };
+        encode(block, key, row);
+    }
+
+    /// Writes every block into `table`, each under its key.
+    fn write(mut self, table: &mut Blocks<'_>) -> Result<(), Fault> {
+        self.closed.extend(self.open.take());
+        for (key, block) in &self.closed {
+            table.insert(key, block.as_slice()).map_err(from_redb_write)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `rows`, in id order above every id the table holds, as new blocks.
+pub(crate) fn append<'a>(
+    table: &mut Blocks<'_>,
+    rows: impl IntoIterator<Item = Row<'a>>,
+) -> Result<(), Fault> {
+    let mut builder = Builder::default();
+    for row in rows {
+        builder.push(row);
+    }
+    builder.write(table)
+}
+
+fn encode(block: &mut Vec<u8>, key: u64, row: Row<'_>) {
+    let offset = u32::try_from(row.id - key).expect("the builder opens a block for a far id");
+    block.extend_from_slice(&offset.to_le_bytes());
+    block.extend_from_slice(&row.timestamp.to_le_bytes());
+    for bytes in [row.event.as_bytes(), row.data.as_bytes()] {
+        let len = u32::try_from(bytes.len()).expect("a version's event and data fit a u32");
+        block.extend_from_slice(&len.to_le_bytes());
+        block.extend_from_slice(bytes);
+    }
+}
+
+/// The rows of the block stored under `key`, in id order; a block that does not decode, or
+/// whose ids do not increase from `key`, yields one error and ends.
+pub(crate) fn rows(key: u64, block: &[u8]) -> Rows<'_> {
+    Rows { key, rest: block, last: None, failed: false }
+}
+
+/// The iterator of [`rows`].
+#[derive(Debug)]
+pub(crate) struct Rows<'a> {
+    key: u64,
+    rest: &'a [u8],
+    last: Option<u64>,
+    failed: bool,
+}
+
+impl<'a> Rows<'a> {
+    fn decode(&mut self) -> Result<Row<'a>, String> {
+        let offset = u32::from_le_bytes(take_array(&mut self.rest)?);
+        let timestamp = u64::from_le_bytes(take_array(&mut self.rest)?);
+        let event = take_str(&mut self.rest)?;
+        let data = take_str(&mut self.rest)?;
+        let id = self.key + u64::from(offset);
+        if self.last.is_some_and(|last| id <= last) {
+            return Err(format!("its ids do not increase at {id}"));
+        }
+        self.last = Some(id);
+        Ok(Row { id, timestamp, event, data })
+    }
+}
+
+impl<'a> Iterator for Rows<'a> {
+    type Item = Result<Row<'a>, Fault>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() || self.failed {
+            return None;
+        }
+        Some(self.decode().map_err(|why| {
+            self.failed = true;
+            StorageError::Corrupt(format!(
+                "the block of versions at {} is damaged: {why}",
+                self.key
+            ))
+            .into()
+        }))
+    }
+}
+
+fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
+    if rest.len() < len {
+        return Err(format!("it ends within an entry ({} bytes left of {len})", rest.len()));
+    }
+    let (taken, after) = rest.split_at(len);
+    *rest = after;
+    Ok(taken)
+}
+
+fn take_array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], String> {
+    Ok(take(rest, N)?.try_into().expect("take returns N bytes"))
+}
+
+fn take_str<'a>(rest: &mut &'a [u8]) -> Result<&'a str, String> {
+    let len = u32::from_le_bytes(take_array(rest)?) as usize;
+    std::str::from_utf8(take(rest, len)?).map_err(|_| "a string is not UTF-8".to_owned())
+}
+
+/// Reads versions by id from the `blocks` table, keeping the last block it read: reading the ids
+/// of one event in order reads each of its blocks once.
+pub(crate) struct Reader<'t, T: ReadableTable<u64, &'static [u8]>> {
+    table: &'t T,
+    map: fn(redb::StorageError) -> Fault,
+    /// The last block read: its key, the id of its last version, and its bytes.
+    cached: Option<(u64, u64, redb::AccessGuard<'t, &'static [u8]>)>,
+}
+
+impl<'t, T: ReadableTable<u64, &'static [u8]>> Reader<'t, T> {
+    /// A reader of `table`, which maps redb's errors with `map`, as the transaction reading it
+    /// requires.
+    pub(crate) fn new(table: &'t T, map: fn(redb::StorageError) -> Fault) -> Reader<'t, T> {
+        Reader { table, map, cached: None }
+    }
+
+    /// The version `id`, or `None` when it is not stored.
+    pub(crate) fn get(&mut self, id: u64) -> Result<Option<Version>, Fault> {
+        if let Some((key, last, block)) = &self.cached
+            && (*key..=*last).contains(&id)
+        {
+            for row in rows(*key, block.value()) {
+                let row = row?;
+                if row.id >= id {
+                    return Ok((row.id == id).then(|| row.to_version()));
+                }
+            }
+            return Ok(None);
+        }
+        self.cached = None;
+        let found = self.table.range(..=id).map_err(self.map)?.next_back();
+        let Some((key, block)) = found.transpose().map_err(self.map)? else { return Ok(None) };
+        let key = key.value();
+        // One pass finds the version and the block's last id, which the next call checks.
+        let (mut last, mut version) = (key, None);
+        for row in rows(key, block.value()) {
+            let row = row?;
+            if row.id == id {
+                version = Some(row.to_version());
+            }
+            last = row.id;
+        }
+        self.cached = Some((key, last, block));
+        Ok(version)
+    }
+
+    /// The version `id`, which the index `table` says exists.
+    pub(crate) fn lookup(&mut self, id: u64, table: &str) -> Result<Version, Fault> {
+        self.get(id)?.ok_or_else(|| {
+            StorageError::Corrupt(format!("{table} names version {id}, which is missing")).into()
+        })
+    }
+}
+
+/// Up to `limit` versions with ids above `after`, in id order: a range scan from the block that
+/// may hold the first id wanted.
+pub(crate) fn since(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    after: u64,
+    limit: usize,
+    map: fn(redb::StorageError) -> Fault,
+) -> Result<Vec<Version>, Fault> {
+    let mut found = Vec::new();
+    let Some(first) = after.checked_add(1) else { return Ok(found) };
+    if limit == 0 {
+        return Ok(found);
+    }
+    let start = match table.range(..=first).map_err(map)?.next_back() {
+        Some(entry) => entry.map_err(map)?.0.value(),
+        None => first,
+    };
+    for entry in table.range((Bound::Included(start), Bound::Unbounded)).map_err(map)? {
+        let (key, block) = entry.map_err(map)?;
+        for row in rows(key.value(), block.value()) {
+            let row = row?;
+            if row.id < first {
+                continue;
+            }
+            found.push(row.to_version());
+            if found.len() == limit {
+                return Ok(found);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The id of the last version in `table`, 0 when it is empty.
+pub(crate) fn last_id(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    map: fn(redb::StorageError) -> Fault,
+) -> Result<u64, Fault> {
+    let Some((key, block)) = table.last().map_err(map)? else { return Ok(0) };
+    let mut last = None;
+    for row in rows(key.value(), block.value()) {
+        last = Some(row?.id);
+    }
+    last.ok_or_else(|| {
+        StorageError::Corrupt(format!("the block of versions at {} is empty", key.value())).into()
+    })
+}
+
+/// Removes the versions `ids`, given increasing, each of which is stored: rewrites each block
+/// that holds some without them, or deletes it when none is left.
+pub(crate) fn remove(table: &mut Blocks<'_>, ids: &[u64]) -> Result<(), Fault> {
+    let mut ids = ids.iter().copied().peekable();
+    while let Some(&id) = ids.peek() {
+        let (key, kept, removed) = {
+            let found = table.range(..=id).map_err(from_redb_write)?.next_back();
+            let Some((key, block)) = found.transpose().map_err(from_redb_write)? else {
+                return Err(missing(id));
+            };
+            let key = key.value();
+            let mut kept = Vec::with_capacity(block.value().len());
+            let mut removed = 0;
+            for row in rows(key, block.value()) {
+                let row = row?;
+                if ids.next_if_eq(&row.id).is_some() {
+                    removed += 1;
+                } else {
+                    encode(&mut kept, key, row);
+                }
+            }
+            (key, kept, removed)
+        };
+        if removed == 0 {
+            return Err(missing(id));
+        }
+        if kept.is_empty() {
+            table.remove(key).map_err(from_redb_write)?;
+        } else {
+            table.insert(key, kept.as_slice()).map_err(from_redb_write)?;
+        }
+    }
+    Ok(())
+}
+
+fn missing(id: u64) -> Fault {
+    StorageError::Corrupt(format!("version {id}, which a prune removes, is missing")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{Database, ReadableDatabase, ReadableTableMetadata};
+
+    use super::*;
+    use crate::error::from_redb;
+
+    fn version(id: u64, event: &str, data_len: usize) -> Version {
+        Version { id, event: event.into(), timestamp: 1000 + id, data: "é".repeat(data_len / 2) }
+    }
+
+    /// A redb file holding `versions` in blocks, appended a round at a time.
+    fn database(dir: &tempfile::TempDir, rounds: &[&[Version]]) -> Database {
+        let db = Database::create(dir.path().join("blocks.redb")).expect("create");
+        for round in rounds {
+            let txn = db.begin_write().expect("begin");
+            append(&mut txn.open_table(BLOCKS).expect("open"), round.iter().map(Row::of))
+                .expect("append");
+            txn.commit().expect("commit");
+        }
+        db
+    }
+
+    fn all(db: &Database) -> Vec<Version> {
+        let txn = db.begin_read().expect("read");
+        since(&txn.open_table(BLOCKS).expect("open"), 0, usize::MAX, from_redb).expect("since")
+    }
+
+    fn block_count(db: &Database) -> u64 {
+        db.begin_read().expect("read").open_table(BLOCKS).expect("open").len().expect("len")
+    }
+
+    #[test]
+    fn a_round_of_small_versions_takes_a_few_blocks_and_reads_back_whole() {
+        let dir = tempfile::tempdir().expect("dir");
+        // 100 versions of about 121 bytes: 12,150 bytes, in three blocks of a little over 4 KiB.
+        let round: Vec<Version> =
+            (1..=100).map(|id| version(id, ["a", "bb"][id as usize % 2], 100)).collect();
+        let db = database(&dir, &[&round]);
+        assert_eq!(block_count(&db), 3);
+        assert_eq!(all(&db), round);
+
+        let txn = db.begin_read().expect("read");
+        let table = txn.open_table(BLOCKS).expect("open");
+        assert_eq!(last_id(&table, from_redb).expect("last id"), 100);
+        assert_eq!(since(&table, 41, 3, from_redb).expect("since"), round[41..44]);
+        let mut reader = Reader::new(&table, from_redb);
+        for id in [1, 2, 34, 35, 36, 100, 7] {
+            assert_eq!(reader.get(id).expect("get"), Some(round[id as usize - 1].clone()));
+        }
+        assert_eq!(reader.get(101).expect("get"), None);
+        assert_eq!(reader.get(0).expect("get"), None);
+    }
+
+    #[test]
+    fn a_version_larger_than_a_block_has_one_of_its_own() {
+        let dir = tempfile::tempdir().expect("dir");
+        let round = [version(1, "a", 10), version(2, "a", 10_000), version(3, "a", 10)];
+        let db = database(&dir, &[&round]);
+        // The first block takes the large version too, as it was under 4 KiB; the third starts
+        // the next.
+        assert_eq!(block_count(&db), 2);
+        assert_eq!(all(&db), round);
+    }
+
+    #[test]
+    fn removing_versions_rewrites_their_blocks_and_deletes_an_emptied_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first: Vec<Version> = (1..=3).map(|id| version(id, "a", 10)).collect();
+        let second: Vec<Version> = (4..=6).map(|id| version(id, "a", 10)).collect();
+        let db = database(&dir, &[&first, &second]);
+        assert_eq!(block_count(&db), 2);
+
+        let txn = db.begin_write().expect("begin");
+        remove(&mut txn.open_table(BLOCKS).expect("open"), &[1, 2, 3, 5]).expect("remove");
+        txn.commit().expect("commit");
+        assert_eq!(block_count(&db), 1, "the first block was emptied");
+        assert_eq!(all(&db), [second[0].clone(), second[2].clone()]);
+        let txn = db.begin_read().expect("read");
+        let table = txn.open_table(BLOCKS).expect("open");
+        let mut reader = Reader::new(&table, from_redb);
+        assert_eq!(reader.get(5).expect("get"), None, "a removed version is gone");
+        assert_eq!(reader.get(6).expect("get"), Some(second[2].clone()));
+        assert_eq!(since(&table, 0, 1, from_redb).expect("since"), [second[0].clone()]);
+
+        let txn = db.begin_write().expect("begin");
+        let error = remove(&mut txn.open_table(BLOCKS).expect("open"), &[5]).expect_err("gone");
+        assert!(matches!(error.error, StorageError::Corrupt(_)), "{:?}", error.error);
+    }
+
+    #[test]
+    fn ids_too_far_apart_for_one_block_start_another() {
+        let dir = tempfile::tempdir().expect("dir");
+        let far = 2 + u64::from(u32::MAX);
+        let round = [version(1, "a", 10), version(far, "a", 10)];
+        let db = database(&dir, &[&round]);
+        assert_eq!(block_count(&db), 2);
+        assert_eq!(all(&db), round);
+    }
+
+    #[test]
+    fn a_damaged_block_reads_as_corrupt_and_names_its_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = database(&dir, &[]);
+        let mut block = Vec::new();
+        encode(&mut block, 7, Row::of(&version(8, "a", 10)));
+        let whole = block.len();
+        for (damage, why) in [
+            (block[..whole - 1].to_vec(), "ends within an entry"),
+            ([&block[..], &block[..]].concat(), "ids do not increase"),
+            // The data starts after the offset, timestamp, event and data length: 4+8+(4+1)+4.
+            ([&block[..21], &[0xff], &block[22..]].concat(), "not UTF-8"),
+        ] {
+            let txn = db.begin_write().expect("begin");
+            txn.open_table(BLOCKS).expect("open").insert(7, damage.as_slice()).expect("insert");
+            txn.commit().expect("commit");
+            let txn = db.begin_read().expect("read");
+            let table = txn.open_table(BLOCKS).expect("open");
+            let error = since(&table, 0, usize::MAX, from_redb).expect_err("damaged");
+            let message = error.error.to_string();
+            assert!(matches!(error.error, StorageError::Corrupt(_)), "{message}");
+            assert!(message.contains("at 7") && message.contains(why), "{message}");
+        }
+    }
+}
