@@ -134,18 +134,51 @@ pub(crate) struct Rows<'a> {
     failed: bool,
 }
 
+/// A version as a block holds it, its event and data not yet checked to be UTF-8: a reader
+/// looking for one version checks only that one.
+#[derive(Clone, Copy, Debug)]
+struct Raw<'a> {
+    id: u64,
+    timestamp: u64,
+    event: &'a [u8],
+    data: &'a [u8],
+}
+
 impl<'a> Rows<'a> {
-    fn decode(&mut self) -> Result<Row<'a>, String> {
+    /// The next version, unchecked, or `None` at the end of the block.
+    fn next_raw(&mut self) -> Option<Result<Raw<'a>, Fault>> {
+        if self.rest.is_empty() || self.failed {
+            return None;
+        }
+        Some(self.decode().map_err(|why| self.damaged(why)))
+    }
+
+    fn decode(&mut self) -> Result<Raw<'a>, String> {
         let offset = u32::from_le_bytes(take_array(&mut self.rest)?);
         let timestamp = u64::from_le_bytes(take_array(&mut self.rest)?);
-        let event = take_str(&mut self.rest)?;
-        let data = take_str(&mut self.rest)?;
+        let event = take_bytes(&mut self.rest)?;
+        let data = take_bytes(&mut self.rest)?;
         let id = self.key + u64::from(offset);
         if self.last.is_some_and(|last| id <= last) {
             return Err(format!("its ids do not increase at {id}"));
         }
         self.last = Some(id);
-        Ok(Row { id, timestamp, event, data })
+        Ok(Raw { id, timestamp, event, data })
+    }
+
+    /// `raw`, once its event and data are checked to be UTF-8.
+    fn check(&mut self, raw: Raw<'a>) -> Result<Row<'a>, Fault> {
+        let utf8 = |bytes| std::str::from_utf8(bytes).map_err(|_| "a string is not UTF-8");
+        match (utf8(raw.event), utf8(raw.data)) {
+            (Ok(event), Ok(data)) => Ok(Row { id: raw.id, timestamp: raw.timestamp, event, data }),
+            (Err(why), _) | (_, Err(why)) => Err(self.damaged(why.to_owned())),
+        }
+    }
+
+    fn damaged(&mut self, why: String) -> Fault {
+        self.failed = true;
+        StorageError::Corrupt(format!("the block of versions at {} is damaged: {why}", self.key))
+            .into()
     }
 }
 
@@ -153,18 +186,29 @@ impl<'a> Iterator for Rows<'a> {
     type Item = Result<Row<'a>, Fault>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() || self.failed {
-            return None;
-        }
-        Some(self.decode().map_err(|why| {
-            self.failed = true;
-            StorageError::Corrupt(format!(
-                "the block of versions at {} is damaged: {why}",
-                self.key
-            ))
-            .into()
-        }))
+        Some(match self.next_raw()? {
+            Ok(raw) => self.check(raw),
+            Err(fault) => Err(fault),
+        })
     }
+}
+
+/// The version `id` in the block stored under `key`, if it holds it, and the id of the block's
+/// last version, or of the first one after `id` when `to_end` is false.
+fn find(key: u64, block: &[u8], id: u64, to_end: bool) -> Result<(Option<Version>, u64), Fault> {
+    let mut rows = rows(key, block);
+    let (mut found, mut last) = (None, key);
+    while let Some(raw) = rows.next_raw() {
+        let raw = raw?;
+        if raw.id == id {
+            found = Some(rows.check(raw)?.to_version());
+        }
+        last = raw.id;
+        if raw.id >= id && !to_end {
+            break;
+        }
+    }
+    Ok((found, last))
 }
 
 fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
@@ -180,9 +224,9 @@ fn take_array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], String> {
     Ok(take(rest, N)?.try_into().expect("take returns N bytes"))
 }
 
-fn take_str<'a>(rest: &mut &'a [u8]) -> Result<&'a str, String> {
+fn take_bytes<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
     let len = u32::from_le_bytes(take_array(rest)?) as usize;
-    std::str::from_utf8(take(rest, len)?).map_err(|_| "a string is not UTF-8".to_owned())
+    take(rest, len)
 }
 
 /// Reads versions by id from the `blocks` table, keeping the last block it read: reading the ids
@@ -206,27 +250,14 @@ impl<'t, T: ReadableTable<u64, &'static [u8]>> Reader<'t, T> {
         if let Some((key, last, block)) = &self.cached
             && (*key..=*last).contains(&id)
         {
-            for row in rows(*key, block.value()) {
-                let row = row?;
-                if row.id >= id {
-                    return Ok((row.id == id).then(|| row.to_version()));
-                }
-            }
-            return Ok(None);
+            return Ok(find(*key, block.value(), id, false)?.0);
         }
         self.cached = None;
         let found = self.table.range(..=id).map_err(self.map)?.next_back();
         let Some((key, block)) = found.transpose().map_err(self.map)? else { return Ok(None) };
         let key = key.value();
         // One pass finds the version and the block's last id, which the next call checks.
-        let (mut last, mut version) = (key, None);
-        for row in rows(key, block.value()) {
-            let row = row?;
-            if row.id == id {
-                version = Some(row.to_version());
-            }
-            last = row.id;
-        }
+        let (version, last) = find(key, block.value(), id, true)?;
         self.cached = Some((key, last, block));
         Ok(version)
     }
@@ -258,12 +289,13 @@ pub(crate) fn since(
     };
     for entry in table.range((Bound::Included(start), Bound::Unbounded)).map_err(map)? {
         let (key, block) = entry.map_err(map)?;
-        for row in rows(key.value(), block.value()) {
-            let row = row?;
-            if row.id < first {
+        let mut rows = rows(key.value(), block.value());
+        while let Some(raw) = rows.next_raw() {
+            let raw = raw?;
+            if raw.id < first {
                 continue;
             }
-            found.push(row.to_version());
+            found.push(rows.check(raw)?.to_version());
             if found.len() == limit {
                 return Ok(found);
             }
