@@ -1,34 +1,38 @@
 //! The `blocks` table: the log of every version, in id order, a few kilobytes of versions per row.
 //!
-//! A row is keyed by the id of the first version it was written with, and holds that version and
-//! the ones after it, increasing:
+//! A block holds versions with increasing ids, from its first id `first`, which it records, up
+//! to the id it is keyed by, `last`:
 //!
 //! ```text
-//! block   = entry, entry, ...               at least one
-//! entry   = offset: u32, timestamp: u64, event: bytes, data: bytes     id = key + offset
+//! key     = last: u64                       the id of the last version written into the block
+//! block   = first: u64, entry, entry, ...   at least one entry
+//! entry   = offset: u32, timestamp: u64, event: bytes, data: bytes     id = first + offset
 //! bytes   = len: u32, len bytes of UTF-8
 //! ```
 //!
-//! All integers are little-endian. A round writes its versions as blocks of about
+//! All integers are little-endian. A round writes its versions as blocks of up to
 //! [`BLOCK_BYTES`], so a round of a few dozen versions costs a B-tree insert or two here, where a
-//! row per version cost one each. The blocks never overlap: every id in a block is below the next
-//! block's key, so the block that may hold an id is the last one keyed at or below it. A prune
-//! rewrites a block without the versions it removes, under the same key, and deletes a block it
-//! empties.
-
-use std::ops::Bound;
+//! row per version cost one each. The ranges `first..=last` of the blocks never overlap, and each
+//! ends below the next one's start, so the only block that may hold an id is the first one keyed
+//! at or above it: one descent of the B-tree, as for a row per version. A prune rewrites a block
+//! without the versions it removes, under the same key and with the same `first`, and deletes a
+//! block it empties: the ranges stay as they were.
 
 use broker_storage::{StorageError, Version};
 use redb::{ReadableTable, Table, TableDefinition};
 
 use crate::error::{Fault, from_redb_write};
 
-/// The log of every version, by the id each block starts at.
+/// The log of every version, by the last id of each block.
 pub(crate) const BLOCKS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("blocks");
 
-/// A block is closed once it holds this many bytes: one page of redb's, so that reading one
-/// version reads little besides it.
-pub(crate) const BLOCK_BYTES: usize = 4096;
+/// The most bytes a block of several versions holds: with the header of redb's leaf, it fits one
+/// 4 KiB page, so that reading one version reads one page. A larger version has a block of its
+/// own.
+pub(crate) const BLOCK_BYTES: usize = 4000;
+
+/// The bytes of a block before its entries: its first id.
+const BLOCK_HEADER: usize = 8;
 
 /// The bytes of an entry besides its event and data: offset, timestamp, two lengths.
 const ENTRY_FIXED: usize = 4 + 8 + 4 + 4;
@@ -59,40 +63,30 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Blocks being built from versions given in id order.
-#[derive(Debug, Default)]
-struct Builder {
-    /// The key of the block being built, and its bytes.
-    open: Option<(u64, Vec<u8>)>,
-    /// The blocks closed, ready to write.
-    closed: Vec<(u64, Vec<u8>)>,
+/// A block being built: its first id, the last id written into it, and its bytes.
+#[derive(Debug)]
+struct Open {
+    first: u64,
+    last: u64,
+    bytes: Vec<u8>,
 }
 
-impl Builder {
-    /// Adds `row`, whose id is above every id added before.
-    fn push(&mut self, row: Row<'_>) {
-        let fits = |key: u64, block: &Vec<u8>| {
-            block.len() < BLOCK_BYTES && u32::try_from(row.id - key).is_ok()
-        };
-        let (key, block) = match &mut self.open {
-            Some((key, block)) if fits(*key, block) => (*key, block),
-            open => {
-                self.closed.extend(open.take());
-                let capacity = BLOCK_BYTES.max(ENTRY_FIXED + row.event.len() + row.data.len());
-                let (key, block) = open.insert((row.id, Vec::with_capacity(capacity)));
-                (*key, block)
-            }
-        };
-        encode(block, key, row);
+impl Open {
+    fn new(first: u64) -> Open {
+        let mut bytes = Vec::with_capacity(BLOCK_BYTES);
+        bytes.extend_from_slice(&first.to_le_bytes());
+        Open { first, last: first, bytes }
     }
 
-    /// Writes every block into `table`, each under its key.
-    fn write(mut self, table: &mut Blocks<'_>) -> Result<(), Fault> {
-        self.closed.extend(self.open.take());
-        for (key, block) in &self.closed {
-            table.insert(key, block.as_slice()).map_err(from_redb_write)?;
-        }
-        Ok(())
+    /// Whether `row` may join the block.
+    fn takes(&self, row: &Row<'_>) -> bool {
+        self.bytes.len() + ENTRY_FIXED + row.event.len() + row.data.len() <= BLOCK_BYTES
+            && u32::try_from(row.id - self.first).is_ok()
+    }
+
+    fn push(&mut self, row: Row<'_>) {
+        encode(&mut self.bytes, self.first, row);
+        self.last = row.id;
     }
 }
 
@@ -101,15 +95,32 @@ pub(crate) fn append<'a>(
     table: &mut Blocks<'_>,
     rows: impl IntoIterator<Item = Row<'a>>,
 ) -> Result<(), Fault> {
-    let mut builder = Builder::default();
+    let mut open: Option<Open> = None;
     for row in rows {
-        builder.push(row);
+        let block = match &mut open {
+            Some(block) if block.takes(&row) => block,
+            open => {
+                if let Some(block) = open.take() {
+                    write(table, &block)?;
+                }
+                open.insert(Open::new(row.id))
+            }
+        };
+        block.push(row);
     }
-    builder.write(table)
+    match open {
+        Some(block) => write(table, &block),
+        None => Ok(()),
+    }
 }
 
-fn encode(block: &mut Vec<u8>, key: u64, row: Row<'_>) {
-    let offset = u32::try_from(row.id - key).expect("the builder opens a block for a far id");
+fn write(table: &mut Blocks<'_>, block: &Open) -> Result<(), Fault> {
+    table.insert(block.last, block.bytes.as_slice()).map_err(from_redb_write)?;
+    Ok(())
+}
+
+fn encode(block: &mut Vec<u8>, first: u64, row: Row<'_>) {
+    let offset = u32::try_from(row.id - first).expect("a block takes only ids near its first");
     block.extend_from_slice(&offset.to_le_bytes());
     block.extend_from_slice(&row.timestamp.to_le_bytes());
     for bytes in [row.event.as_bytes(), row.data.as_bytes()] {
@@ -120,17 +131,28 @@ fn encode(block: &mut Vec<u8>, key: u64, row: Row<'_>) {
 }
 
 /// The rows of the block stored under `key`, in id order; a block that does not decode, or
-/// whose ids do not increase from `key`, yields one error and ends.
+/// whose ids do not increase from its first id up to `key`, yields one error and ends.
 pub(crate) fn rows(key: u64, block: &[u8]) -> Rows<'_> {
-    Rows { key, rest: block, last: None, failed: false }
+    let mut rest = block;
+    // A block whose header is wrong is taken to start at its key, and fails on the first call.
+    let (first, broken) = match take_array(&mut rest).map(u64::from_le_bytes) {
+        Ok(first) if first > key => (key, Some("its first id is beyond its key")),
+        Ok(_) if rest.is_empty() => (key, Some("it holds no version")),
+        Ok(first) => (first, None),
+        Err(_) => (key, Some("it is shorter than its header")),
+    };
+    Rows { key, first, rest, last: None, broken, failed: false }
 }
 
 /// The iterator of [`rows`].
 #[derive(Debug)]
 pub(crate) struct Rows<'a> {
     key: u64,
+    first: u64,
     rest: &'a [u8],
     last: Option<u64>,
+    /// What is wrong with the block's header, reported by the first call.
+    broken: Option<&'static str>,
     failed: bool,
 }
 
@@ -145,8 +167,17 @@ struct Raw<'a> {
 }
 
 impl<'a> Rows<'a> {
+    /// The first id the block was written with: no version of an earlier block is at or above
+    /// it.
+    pub(crate) fn first(&self) -> u64 {
+        self.first
+    }
+
     /// The next version, unchecked, or `None` at the end of the block.
     fn next_raw(&mut self) -> Option<Result<Raw<'a>, Fault>> {
+        if let Some(why) = self.broken.take() {
+            return Some(Err(self.damaged(why.to_owned())));
+        }
         if self.rest.is_empty() || self.failed {
             return None;
         }
@@ -158,9 +189,12 @@ impl<'a> Rows<'a> {
         let timestamp = u64::from_le_bytes(take_array(&mut self.rest)?);
         let event = take_bytes(&mut self.rest)?;
         let data = take_bytes(&mut self.rest)?;
-        let id = self.key + u64::from(offset);
+        let id = self.first + u64::from(offset);
         if self.last.is_some_and(|last| id <= last) {
             return Err(format!("its ids do not increase at {id}"));
+        }
+        if id > self.key {
+            return Err(format!("it holds id {id}, beyond its key"));
         }
         self.last = Some(id);
         Ok(Raw { id, timestamp, event, data })
@@ -193,22 +227,16 @@ impl<'a> Iterator for Rows<'a> {
     }
 }
 
-/// The version `id` in the block stored under `key`, if it holds it, and the id of the block's
-/// last version, or of the first one after `id` when `to_end` is false.
-fn find(key: u64, block: &[u8], id: u64, to_end: bool) -> Result<(Option<Version>, u64), Fault> {
+/// The version `id` in the block stored under `key`, if it holds it.
+fn find(key: u64, block: &[u8], id: u64) -> Result<Option<Version>, Fault> {
     let mut rows = rows(key, block);
-    let (mut found, mut last) = (None, key);
     while let Some(raw) = rows.next_raw() {
         let raw = raw?;
-        if raw.id == id {
-            found = Some(rows.check(raw)?.to_version());
-        }
-        last = raw.id;
-        if raw.id >= id && !to_end {
-            break;
+        if raw.id >= id {
+            return Ok(if raw.id == id { Some(rows.check(raw)?.to_version()) } else { None });
         }
     }
-    Ok((found, last))
+    Ok(None)
 }
 
 fn take<'a>(rest: &mut &'a [u8], len: usize) -> Result<&'a [u8], String> {
@@ -234,7 +262,7 @@ fn take_bytes<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
 pub(crate) struct Reader<'t, T: ReadableTable<u64, &'static [u8]>> {
     table: &'t T,
     map: fn(redb::StorageError) -> Fault,
-    /// The last block read: its key, the id of its last version, and its bytes.
+    /// The last block read: the ids it covers, from its first to its key, and its bytes.
     cached: Option<(u64, u64, redb::AccessGuard<'t, &'static [u8]>)>,
 }
 
@@ -247,18 +275,18 @@ impl<'t, T: ReadableTable<u64, &'static [u8]>> Reader<'t, T> {
 
     /// The version `id`, or `None` when it is not stored.
     pub(crate) fn get(&mut self, id: u64) -> Result<Option<Version>, Fault> {
-        if let Some((key, last, block)) = &self.cached
-            && (*key..=*last).contains(&id)
+        if let Some((first, key, block)) = &self.cached
+            && (*first..=*key).contains(&id)
         {
-            return Ok(find(*key, block.value(), id, false)?.0);
+            return find(*key, block.value(), id);
         }
         self.cached = None;
-        let found = self.table.range(..=id).map_err(self.map)?.next_back();
+        let found = self.table.range(id..).map_err(self.map)?.next();
         let Some((key, block)) = found.transpose().map_err(self.map)? else { return Ok(None) };
         let key = key.value();
-        // One pass finds the version and the block's last id, which the next call checks.
-        let (version, last) = find(key, block.value(), id, true)?;
-        self.cached = Some((key, last, block));
+        let first = rows(key, block.value()).first;
+        let version = find(key, block.value(), id)?;
+        self.cached = Some((first, key, block));
         Ok(version)
     }
 
@@ -283,11 +311,7 @@ pub(crate) fn since(
     if limit == 0 {
         return Ok(found);
     }
-    let start = match table.range(..=first).map_err(map)?.next_back() {
-        Some(entry) => entry.map_err(map)?.0.value(),
-        None => first,
-    };
-    for entry in table.range((Bound::Included(start), Bound::Unbounded)).map_err(map)? {
+    for entry in table.range(first..).map_err(map)? {
         let (key, block) = entry.map_err(map)?;
         let mut rows = rows(key.value(), block.value());
         while let Some(raw) = rows.next_raw() {
@@ -325,19 +349,21 @@ pub(crate) fn remove(table: &mut Blocks<'_>, ids: &[u64]) -> Result<(), Fault> {
     let mut ids = ids.iter().copied().peekable();
     while let Some(&id) = ids.peek() {
         let (key, kept, removed) = {
-            let found = table.range(..=id).map_err(from_redb_write)?.next_back();
+            let found = table.range(id..).map_err(from_redb_write)?.next();
             let Some((key, block)) = found.transpose().map_err(from_redb_write)? else {
                 return Err(missing(id));
             };
             let key = key.value();
+            let mut rows = rows(key, block.value());
             let mut kept = Vec::with_capacity(block.value().len());
+            kept.extend_from_slice(&rows.first.to_le_bytes());
             let mut removed = 0;
-            for row in rows(key, block.value()) {
+            while let Some(row) = rows.next() {
                 let row = row?;
                 if ids.next_if_eq(&row.id).is_some() {
                     removed += 1;
                 } else {
-                    encode(&mut kept, key, row);
+                    encode(&mut kept, rows.first, row);
                 }
             }
             (key, kept, removed)
@@ -345,7 +371,7 @@ pub(crate) fn remove(table: &mut Blocks<'_>, ids: &[u64]) -> Result<(), Fault> {
         if removed == 0 {
             return Err(missing(id));
         }
-        if kept.is_empty() {
+        if kept.len() == BLOCK_HEADER {
             table.remove(key).map_err(from_redb_write)?;
         } else {
             table.insert(key, kept.as_slice()).map_err(from_redb_write)?;
@@ -393,11 +419,12 @@ mod tests {
     #[test]
     fn a_round_of_small_versions_takes_a_few_blocks_and_reads_back_whole() {
         let dir = tempfile::tempdir().expect("dir");
-        // 100 versions of about 121 bytes: 12,150 bytes, in three blocks of a little over 4 KiB.
+        // 100 entries of 121 or 122 bytes: 32 fit in 4,000 bytes with the block's header, so
+        // four blocks.
         let round: Vec<Version> =
             (1..=100).map(|id| version(id, ["a", "bb"][id as usize % 2], 100)).collect();
         let db = database(&dir, &[&round]);
-        assert_eq!(block_count(&db), 3);
+        assert_eq!(block_count(&db), 4);
         assert_eq!(all(&db), round);
 
         let txn = db.begin_read().expect("read");
@@ -405,7 +432,7 @@ mod tests {
         assert_eq!(last_id(&table, from_redb).expect("last id"), 100);
         assert_eq!(since(&table, 41, 3, from_redb).expect("since"), round[41..44]);
         let mut reader = Reader::new(&table, from_redb);
-        for id in [1, 2, 34, 35, 36, 100, 7] {
+        for id in [1, 2, 32, 33, 34, 100, 7] {
             assert_eq!(reader.get(id).expect("get"), Some(round[id as usize - 1].clone()));
         }
         assert_eq!(reader.get(101).expect("get"), None);
@@ -417,31 +444,36 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let round = [version(1, "a", 10), version(2, "a", 10_000), version(3, "a", 10)];
         let db = database(&dir, &[&round]);
-        // The first block takes the large version too, as it was under 4 KiB; the third starts
-        // the next.
-        assert_eq!(block_count(&db), 2);
+        assert_eq!(block_count(&db), 3);
         assert_eq!(all(&db), round);
     }
 
     #[test]
     fn removing_versions_rewrites_their_blocks_and_deletes_an_emptied_one() {
         let dir = tempfile::tempdir().expect("dir");
-        let first: Vec<Version> = (1..=3).map(|id| version(id, "a", 10)).collect();
-        let second: Vec<Version> = (4..=6).map(|id| version(id, "a", 10)).collect();
-        let db = database(&dir, &[&first, &second]);
-        assert_eq!(block_count(&db), 2);
+        let rounds: Vec<Vec<Version>> = [1, 4, 7]
+            .iter()
+            .map(|&first| (first..first + 3).map(|id| version(id, "a", 10)).collect())
+            .collect();
+        let db = database(&dir, &[&rounds[0], &rounds[1], &rounds[2]]);
+        assert_eq!(block_count(&db), 3);
 
+        // The whole first block, and the last two of the second: its key, 6, stays.
         let txn = db.begin_write().expect("begin");
-        remove(&mut txn.open_table(BLOCKS).expect("open"), &[1, 2, 3, 5]).expect("remove");
+        remove(&mut txn.open_table(BLOCKS).expect("open"), &[1, 2, 3, 5, 6]).expect("remove");
         txn.commit().expect("commit");
-        assert_eq!(block_count(&db), 1, "the first block was emptied");
-        assert_eq!(all(&db), [second[0].clone(), second[2].clone()]);
+        assert_eq!(block_count(&db), 2, "the first block was emptied");
+        let kept: Vec<Version> = [&rounds[1][..1], &rounds[2][..]].concat().into_iter().collect();
+        assert_eq!(all(&db), kept);
         let txn = db.begin_read().expect("read");
         let table = txn.open_table(BLOCKS).expect("open");
         let mut reader = Reader::new(&table, from_redb);
-        assert_eq!(reader.get(5).expect("get"), None, "a removed version is gone");
-        assert_eq!(reader.get(6).expect("get"), Some(second[2].clone()));
-        assert_eq!(since(&table, 0, 1, from_redb).expect("since"), [second[0].clone()]);
+        for id in 1..=9 {
+            let expected = kept.iter().find(|version| version.id == id).cloned();
+            assert_eq!(reader.get(id).expect("get"), expected, "version {id}");
+        }
+        assert_eq!(since(&table, 4, 2, from_redb).expect("since"), rounds[2][..2]);
+        assert_eq!(last_id(&table, from_redb).expect("last id"), 9);
 
         let txn = db.begin_write().expect("begin");
         let error = remove(&mut txn.open_table(BLOCKS).expect("open"), &[5]).expect_err("gone");
@@ -462,24 +494,30 @@ mod tests {
     fn a_damaged_block_reads_as_corrupt_and_names_its_key() {
         let dir = tempfile::tempdir().expect("dir");
         let db = database(&dir, &[]);
-        let mut block = Vec::new();
-        encode(&mut block, 7, Row::of(&version(8, "a", 10)));
+        let mut block = 8_u64.to_le_bytes().to_vec();
+        encode(&mut block, 8, Row::of(&version(8, "a", 10)));
         let whole = block.len();
+        let with_first = |first: u64| [&first.to_le_bytes()[..], &block[8..]].concat();
         for (damage, why) in [
             (block[..whole - 1].to_vec(), "ends within an entry"),
-            ([&block[..], &block[..]].concat(), "ids do not increase"),
-            // The data starts after the offset, timestamp, event and data length: 4+8+(4+1)+4.
-            ([&block[..21], &[0xff], &block[22..]].concat(), "not UTF-8"),
+            (block[..5].to_vec(), "shorter than its header"),
+            (block[..8].to_vec(), "holds no version"),
+            (with_first(9), "first id is beyond its key"),
+            ([&block[..], &block[8..]].concat(), "ids do not increase"),
+            // An offset of 1 from 8: id 9, past the key.
+            ([&with_first(8)[..8], &[1], &block[9..]].concat(), "beyond its key"),
+            // The data starts after the header, offset, timestamp, event and data length.
+            ([&block[..29], &[0xff], &block[30..]].concat(), "not UTF-8"),
         ] {
             let txn = db.begin_write().expect("begin");
-            txn.open_table(BLOCKS).expect("open").insert(7, damage.as_slice()).expect("insert");
+            txn.open_table(BLOCKS).expect("open").insert(8, damage.as_slice()).expect("insert");
             txn.commit().expect("commit");
             let txn = db.begin_read().expect("read");
             let table = txn.open_table(BLOCKS).expect("open");
             let error = since(&table, 0, usize::MAX, from_redb).expect_err("damaged");
             let message = error.error.to_string();
             assert!(matches!(error.error, StorageError::Corrupt(_)), "{message}");
-            assert!(message.contains("at 7") && message.contains(why), "{message}");
+            assert!(message.contains("at 8") && message.contains(why), "{why}: {message}");
         }
     }
 }

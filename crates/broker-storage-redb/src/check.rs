@@ -182,19 +182,22 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
     let log = txn.open_table(BLOCKS).map_err(from_redb)?;
     // The newest id of each event, which `latest` must name.
     let mut newest: HashMap<String, u64> = HashMap::new();
+    // The key of the block before, the greatest id it may hold.
+    let mut previous = 0;
     for entry in log.iter().map_err(from_redb)? {
         let (key, block) = entry.map_err(from_redb)?;
         let key = key.value();
-        if key <= report.last_id {
+        let rows = blocks::rows(key, block.value());
+        if rows.first() <= previous {
             return Err(corrupt(format!(
-                "blocks has a block at id {key}, at or below the last id before it, {}",
-                report.last_id
+                "blocks has a block from id {} to {key}, within the one ending at {previous}",
+                rows.first()
             )));
         }
-        let mut empty = true;
-        // Decoding the block checks that its ids increase and that its events and data are whole
-        // UTF-8 strings.
-        for row in blocks::rows(key, block.value()) {
+        previous = key;
+        // Decoding the block checks that it holds a version, that its ids increase up to its key,
+        // and that its events and data are whole UTF-8 strings.
+        for row in rows {
             let row = row?;
             let id = row.id;
             // Ids are handed out without holes; only a prune leaves them.
@@ -206,12 +209,8 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
                 )));
             }
             newest.insert(row.event.to_owned(), id);
-            empty = false;
             report.versions += 1;
             report.last_id = id;
-        }
-        if empty {
-            return Err(corrupt(format!("blocks has an empty block at id {key}")));
         }
     }
     let mut versions = Reader::new(&log, from_redb);

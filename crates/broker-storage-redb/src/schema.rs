@@ -2,10 +2,10 @@
 //!
 //! A store is one redb file holding eight tables:
 //!
-//! - `blocks`: the id of a block's first version (`u64`) → the block, a few kilobytes of
-//!   versions in id order, each with its event, timestamp and data (`blocks.rs`). The log itself;
-//!   `since` is a range scan over it, and the last id of its last block is the last id handed
-//!   out.
+//! - `blocks`: the id of the last version written into a block (`u64`) → the block, a few
+//!   kilobytes of versions in id order, each with its event, timestamp and data (`blocks.rs`).
+//!   The log itself; `since` is a range scan over it, a version is found in the first block keyed
+//!   at or above its id, and the last id of the last block is the last id handed out.
 //! - `event_ids`: `(event, first)` as `(&str, u64)` → the ids of a run of `event`'s versions,
 //!   from `first` on, as little-endian `u64`s (`index.rs`). The index behind `history`. redb
 //!   compares tuple keys element by element, so the range from `(event, 0)` to
