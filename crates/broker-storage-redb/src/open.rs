@@ -32,8 +32,11 @@ pub(crate) fn create(
         })?;
     }
     open_checked(path, || {
-        let database = builder(options).create(path).map_err(|error| from_open(path, error))?;
-        let identity = schema::identify(&database, path)?;
+        let mut database = builder(options).create(path).map_err(|error| from_open(path, error))?;
+        let (identity, upgraded) = schema::identify(&database, path)?;
+        if upgraded {
+            compact(&mut database, path);
+        }
         let (journal, identity) = recover(&database, path, identity)?;
         Ok((database, identity, journal))
     })
@@ -109,6 +112,22 @@ fn recover(
 }
 
 /// redb's builder with this store's options.
+/// Gives back to the file system the pages an upgrade freed, which would otherwise stay in the
+/// file until appends reuse them: an upgrade writes the log anew beside the old one. A failure
+/// leaves the file as it was, only larger, and is logged.
+fn compact(database: &mut Database, path: &Path) {
+    let before = std::fs::metadata(path).map(|metadata| metadata.len()).ok();
+    match database.compact() {
+        Ok(_) => {
+            let after = std::fs::metadata(path).map(|metadata| metadata.len()).ok();
+            tracing::info!(path = %path.display(), ?before, ?after, "compacted the upgraded file");
+        }
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "could not compact the upgraded file");
+        }
+    }
+}
+
 fn builder(options: &RedbOptions) -> redb::Builder {
     let mut builder = Database::builder();
     builder.set_cache_size(options.cache_size);

@@ -62,8 +62,9 @@
 //! Format 3 replaced the table `versions`, id → `(event, timestamp, data)` with a row per version,
 //! by `blocks`: a round of a few dozen versions writes a block or two instead of a row each, and
 //! the B-tree inserts of those rows were the largest part of a round's work. Opening a file of
-//! format 2 (or 1) for writing upgrades it in one durable transaction too (`upgrade_log`); a
-//! build of format 2 refuses a file of format 3.
+//! format 2 (or 1) for writing upgrades it in one durable transaction too (`upgrade_log`), then
+//! compacts the file, which held both logs (`open.rs`); a build of format 2 refuses a file of
+//! format 3.
 
 use std::path::Path;
 
@@ -135,10 +136,14 @@ pub(crate) struct Identity {
 /// Reads the identity of the database in `db`, or writes a fresh one with the format version if
 /// the file is new. Creates every table, so that readers never meet a missing one.
 ///
+/// Upgrades a file of an earlier format, and says so: its old tables' pages are free then, and
+/// the caller may compact the file.
+///
 /// `path` only names the file in the message of a format version this build cannot read.
-pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
+pub(crate) fn identify(db: &Database, path: &Path) -> Result<(Identity, bool), Fault> {
     let mut txn = db.begin_write().map_err(from_redb_write)?;
     txn.set_durability(Durability::Immediate).map_err(from_redb_write)?;
+    let mut upgraded = false;
     let identity = {
         let mut meta = txn.open_table(META).map_err(from_redb_write)?;
         txn.open_table(BLOCKS).map_err(from_redb_write)?;
@@ -157,6 +162,7 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
                 }
                 upgrade_log(&txn, path, format)?;
                 write_identity(&mut meta, database_id)?;
+                upgraded = true;
                 database_id
             }
             Some((database_id, _)) => database_id,
@@ -179,7 +185,7 @@ pub(crate) fn identify(db: &Database, path: &Path) -> Result<Identity, Fault> {
         Identity { database_id, last_id }
     };
     txn.commit().map_err(from_redb_write)?;
-    Ok(identity)
+    Ok((identity, upgraded))
 }
 
 /// Reads the identity of a database that already has one, without writing: on a disk that
