@@ -12,6 +12,7 @@ use redb::{Database, WriteTransaction};
 
 use super::{assert_holds, fill, open, temp_dir};
 use crate::RedbStorage;
+use crate::blocks::{self, BLOCKS, Row};
 use crate::journal;
 use crate::schema::{COUNTS, HORIZONS, KEYS, LATEST};
 
@@ -223,7 +224,7 @@ async fn check_finds_damage_to_a_pruned_file() {
     pruned_file(&pristine).await;
     assert_clean(&pristine, 1).await;
 
-    let damage: [(&str, Damage); 5] = [
+    let damage: [(&str, Damage); 6] = [
         ("yet its horizon says it was pruned", |txn| {
             txn.open_table(HORIZONS).expect("horizons").insert("a", 8).expect("insert");
         }),
@@ -239,6 +240,12 @@ async fn check_finds_damage_to_a_pruned_file() {
         }),
         ("\"c\" has a horizon (3) but no versions", |txn| {
             txn.open_table(HORIZONS).expect("horizons").insert("c", 3).expect("insert");
+        }),
+        // A block of its own for version 8, which the block written from 1 to 10 holds too.
+        ("within the one ending at 8", |txn| {
+            let row = Row { id: 8, timestamp: 8, event: "a", data: "8" };
+            let mut table = txn.open_table(BLOCKS).expect("blocks");
+            blocks::append(&mut table, [row]).expect("append");
         }),
     ];
     for (index, (problem, damage)) in damage.into_iter().enumerate() {
