@@ -439,13 +439,18 @@ mod tests {
         assert_eq!(reader.get(0).expect("get"), None);
     }
 
+    /// Asserts that `round` takes `count` blocks, and reads back whole.
+    fn assert_takes_blocks(round: &[Version], count: u64) {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = database(&dir, &[round]);
+        assert_eq!(block_count(&db), count);
+        assert_eq!(all(&db), round);
+    }
+
     #[test]
     fn a_version_larger_than_a_block_has_one_of_its_own() {
-        let dir = tempfile::tempdir().expect("dir");
         let round = [version(1, "a", 10), version(2, "a", 10_000), version(3, "a", 10)];
-        let db = database(&dir, &[&round]);
-        assert_eq!(block_count(&db), 3);
-        assert_eq!(all(&db), round);
+        assert_takes_blocks(&round, 3);
     }
 
     #[test]
@@ -482,12 +487,8 @@ mod tests {
 
     #[test]
     fn ids_too_far_apart_for_one_block_start_another() {
-        let dir = tempfile::tempdir().expect("dir");
         let far = 2 + u64::from(u32::MAX);
-        let round = [version(1, "a", 10), version(far, "a", 10)];
-        let db = database(&dir, &[&round]);
-        assert_eq!(block_count(&db), 2);
-        assert_eq!(all(&db), round);
+        assert_takes_blocks(&[version(1, "a", 10), version(far, "a", 10)], 2);
     }
 
     #[test]

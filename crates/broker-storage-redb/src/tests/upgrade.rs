@@ -6,12 +6,12 @@
 use std::path::Path;
 
 use broker_storage::{NewVersion, Retention, Storage, StorageError, Uuid, Version};
-use redb::{Database, ReadableDatabase, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, TableDefinition, TableHandle, WriteTransaction};
 
 use super::{assert_holds, open, temp_dir};
-use crate::RedbStorage;
 use crate::index::{self, RUN_MAX};
 use crate::journal::{self, Journal, Record};
+use crate::{CheckReport, RedbStorage};
 
 const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 const VERSIONS: TableDefinition<'static, u64, (&str, u64, &str)> = TableDefinition::new("versions");
@@ -20,52 +20,54 @@ const LATEST: TableDefinition<'static, &str, u64> = TableDefinition::new("latest
 const EVENT_IDS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("event_ids");
 const HORIZONS: TableDefinition<'static, &str, u64> = TableDefinition::new("horizons");
 
-/// Writes at `path` the file a build of format 1 wrote for `versions`, durably, and returns its
-/// database identity.
-fn write_format_one(path: &Path, versions: &[Version]) -> Uuid {
+/// Writes at `path` the file a build of format `format` (1 or 2) wrote for `versions`, durably,
+/// and returns its database identity: the meta, `versions` and `latest` tables the two formats
+/// share, and then what `index` writes, the format's own index.
+fn write_old_format(
+    path: &Path,
+    format: u64,
+    versions: &[Version],
+    index: impl FnOnce(&WriteTransaction),
+) -> Uuid {
     let database_id = Uuid::new_v4();
     let db = Database::create(path).expect("create the file");
     let txn = db.begin_write().expect("begin");
     {
         let mut meta = txn.open_table(META).expect("meta");
         meta.insert("database_id", database_id.as_bytes().as_slice()).expect("id");
-        meta.insert("format_version", 1_u64.to_le_bytes().as_slice()).expect("format");
+        meta.insert("format_version", format.to_le_bytes().as_slice()).expect("format");
         let mut rows = txn.open_table(VERSIONS).expect("versions");
-        let mut by_event = txn.open_table(BY_EVENT).expect("by_event");
         let mut latest = txn.open_table(LATEST).expect("latest");
         for Version { id, event, timestamp, data } in versions {
             rows.insert(id, (event.as_str(), *timestamp, data.as_str())).expect("row");
-            by_event.insert((event.as_str(), *id), ()).expect("index");
             latest.insert(event.as_str(), id).expect("latest");
         }
     }
+    index(&txn);
     txn.commit().expect("commit");
     database_id
 }
 
-/// Writes at `path` the file a build of format 2 wrote for `versions`, of which those of `event`
-/// up to `pruned_through` were pruned, durably, and returns its database identity.
-fn write_format_two(path: &Path, versions: &[Version], pruned: (&str, u64)) -> Uuid {
-    let database_id = Uuid::new_v4();
-    let db = Database::create(path).expect("create the file");
-    let txn = db.begin_write().expect("begin");
-    {
-        let mut meta = txn.open_table(META).expect("meta");
-        meta.insert("database_id", database_id.as_bytes().as_slice()).expect("id");
-        meta.insert("format_version", 2_u64.to_le_bytes().as_slice()).expect("format");
-        let mut rows = txn.open_table(VERSIONS).expect("versions");
-        let mut event_ids = txn.open_table(EVENT_IDS).expect("event_ids");
-        let mut latest = txn.open_table(LATEST).expect("latest");
-        for Version { id, event, timestamp, data } in versions {
-            rows.insert(id, (event.as_str(), *timestamp, data.as_str())).expect("row");
-            latest.insert(event.as_str(), id).expect("latest");
+/// Writes at `path` the file a build of format 1 wrote for `versions`: its index has a row per
+/// version.
+fn write_format_one(path: &Path, versions: &[Version]) -> Uuid {
+    write_old_format(path, 1, versions, |txn| {
+        let mut by_event = txn.open_table(BY_EVENT).expect("by_event");
+        for Version { id, event, .. } in versions {
+            by_event.insert((event.as_str(), *id), ()).expect("index");
         }
+    })
+}
+
+/// Writes at `path` the file a build of format 2 wrote for `versions`, of which those of the
+/// event `pruned.0` up to `pruned.1` were pruned: its index has a row per run.
+fn write_format_two(path: &Path, versions: &[Version], pruned: (&str, u64)) -> Uuid {
+    write_old_format(path, 2, versions, |txn| {
+        let mut event_ids = txn.open_table(EVENT_IDS).expect("event_ids");
         index::add(&mut event_ids, versions.iter().map(|v| (v.event.as_str(), v.id)))
             .expect("index");
         txn.open_table(HORIZONS).expect("horizons").insert(pruned.0, pruned.1).expect("horizon");
-    }
-    txn.commit().expect("commit");
-    database_id
+    })
 }
 
 /// Writes, into the journal of the database at `path`, a record of `versions`: what a crash left
@@ -99,6 +101,30 @@ async fn assert_check_asks_for_upgrade(path: &Path, format: u64) {
     assert!(report.to_string().contains("start the broker on it once"), "{report}");
 }
 
+/// Prunes `event` of `store` down to its last 10 versions, which must remove `removed` of them,
+/// every one below `kept_from`, and appends one more; asserts that the store then holds
+/// `expected` so changed, and that the file, closed, checks clean with all of them. Returns the
+/// check's report.
+async fn prune_append_and_check(
+    store: RedbStorage,
+    path: &Path,
+    mut expected: Vec<Version>,
+    (event, removed, kept_from): (&str, usize, u64),
+) -> CheckReport {
+    let pruned = store.prune(event, Retention::last(10), usize::MAX).await.expect("prune");
+    assert_eq!(pruned.removed, removed);
+    expected.retain(|v| v.event != event || v.id >= kept_from);
+    let next = store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
+    expected.extend(next);
+    assert_holds(&store, &expected).await;
+    store.close().await.expect("close");
+
+    let report = RedbStorage::check(path).await.expect("check");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.versions, expected.len() as u64, "{report}");
+    report
+}
+
 fn version(id: u64, event: &str) -> Version {
     Version { id, event: event.into(), timestamp: 10 + id, data: format!("[{id}]") }
 }
@@ -127,17 +153,8 @@ async fn a_file_of_format_one_is_upgraded_when_opened_and_reads_as_before() {
     assert_eq!(store.history("a", 4990, 3).await.expect("history").len(), 3);
     let at = store.latest_at(5000).await.expect("latest_at");
     assert_eq!(at, [version(5000, "a")], "time travel reads the upgraded index");
-    let pruned = store.prune("a", Retention::last(10), usize::MAX).await.expect("prune");
-    assert_eq!(pruned.removed, 5050 - 10, "a prune counts and removes the upgraded runs");
-    expected.retain(|v| v.event != "a" || v.id >= 5164);
-    let next = store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
-    expected.extend(next);
-    assert_holds(&store, &expected).await;
-    store.close().await.expect("close");
-
-    let report = RedbStorage::check(&path).await.expect("check");
-    assert!(report.is_clean(), "{report}");
-    assert_eq!(report.versions, expected.len() as u64, "{report}");
+    // A prune counts and removes the upgraded runs.
+    prune_append_and_check(store, &path, expected, ("a", 5050 - 10, 5164)).await;
     let tables = tables(&path);
     assert!(!tables.iter().any(|name| name == "by_event"), "by_event is gone: {tables:?}");
     assert!(!tables.iter().any(|name| name == "versions"), "versions is gone: {tables:?}");
@@ -183,17 +200,8 @@ async fn a_file_of_format_two_is_upgraded_when_opened_and_reads_as_before() {
     let at = store.latest_at(404).await.expect("latest_at");
     let of = |id: u64| expected.iter().find(|v| v.id == id).expect("stored").clone();
     assert_eq!(at, [of(401), of(402), of(403), of(404)], "time travel reads the upgraded log");
-    let pruned = store.prune("b", Retention::last(10), usize::MAX).await.expect("prune");
-    assert_eq!(pruned.removed, 751 - 10, "a prune removes versions from the upgraded blocks");
-    expected.retain(|v| v.event != "b" || v.id >= 2965);
-    let next = store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
-    expected.extend(next);
-    assert_holds(&store, &expected).await;
-    store.close().await.expect("close");
-
-    let report = RedbStorage::check(&path).await.expect("check");
-    assert!(report.is_clean(), "{report}");
-    assert_eq!(report.versions, expected.len() as u64, "{report}");
+    // A prune removes versions from the upgraded blocks.
+    let report = prune_append_and_check(store, &path, expected, ("b", 751 - 10, 2965)).await;
     assert_eq!(report.last_id, 3003, "{report}");
     let tables = tables(&path);
     assert!(!tables.iter().any(|name| name == "versions"), "versions is gone: {tables:?}");
