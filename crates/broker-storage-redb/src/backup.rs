@@ -73,8 +73,8 @@ fn copy(
         .create_with_backend(backend)
         .map_err(|error| target(to, error))?;
 
-    let versions = txn.open_table(BLOCKS).map_err(source)?;
-    let mut rows = versions.iter().map_err(source)?;
+    let log = txn.open_table(BLOCKS).map_err(source)?;
+    let mut rows = log.iter().map_err(source)?;
     let mut report = BackupReport { versions: 0, last_id: 0 };
     // Each event's count and newest id, for the copy's `counts`, so that its first prune of an
     // event need not count it.

@@ -166,11 +166,11 @@ fn originals(
         }
         // A prune removes only versions older than the window by the clock, so a missing
         // version that young is damage.
-        let version = versions.get(id)?;
-        if version.is_none() && stored_at < retention::window_start(window) {
-            continue;
+        if stored_at < retention::window_start(window) {
+            *found = versions.get(id)?;
+        } else {
+            *found = Some(versions.lookup(id, "keys")?);
         }
-        *found = Some(version.map_or_else(|| versions.lookup(id, "keys"), Ok)?);
     }
     Ok(found)
 }

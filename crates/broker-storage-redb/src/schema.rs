@@ -296,29 +296,24 @@ fn upgrade_log(txn: &WriteTransaction, path: &Path, format: u64) -> Result<(), F
     let mut moved = 0_u64;
     {
         let versions = txn.open_table(VERSIONS).map_err(from_redb_write)?;
-        let mut blocks = txn.open_table(BLOCKS).map_err(from_redb_write)?;
+        let mut log = txn.open_table(BLOCKS).map_err(from_redb_write)?;
         let mut chunk: Vec<Version> = Vec::with_capacity(UPGRADE_CHUNK);
-        let mut rows = versions.iter().map_err(from_redb_write)?;
-        loop {
-            let next = rows.next().transpose().map_err(from_redb_write)?;
-            if let Some((id, row)) = &next {
-                let (event, timestamp, data) = row.value();
-                chunk.push(Version {
-                    id: id.value(),
-                    event: event.to_owned(),
-                    timestamp,
-                    data: data.to_owned(),
-                });
-            }
-            if chunk.len() == UPGRADE_CHUNK || (next.is_none() && !chunk.is_empty()) {
-                blocks::append(&mut blocks, chunk.iter().map(Row::of))?;
-                moved += chunk.len() as u64;
-                chunk.clear();
-            }
-            if next.is_none() {
-                break;
+        let mut write = |chunk: &mut Vec<Version>| {
+            blocks::append(&mut log, chunk.iter().map(Row::of))?;
+            moved += chunk.len() as u64;
+            chunk.clear();
+            Ok::<_, Fault>(())
+        };
+        for entry in versions.iter().map_err(from_redb_write)? {
+            let (id, row) = entry.map_err(from_redb_write)?;
+            let (event, timestamp, data) = row.value();
+            let (event, data) = (event.to_owned(), data.to_owned());
+            chunk.push(Version { id: id.value(), event, timestamp, data });
+            if chunk.len() == UPGRADE_CHUNK {
+                write(&mut chunk)?;
             }
         }
+        write(&mut chunk)?;
     }
     txn.delete_table(VERSIONS).map_err(from_redb_write)?;
     tracing::info!(
