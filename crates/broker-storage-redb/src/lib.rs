@@ -17,7 +17,9 @@
 //! - `space.rs`: the free-space guard.
 //! - `check.rs` and `backup.rs`: [`RedbStorage::check`] ([`CheckReport`]) and
 //!   [`RedbStorage::backup`] ([`BackupReport`]).
-//! - `schema.rs`: the tables of the file and its identity, documented there.
+//! - `schema.rs`: the tables of the file and its identity, documented there, and the upgrade of
+//!   files of earlier formats; `blocks.rs` the log's table, blocks of versions in id order, and
+//!   `index.rs` the runs of each event's ids.
 //! - `error.rs`: how redb's errors and panics map into
 //!   [`StorageError`](broker_storage::StorageError).
 //!

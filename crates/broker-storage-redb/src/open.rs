@@ -111,7 +111,6 @@ fn recover(
     Ok((journal, identity))
 }
 
-/// redb's builder with this store's options.
 /// Gives back to the file system the pages an upgrade freed, which would otherwise stay in the
 /// file until appends reuse them: an upgrade writes the log anew beside the old one. A failure
 /// leaves the file as it was, only larger, and is logged.
@@ -128,6 +127,7 @@ fn compact(database: &mut Database, path: &Path) {
     }
 }
 
+/// redb's builder with this store's options.
 fn builder(options: &RedbOptions) -> redb::Builder {
     let mut builder = Database::builder();
     builder.set_cache_size(options.cache_size);
