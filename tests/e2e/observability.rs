@@ -102,3 +102,41 @@ async fn the_port_environment_variable_sets_the_port_as_in_the_seed() {
     let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.expect("GET");
     assert_eq!(health.status(), 200);
 }
+
+/// The `workers` field of the server's "serving" log line, once it is logged.
+async fn logged_workers(server: &Server) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log();
+        let serving = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["fields"]["message"] == "serving");
+        if let Some(serving) = serving {
+            return serving["fields"]["workers"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no worker count in {serving}"));
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no \"serving\" line in {log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_runtime_has_the_worker_threads_asked_for_and_by_default_one_fewer_than_the_cpus() {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as u64;
+    let json = ["--log-format", "json"];
+    let default = cpus.saturating_sub(1).max(1);
+    let none: &[(&str, &str)] = &[];
+    for (args, env, expected) in [
+        (&[][..], none, default),
+        (&["--threads", "3"][..], none, 3),
+        (&[][..], &[("BROKER_THREADS", "2")][..], 2),
+    ] {
+        let mut server = Server::start_with(&[&json[..], args].concat(), env).await;
+        // The runtime serves with them: an insert goes through it.
+        server.insert("threads", json!(expected)).await;
+        assert_eq!(logged_workers(&server).await, expected, "{args:?} {env:?} on {cpus} CPUs");
+        assert!(server.stop("TERM").await.status.success());
+    }
+}

@@ -4,6 +4,7 @@
 //! defaults that depend on the environment, so that a [`Config`] is always one the server can run.
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use broker_http::{AllowOrigin, HttpConfig};
@@ -34,6 +35,17 @@ fn engine() -> broker_core::Config {
 /// The database's defaults, the one source of the storage defaults below.
 fn storage() -> RedbOptions {
     RedbOptions::default()
+}
+
+/// The default of `--threads`: one worker thread fewer than the CPUs the process may use, and at
+/// least one.
+///
+/// The engine's writer thread and the kernel's network work need CPU beside the workers. With a
+/// worker on every CPU they take turns at the CPUs, and every turn delays the answers that wait
+/// on it: on 2 CPUs, 1 worker serves more inserts than 2, with less CPU per insert
+/// (`docs/BENCHMARKS.md`, "One worker thread fewer than the CPUs").
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cpus| cpus.get().saturating_sub(1).max(1))
 }
 
 /// A real-time message broker over Server-Sent Events.
@@ -91,6 +103,13 @@ pub struct Args {
     /// `64MiB`; a subscriber further behind catches up from the latest version of each event.
     #[arg(long, env = "BROKER_LIVE_BYTES", default_value_t = ByteSize(engine().live_bytes as u64))]
     pub live_bytes: ByteSize,
+
+    /// Threads that serve connections [default: one fewer than the CPUs the process may use,
+    /// and at least 1]. Each commit is made durable on a thread of its own, and the kernel's
+    /// network work takes CPU too: a worker thread for every CPU besides them makes the threads
+    /// wait for each other's CPUs.
+    #[arg(long, env = "BROKER_THREADS")]
+    pub threads: Option<NonZeroUsize>,
 
     /// The database's page cache, such as `64MiB`: memory that speeds up reads of a large
     /// history.
@@ -230,6 +249,11 @@ pub enum LogFormat {
 }
 
 impl Args {
+    /// The worker threads of the runtime that serves: `--threads`, or its default.
+    pub fn worker_threads(&self) -> usize {
+        self.threads.map_or_else(default_worker_threads, NonZeroUsize::get)
+    }
+
     /// Checks every setting and resolves the defaults; the error says what is wrong and how to
     /// set it right.
     pub fn into_config(self) -> Result<Config, Error> {
@@ -242,6 +266,8 @@ impl Args {
             idempotency_window,
             retain,
             live_bytes,
+            // Read by `main` through `worker_threads`, before the runtime starts.
+            threads: _,
             cache_size,
             allow_origin,
             heartbeat,

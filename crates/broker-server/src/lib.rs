@@ -43,7 +43,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use args::{Args, Command, LogFormat};
+pub use args::{Args, Command, LogFormat, default_worker_threads};
 pub use auth::{AccessArgs, AuthArgs, TokenArgs};
 pub use backup::{BackupArgs, Saved};
 pub use check::{CheckArgs, Verdict};

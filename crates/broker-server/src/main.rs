@@ -1,5 +1,5 @@
-//! `broker-server`: parse the configuration, set up logging, run until SIGINT or SIGTERM, or run
-//! one of the subcommands.
+//! `broker-server`: parse the configuration, set up logging, start the runtime with `--threads`
+//! workers, and run until SIGINT or SIGTERM, or run one of the subcommands.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -10,8 +10,7 @@ use broker_storage::StorageError;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
@@ -24,7 +23,15 @@ async fn main() -> ExitCode {
     }
     quiet_redb_panics();
     let format = args.log_format;
-    match run(args).await {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.worker_threads())
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(error) => Err(anyhow::Error::new(error).context("cannot start the runtime")),
+    };
+    match result {
         Ok(status) => status,
         Err(error) => {
             // One line, each cause once: as a log record for collectors, as plain text for people.

@@ -82,13 +82,15 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let scheme = self.scheme();
         let Server { listener, app, config, prometheus, hangup } = self;
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
         match &config.nats {
             Some(nats) => {
-                tracing::info!(addr = %config.listen, scheme, stream = nats.stream, "serving");
+                let stream = &nats.stream;
+                tracing::info!(addr = %config.listen, scheme, stream, workers, "serving");
             }
             None => {
                 let data = config.data.display();
-                tracing::info!(addr = %config.listen, scheme, %data, "serving");
+                tracing::info!(addr = %config.listen, scheme, %data, workers, "serving");
             }
         }
         warn_over_open_files(&config);

@@ -27,6 +27,7 @@ fn help_documents_every_flag_and_its_environment_variable() {
         ("--demo", "BROKER_DEMO"),
         ("--drain-delay", "BROKER_DRAIN_DELAY"),
         ("--shutdown-timeout", "BROKER_SHUTDOWN_TIMEOUT"),
+        ("--threads", "BROKER_THREADS"),
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
         assert!(help.contains(&format!("env: {env}")), "--help mentions {env}");
@@ -42,6 +43,7 @@ fn invalid_settings_fail_at_start_and_say_how_to_fix_them() {
         (&["--heartbeat", "0s"][..], "--heartbeat must be longer than 0"),
         (&["--heartbeat", "soon"][..], "invalid value 'soon'"),
         (&["--max-body", "0"][..], "--max-body must be at least 1"),
+        (&["--threads", "0"][..], "invalid value '0' for '--threads <THREADS>'"),
     ] {
         let output = broker_server()
             .args(args)
