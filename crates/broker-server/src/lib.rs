@@ -3,7 +3,8 @@
 //!
 //! The `broker-server` binary is a thin `main` over this library. Programs that start the server
 //! from their own `main` use [`broker_run`] (the one-line start) or [`Server`] (full control over
-//! configuration and shutdown).
+//! configuration and shutdown). The binary runs them on a runtime of
+//! [`default_worker_threads`] workers (or `--threads`); such a program sizes its own runtime.
 //!
 //! # Layout
 //!
