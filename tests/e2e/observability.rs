@@ -134,7 +134,6 @@ async fn the_runtime_has_the_worker_threads_asked_for_and_by_default_one_fewer_t
         (&[][..], &[("BROKER_THREADS", "2")][..], 2),
     ] {
         let mut server = Server::start_with(&[&json[..], args].concat(), env).await;
-        // The runtime serves with them: an insert goes through it.
         server.insert("threads", json!(expected)).await;
         assert_eq!(logged_workers(&server).await, expected, "{args:?} {env:?} on {cpus} CPUs");
         assert!(server.stop("TERM").await.status.success());
