@@ -227,9 +227,8 @@ impl<'a> Iterator for Rows<'a> {
     }
 }
 
-/// The version `id` in the block stored under `key`, if it holds it.
-fn find(key: u64, block: &[u8], id: u64) -> Result<Option<Version>, Fault> {
-    let mut rows = rows(key, block);
+/// The version `id` among `rows`, if the block holds it.
+fn find(mut rows: Rows<'_>, id: u64) -> Result<Option<Version>, Fault> {
     while let Some(raw) = rows.next_raw() {
         let raw = raw?;
         if raw.id >= id {
@@ -278,14 +277,15 @@ impl<'t, T: ReadableTable<u64, &'static [u8]>> Reader<'t, T> {
         if let Some((first, key, block)) = &self.cached
             && (*first..=*key).contains(&id)
         {
-            return find(*key, block.value(), id);
+            return find(rows(*key, block.value()), id);
         }
         self.cached = None;
         let found = self.table.range(id..).map_err(self.map)?.next();
         let Some((key, block)) = found.transpose().map_err(self.map)? else { return Ok(None) };
         let key = key.value();
-        let first = rows(key, block.value()).first;
-        let version = find(key, block.value(), id)?;
+        let rows = rows(key, block.value());
+        let first = rows.first;
+        let version = find(rows, id)?;
         self.cached = Some((first, key, block));
         Ok(version)
     }
