@@ -146,6 +146,8 @@ async fn malformed_and_oversized_heads_after_an_insert_get_400_and_431() {
     let refused_uri = [refused_head.as_bytes(), HEALTHZ].concat();
     let cases = [
         (b"POST /insert HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n".to_vec(), 400),
+        // A byte that no header value may hold (DEL), in a head that is otherwise a plain insert.
+        (insert_with("c", "X-Note: a\x7fb\r\n"), 400),
         (huge, 431),
         (refused_uri, 400),
     ];
