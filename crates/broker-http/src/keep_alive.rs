@@ -178,7 +178,8 @@ where
 {
     let config = app.config();
     let mut shutdown = Shutdown::new(app);
-    // One timer for the connection, reset for each head rather than made anew.
+    // One timer for the connection. It is not moved for each request: when it goes off, it is
+    // set again to the deadline of the last answer, if that is later (see `next`).
     let deadline = sleep(config.header_read_timeout);
     tokio::pin!(deadline);
     // The answers' bytes. Back-pressure is the socket's: one answer is written whole before the
@@ -242,8 +243,9 @@ where
         if buffer.is_empty() && buffer.capacity() > KEPT_CAPACITY {
             *buffer = BytesMut::with_capacity(INITIAL_CAPACITY);
         }
-        deadline.as_mut().reset(Instant::now() + config.header_read_timeout);
-        insert = match next(app, stream, buffer, deadline.as_mut(), &mut shutdown).await {
+        let idle_until = Instant::now() + config.header_read_timeout;
+        insert = match next(app, stream, buffer, deadline.as_mut(), idle_until, &mut shutdown).await
+        {
             Ok(insert) => insert,
             Err(outcome) => return outcome,
         };
@@ -288,12 +290,18 @@ impl<'a> Shutdown<'a> {
     }
 }
 
-/// Reads until the buffer starts with a whole plain insert head, or with anything else.
+/// Reads until the buffer starts with a whole plain insert head, or with anything else, by
+/// `idle_until`.
+///
+/// `deadline` is the connection's timer, which may still be set to the deadline of an earlier
+/// request: when it goes off before `idle_until`, it is set to it, so that a publisher's
+/// connection moves its timer once per header timeout rather than once per request.
 async fn next(
     app: &App,
     stream: &mut (impl AsyncRead + Unpin),
     buffer: &mut BytesMut,
     mut deadline: Pin<&mut Sleep>,
+    idle_until: Instant,
     shutdown: &mut Shutdown<'_>,
 ) -> Result<Insert, Outcome> {
     loop {
@@ -319,7 +327,12 @@ async fn next(
                 Err(_) => return Err(Outcome::Closed(CloseCause::Error)),
             },
             // As in hyper: no answer, the connection just closes.
-            () = &mut deadline => return Err(Outcome::Closed(CloseCause::HeaderTimeout)),
+            () = &mut deadline => {
+                if deadline.deadline() >= idle_until {
+                    return Err(Outcome::Closed(CloseCause::HeaderTimeout));
+                }
+                deadline.as_mut().reset(idle_until);
+            }
         }
     }
 }
