@@ -53,9 +53,7 @@ pub(crate) fn prepare(
     // `handle` refuses a request without `Host`: it is its to answer. A header value that the
     // `http` types refuse (a control byte but the tab, or DEL) never gets here: httparse refuses
     // the same bytes, and the head goes to hyper, which answers 400.
-    if headers.line(&header::HOST).is_none() {
-        return None;
-    }
+    headers.line(&header::HOST)?;
     let read_at = Instant::now();
     let verifier = app.config().auth.as_ref();
     let access = auth::access_by_header(verifier, headers.line(&header::AUTHORIZATION))?;
