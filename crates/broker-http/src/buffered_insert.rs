@@ -73,36 +73,75 @@ pub(crate) enum Answer {
     Other(Response<Body>),
 }
 
-/// An insert served here and stored: its answer's body, and the request's origin.
+/// An insert served here and stored: the request's origin. Its answer's body is in the buffer
+/// that [`answer`] was given.
 pub(crate) struct Stored {
-    json: Vec<u8>,
     origin: Option<HeaderValue>,
 }
 
 impl Stored {
-    /// Writes the answer into `out`: `201` with the header lines of every answer, and
-    /// `Connection: close` unless `keep_alive`.
-    pub(crate) fn encode(&self, app: &App, keep_alive: bool, out: &mut Vec<u8>) {
-        let content_type = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let lines =
-            [content_type].into_iter().chain(router::answer_lines(app, self.origin.as_ref()));
+    /// Writes the answer, whose body is `json`, into `out`: `201` with the header lines of every
+    /// answer, and `Connection: close` unless `keep_alive`.
+    pub(crate) fn encode(
+        &self,
+        app: &App,
+        created: &Created,
+        keep_alive: bool,
+        json: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         out.clear();
-        head::encode_into(StatusCode::CREATED, lines, Some(self.json.len()), !keep_alive, out);
-        out.extend_from_slice(&self.json);
+        let dated = match &self.origin {
+            None => {
+                out.extend_from_slice(&created.start);
+                created.dated
+            }
+            Some(origin) => head::encode_start(StatusCode::CREATED, lines(app, Some(origin)), out),
+        };
+        head::encode_end(dated, Some(json.len()), !keep_alive, out);
+        out.extend_from_slice(json);
     }
 }
 
+/// The start of the answer to an insert stored from a request without `Origin`, as
+/// [`head::encode_start`] writes it: the same for every such insert of a connection, so it is
+/// written once per connection, not once per answer.
+pub(crate) struct Created {
+    start: Vec<u8>,
+    /// Whether `start` has a `Date` line.
+    dated: bool,
+}
+
+impl Created {
+    pub(crate) fn new(app: &App) -> Created {
+        let mut start = Vec::with_capacity(128);
+        let dated = head::encode_start(StatusCode::CREATED, lines(app, None), &mut start);
+        Created { start, dated }
+    }
+}
+
+/// The header lines of the answer to an insert stored from a request from `origin`.
+fn lines(
+    app: &App,
+    origin: Option<&HeaderValue>,
+) -> impl Iterator<Item = (header::HeaderName, HeaderValue)> {
+    let content_type = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    [content_type].into_iter().chain(router::answer_lines(app, origin))
+}
+
 /// Answers the insert whose request is `request`: its first `head_len` bytes are the head that
-/// `prepared` was read from, and the rest is its body.
+/// `prepared` was read from, and the rest is its body. The body of an answer [`Answer::Stored`]
+/// is written into `json`.
 pub(crate) async fn answer(
     app: &App,
     prepared: Prepared,
     request: &Bytes,
     head_len: usize,
+    json: &mut Vec<u8>,
 ) -> Answer {
     let Prepared { checked, origin, read_at } = prepared;
     let stored = match checked {
-        Ok((access, key)) => insert::store(app, &access, &request[head_len..], key).await,
+        Ok((access, key)) => insert::store(app, &access, &request[head_len..], key, json).await,
         Err(error) => Err(error),
     };
     let origin = origin.and_then(|range| HeaderValue::from_maybe_shared(request.slice(range)).ok());
@@ -110,7 +149,7 @@ pub(crate) async fn answer(
     app.metrics().request(INSERT_ROUTE, status);
     app.metrics().insert_answered(read_at.elapsed());
     match stored {
-        Ok(json) => Answer::Stored(Stored { json, origin }),
+        Ok(()) => Answer::Stored(Stored { origin }),
         Err(error) => Answer::Other(router::respond(app, origin.as_ref(), error.into_response())),
     }
 }

@@ -217,6 +217,17 @@ pub(crate) fn encode_into<N: Borrow<HeaderName>, V: Borrow<HeaderValue>>(
     close: bool,
     out: &mut Vec<u8>,
 ) {
+    let dated = encode_start(status, headers, out);
+    encode_end(dated, content_length, close, out);
+}
+
+/// Appends to `out` the status line and `headers` as HTTP/1.1: the part of a head that
+/// [`encode_end`] finishes. Returns whether `headers` has a `Date`.
+pub(crate) fn encode_start<N: Borrow<HeaderName>, V: Borrow<HeaderValue>>(
+    status: StatusCode,
+    headers: impl IntoIterator<Item = (N, V)>,
+    out: &mut Vec<u8>,
+) -> bool {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -231,6 +242,17 @@ pub(crate) fn encode_into<N: Borrow<HeaderName>, V: Borrow<HeaderValue>>(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    dated
+}
+
+/// Appends to `out` the end of a head that [`encode_start`] began: `Date` (unless `dated`),
+/// `Content-Length` when given, `Connection: close` when `close`, and the empty line.
+pub(crate) fn encode_end(
+    dated: bool,
+    content_length: Option<usize>,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
     if !dated {
         out.extend_from_slice(b"date: ");
         with_date(|date| out.extend_from_slice(date));

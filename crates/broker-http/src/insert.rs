@@ -29,7 +29,8 @@ where
     let body = tokio::time::timeout(config.body_timeout, read_body(request, config.max_body))
         .await
         .map_err(|_| ApiError::BodyTimeout(config.body_timeout))??;
-    let answer = store(app, access, &body, idempotency_key).await?;
+    let mut answer = Vec::new();
+    store(app, access, &body, idempotency_key, &mut answer).await?;
     Ok(json_response(StatusCode::CREATED, answer))
 }
 
@@ -40,18 +41,19 @@ pub(crate) fn check_head(headers: &(impl Headers + ?Sized)) -> Result<Option<Str
     idempotency_key(headers)
 }
 
-/// Stores what `body` asks for, as far as `access` allows it, and returns the answer's JSON: the
-/// stored version, or the array of the stored versions.
+/// Stores what `body` asks for, as far as `access` allows it, and writes the answer's JSON into
+/// `out`, which it clears first: the stored version, or the array of the stored versions.
 pub(crate) async fn store(
     app: &App,
     access: &Access,
     body: &[u8],
     idempotency_key: Option<String>,
-) -> Result<Vec<u8>, ApiError> {
+    out: &mut Vec<u8>,
+) -> Result<(), ApiError> {
     let parsed = match parse(body)? {
         InsertBody::One(parsed) => parsed,
         InsertBody::Many(elements) => {
-            return insert_many(app, access, elements, idempotency_key).await;
+            return insert_many(app, access, elements, idempotency_key, out).await;
         }
     };
     access.may_insert(&parsed.event)?;
@@ -61,9 +63,10 @@ pub(crate) async fn store(
         Some(key) => broker.insert_idempotent(parsed.event, data, key).await?,
         None => broker.insert(parsed.event, data).await?,
     };
-    let mut out = Vec::with_capacity(64 + entry.data().len() + entry.event().len());
-    write_version(&mut out, entry.version());
-    Ok(out)
+    out.clear();
+    out.reserve(64 + entry.data().len() + entry.event().len());
+    write_version(out, entry.version());
+    Ok(())
 }
 
 /// Stores the versions of an array body in one commit, all or nothing, and answers them as an
@@ -77,7 +80,8 @@ async fn insert_many(
     access: &Access,
     elements: Vec<InsertRequest<'_>>,
     idempotency_key: Option<String>,
-) -> Result<Vec<u8>, ApiError> {
+    out: &mut Vec<u8>,
+) -> Result<(), ApiError> {
     if elements.is_empty() {
         return Err(ApiError::EmptyArray);
     }
@@ -101,9 +105,10 @@ async fn insert_many(
         versions.push((element.event.into_owned(), data));
     }
     let entries = broker.insert_many(versions, idempotency_key.as_deref()).await?;
-    let mut out = Vec::with_capacity(size);
-    write_versions(&mut out, entries.iter().map(|entry| entry.version()));
-    Ok(out)
+    out.clear();
+    out.reserve(size);
+    write_versions(out, entries.iter().map(|entry| entry.version()));
+    Ok(())
 }
 
 /// `error`, refusing element `index` of an array, with its message prefixed by where it is:

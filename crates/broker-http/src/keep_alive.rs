@@ -185,6 +185,9 @@ where
     // The answers' bytes. Back-pressure is the socket's: one answer is written whole before the
     // next request is read, so this holds one answer at most.
     let mut out = Vec::with_capacity(INITIAL_CAPACITY);
+    // The body of an answer from `buffered_insert.rs`, and the start of its head.
+    let mut json = Vec::with_capacity(INITIAL_CAPACITY);
+    let created = buffered_insert::Created::new(app);
     let mut insert = first;
     loop {
         let Insert { head_len, content_length, close, buffered } = insert;
@@ -193,7 +196,8 @@ where
                 // The whole request is in the buffer: `Insert::of` checked it.
                 let len = head_len + usize::try_from(content_length).unwrap_or(usize::MAX);
                 let request = buffer.split_to(len).freeze();
-                let answer = buffered_insert::answer(app, prepared, &request, head_len).await;
+                let answer =
+                    buffered_insert::answer(app, prepared, &request, head_len, &mut json).await;
                 (answer, BodyEnd::Consumed)
             }
             None => {
@@ -218,7 +222,7 @@ where
         let keep_alive = !close && end == BodyEnd::Consumed && !app.is_shutting_down();
         let written = match answer {
             Answer::Stored(stored) => {
-                stored.encode(app, keep_alive, &mut out);
+                stored.encode(app, &created, keep_alive, &json, &mut out);
                 send(stream, &out, config.write_timeout).await
             }
             Answer::Other(response) => {
@@ -237,8 +241,10 @@ where
             let cause = if end == BodyEnd::Failed { CloseCause::Error } else { CloseCause::Closed };
             return Outcome::Closed(cause);
         }
-        if out.capacity() > KEPT_CAPACITY {
-            out = Vec::with_capacity(INITIAL_CAPACITY);
+        for kept in [&mut out, &mut json] {
+            if kept.capacity() > KEPT_CAPACITY {
+                *kept = Vec::with_capacity(INITIAL_CAPACITY);
+            }
         }
         if buffer.is_empty() && buffer.capacity() > KEPT_CAPACITY {
             *buffer = BytesMut::with_capacity(INITIAL_CAPACITY);
