@@ -134,8 +134,9 @@ impl Headers for HeaderMap {
 
 impl Headers for [httparse::Header<'_>] {
     fn lines<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> {
-        let named =
-            |header: &&httparse::Header<'_>| header.name.eq_ignore_ascii_case(name.as_str());
+        // The name's text is looked up once, not once per line.
+        let name = name.as_str();
+        let named = move |header: &&httparse::Header<'_>| header.name.eq_ignore_ascii_case(name);
         self.iter().filter(named).map(|header| header.value)
     }
 }
