@@ -110,7 +110,11 @@ impl Broker {
     /// Returns once the version is durably committed, with its id and timestamp. Concurrent
     /// inserts share commits, and their ids follow the order in which they were committed.
     /// If the future is dropped after the insert was queued, the version is still committed.
-    pub async fn insert(&self, event: impl Into<String>, data: Json) -> Result<Arc<Entry>, Error> {
+    pub async fn insert(
+        &self,
+        event: impl Into<Arc<str>>,
+        data: Json,
+    ) -> Result<Arc<Entry>, Error> {
         self.insert_keyed(event.into(), data, None).await
     }
 
@@ -124,7 +128,7 @@ impl Broker {
     /// data within the window is refused with [`Error::IdempotencyKeyReused`].
     pub async fn insert_idempotent(
         &self,
-        event: impl Into<String>,
+        event: impl Into<Arc<str>>,
         data: Json,
         key: impl Into<String>,
     ) -> Result<Arc<Entry>, Error> {
@@ -135,14 +139,14 @@ impl Broker {
 
     async fn insert_keyed(
         &self,
-        event: String,
+        event: Arc<str>,
         data: Json,
         idempotency_key: Option<String>,
     ) -> Result<Arc<Entry>, Error> {
         validate_event_name(&event, self.shared.config.max_event_name_len)?;
         let (reply, committed) = oneshot::channel();
         // The writer gives the version its timestamp when it commits it.
-        let mut new = NewVersion::new(event, 0, data.into_string());
+        let mut new = NewVersion::new(event, 0, data.into_shared());
         new.idempotency_key = idempotency_key;
         self.queue(Versions::One(new, reply)).await?;
         // The writer answers every insert it takes before it exits.
@@ -172,7 +176,7 @@ impl Broker {
     /// [`Config::max_batch`] versions, the most one commit holds, is refused with
     /// [`Error::TooManyVersions`]. If the future is dropped after the insert was queued, the
     /// versions are still committed.
-    pub async fn insert_many<E: Into<String>>(
+    pub async fn insert_many<E: Into<Arc<str>>>(
         &self,
         versions: impl IntoIterator<Item = (E, Json)>,
         idempotency_key: Option<&str>,
@@ -196,7 +200,7 @@ impl Broker {
                 },
             )?;
             // The writer gives the versions their timestamp when it commits them.
-            news.push(NewVersion::new(event, 0, data.into_string()));
+            news.push(NewVersion::new(event, 0, data.into_shared()));
         }
         if news.is_empty() {
             return Ok(Vec::new());

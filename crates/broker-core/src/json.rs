@@ -1,6 +1,8 @@
 //! [`Json`]: event data, validated and compacted once, on the way in.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
@@ -11,8 +13,11 @@ use crate::Error;
 /// Compaction removes the white space between tokens and nothing else, so numbers, string escapes
 /// and key order come out exactly as they went in. Because JSON strings cannot hold a raw line
 /// break, the compacted text never contains one either: it always fits on one SSE `data:` line.
+///
+/// The text is shared, not copied, by the version it becomes and everything that holds that
+/// version (the storage's memory, the subscribers' entries).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Json(Box<str>);
+pub struct Json(Arc<str>);
 
 impl Json {
     /// Validates `text` as JSON and compacts it.
@@ -25,7 +30,7 @@ impl Json {
     /// Compacts JSON that serde has already validated, refusing lone surrogate escapes, which
     /// serde lets through.
     pub fn from_raw(raw: &RawValue) -> Result<Json, Error> {
-        Ok(Json(compact(raw.get())?.into_boxed_str()))
+        Ok(Json(compact(raw.get())?.into()))
     }
 
     /// The compact JSON text.
@@ -33,16 +38,21 @@ impl Json {
         &self.0
     }
 
-    /// Takes the compact JSON text.
+    /// The compact JSON text, as an owned `String`.
     pub fn into_string(self) -> String {
-        self.0.into_string()
+        self.0.to_string()
+    }
+
+    /// Takes the compact JSON text, shared.
+    pub fn into_shared(self) -> Arc<str> {
+        self.0
     }
 }
 
 impl From<&serde_json::Value> for Json {
     fn from(value: &serde_json::Value) -> Json {
         // `Value`'s `Display` writes compact JSON and cannot fail.
-        Json(value.to_string().into_boxed_str())
+        Json(value.to_string().into())
     }
 }
 
@@ -67,9 +77,10 @@ impl fmt::Display for Json {
 /// Removes insignificant white space from JSON text that serde has validated, and refuses a
 /// string escape that names half of a UTF-16 surrogate pair alone (`"\ud800"`): such text is
 /// valid JSON grammar, but no Unicode string, and strict parsers (I-JSON, RFC 7493) refuse it.
-fn compact(json: &str) -> Result<String, Error> {
+/// `json` without white space between its tokens: the same text, borrowed, when it has none.
+fn compact(json: &str) -> Result<Cow<'_, str>, Error> {
     let bytes = json.as_bytes();
-    let mut out = String::with_capacity(json.len());
+    let mut out = String::new();
     // The text from `kept` to `at` is copied as it is, in one piece, when white space or the end
     // comes: data without white space is copied once, whole.
     let mut kept = 0;
@@ -78,6 +89,9 @@ fn compact(json: &str) -> Result<String, Error> {
         match byte {
             b'"' => at = string_end(bytes, at + 1)?,
             b' ' | b'\t' | b'\n' | b'\r' => {
+                if out.capacity() == 0 {
+                    out.reserve_exact(json.len());
+                }
                 // Every cut is at an ASCII byte, so each piece is whole UTF-8.
                 out.push_str(&json[kept..at]);
                 at += 1;
@@ -86,8 +100,11 @@ fn compact(json: &str) -> Result<String, Error> {
             _ => at += 1,
         }
     }
+    if kept == 0 {
+        return Ok(Cow::Borrowed(json));
+    }
     out.push_str(&json[kept..]);
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// The index just past the closing quote of the string whose contents start at `at`, checking

@@ -43,7 +43,7 @@ pub(crate) async fn state_at(
     let mut unknown = storage.horizons().await?;
     unknown.retain(|horizon| {
         filter.matches(&horizon.event)
-            && !state.iter().any(|version| version.event == horizon.event)
+            && !state.iter().any(|version| *version.event == *horizon.event)
     });
     if let Some(horizon) = unknown.into_iter().max_by_key(|horizon| horizon.pruned_through) {
         let oldest = storage.history(&horizon.event, horizon.pruned_through, 1).await?;

@@ -56,7 +56,7 @@ impl Storage for Recorded {
     }
 
     async fn append(&self, batch: Vec<NewVersion>) -> Result<Vec<Version>, StorageError> {
-        let events = batch.iter().map(|new| new.event.clone()).collect();
+        let events = batch.iter().map(|new| new.event.to_string()).collect();
         self.batches.lock().expect("not poisoned").push(events);
         let on_writer_thread = broker_storage::on_writer_thread();
         self.on_writer_thread.lock().expect("not poisoned").push(on_writer_thread);

@@ -141,7 +141,7 @@ struct Commit {
     replies: Vec<(Reply, usize)>,
     /// What each version asked for when it carries an idempotency key, to tell a retry from a
     /// key reused for something else; empty strings for a version without a key.
-    asked: Vec<(String, String)>,
+    asked: Vec<Option<(Arc<str>, Arc<str>)>>,
 }
 
 impl Commit {
@@ -166,10 +166,7 @@ impl Commit {
         }
         let asked = batch
             .iter()
-            .map(|new| match new.idempotency_key {
-                Some(_) => (new.event.clone(), new.data.clone()),
-                None => (String::new(), String::new()),
-            })
+            .map(|new| new.idempotency_key.as_ref().map(|_| (new.event.clone(), new.data.clone())))
             .collect();
         Commit { batch, replies, asked }
     }
@@ -237,15 +234,18 @@ impl Commit {
 }
 
 /// The answer for `version`, stored for a version that asked for `(event, data)` with an
-/// idempotency key (empty strings without one): a version stored earlier under the same key with
+/// idempotency key (`None` without one): a version stored earlier under the same key with
 /// another event or other data means that the key was reused for something else.
 ///
 /// Collected into an insert of several versions, the first such refusal answers the whole
 /// insert: all its versions carry keys made from one key, so they are all retries or all new.
-fn answer(version: Version, (event, data): &(String, String)) -> Result<Version, Error> {
-    let reused = !event.is_empty() && (version.event != *event || version.data != *data);
+fn answer(version: Version, asked: &Option<(Arc<str>, Arc<str>)>) -> Result<Version, Error> {
+    let reused = asked
+        .as_ref()
+        .is_some_and(|(event, data)| version.event != *event || version.data != *data);
     if reused {
-        return Err(Error::IdempotencyKeyReused { id: version.id, event: version.event });
+        let event = version.event.to_string();
+        return Err(Error::IdempotencyKeyReused { id: version.id, event });
     }
     Ok(version)
 }

@@ -102,7 +102,7 @@ async fn insert_many(
         let data =
             Json::from_raw(element.data).map_err(|error| at(index, ".data", error.into()))?;
         size += 64 + element.event.len() + data.as_str().len();
-        versions.push((element.event.into_owned(), data));
+        versions.push((element.event, data));
     }
     let entries = broker.insert_many(versions, idempotency_key.as_deref()).await?;
     out.clear();

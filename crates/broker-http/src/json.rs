@@ -22,7 +22,7 @@ pub(crate) fn write_version(out: &mut Vec<u8>, version: &Version) {
     out.extend_from_slice(itoa::Buffer::new().format(version.id).as_bytes());
     out.extend_from_slice(b",\"event\":");
     // Serializing a string into a `Vec` cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &version.event);
+    let _ = serde_json::to_writer(&mut *out, &*version.event);
     out.extend_from_slice(b",\"timestamp\":");
     out.extend_from_slice(itoa::Buffer::new().format(version.timestamp).as_bytes());
     out.extend_from_slice(b",\"data\":");

@@ -233,7 +233,7 @@ async fn publish(
 async fn publish_one(shared: &Shared, new: &NewVersion, id: &str) -> Result<Stored, Failure> {
     let subject = subject::encode(&shared.options.stream, &new.event);
     let headers = record::headers(new, id);
-    let payload = Bytes::from(new.data.clone());
+    let payload = Bytes::copy_from_slice(new.data.as_bytes());
     let answer = api::request(
         &shared.client,
         subject,
@@ -278,7 +278,7 @@ async fn publish_atomic(
         let mut headers: HeaderMap = record::headers(new, &ids[index]);
         headers.insert("Nats-Batch-Id", batch_id.as_str());
         headers.insert("Nats-Batch-Sequence", (position + 1).to_string().as_str());
-        let payload = Bytes::from(new.data.clone());
+        let payload = Bytes::copy_from_slice(new.data.as_bytes());
         // The first message asks for an answer so that a refusal of the whole batch (no
         // responders, atomic batches not allowed) comes back at once; the commit asks for the
         // acknowledgement.

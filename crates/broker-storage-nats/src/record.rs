@@ -77,7 +77,7 @@ pub(crate) fn version(
         .parse::<u64>()
         .map_err(|_| corrupt("Broker-Timestamp is not a number of milliseconds"))?;
     let data = std::str::from_utf8(payload).map_err(|_| corrupt("the data is not UTF-8"))?;
-    Ok(Version { id: sequence, event, timestamp, data: data.to_owned() })
+    Ok(Version { id: sequence, event: event.into(), timestamp, data: data.into() })
 }
 
 /// The version a direct get answered with: a message whose headers name its sequence and

@@ -85,7 +85,7 @@ impl Shared {
         let horizons = self.known_horizons();
         if !horizons.is_empty() {
             versions.retain(|version| {
-                horizons.get(&version.event).is_none_or(|&horizon| version.id > horizon)
+                horizons.get(&*version.event).is_none_or(|&horizon| version.id > horizon)
             });
         }
     }

@@ -59,7 +59,7 @@ impl<'a> Row<'a> {
     /// The version this row holds.
     pub(crate) fn to_version(self) -> Version {
         let Row { id, timestamp, event, data } = self;
-        Version { id, event: event.to_owned(), timestamp, data: data.to_owned() }
+        Version { id, event: event.into(), timestamp, data: data.into() }
     }
 }
 
@@ -392,7 +392,12 @@ mod tests {
     use crate::error::from_redb;
 
     fn version(id: u64, event: &str, data_len: usize) -> Version {
-        Version { id, event: event.into(), timestamp: 1000 + id, data: "é".repeat(data_len / 2) }
+        Version {
+            id,
+            event: event.into(),
+            timestamp: 1000 + id,
+            data: "é".repeat(data_len / 2).into(),
+        }
     }
 
     /// A redb file holding `versions` in blocks, appended a round at a time.

@@ -239,7 +239,7 @@ fn scan(database: &Database, path: &Path, report: &mut CheckReport) -> Result<()
                 )));
             }
             match versions.get(id)? {
-                Some(version) if version.event == event => {
+                Some(version) if *version.event == *event => {
                     indexed += 1;
                     of_event.push(id);
                 }

@@ -743,6 +743,7 @@ fn decode_payload(payload: &[u8]) -> Result<Vec<Entry>, String> {
         let event = reader.string()?.ok_or("holds a version without an event")?;
         let data = reader.string()?.ok_or("holds a version without data")?;
         let key = reader.string()?;
+        let (event, data) = (event.into(), data.into());
         entries.push(Entry { version: Version { id, event, timestamp, data }, key });
     }
     if !reader.bytes.is_empty() {

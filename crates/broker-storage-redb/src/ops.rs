@@ -57,9 +57,7 @@ pub(crate) fn append(
     overlay: &Overlay,
 ) -> Result<Appended, Fault> {
     let len = journal::record_len(
-        batch
-            .iter()
-            .map(|new| (new.event.as_str(), new.data.as_str(), new.idempotency_key.as_deref())),
+        batch.iter().map(|new| (&*new.event, &*new.data, new.idempotency_key.as_deref())),
     );
     // Before anything is written, so that a refused batch writes nothing at all.
     let free = space.check(space::needed_for(len))?;
@@ -306,7 +304,7 @@ impl<'txn> Tables<'txn> {
         stored: impl Iterator<Item = &'a Version> + Clone,
     ) -> Result<(), Fault> {
         blocks::append(&mut self.blocks, stored.clone().map(Row::of))?;
-        let runs = index::by_event(stored.map(|version| (version.event.as_str(), version.id)));
+        let runs = index::by_event(stored.map(|version| (&*version.event, version.id)));
         for (event, ids) in runs {
             index::write(&mut self.event_ids, event, &ids)?;
             if let Some(&newest) = ids.last() {

@@ -65,7 +65,7 @@ struct State {
     /// The id of each idempotency key among them.
     keys: HashMap<String, u64>,
     /// The newest id of each event among them.
-    latest: HashMap<String, u64>,
+    latest: HashMap<Arc<str>, u64>,
     /// The last id given to a version: the overlay's last, or redb's when the overlay is empty.
     last_id: u64,
     /// Whether an apply task is scheduled or running.
@@ -112,7 +112,7 @@ impl Overlay {
                 state.keys.insert(key.clone(), version.id);
             }
             // An event already waiting is updated in place: no key to copy.
-            match state.latest.get_mut(version.event.as_str()) {
+            match state.latest.get_mut(&*version.event) {
                 Some(id) => *id = version.id,
                 None => {
                     state.latest.insert(version.event.clone(), version.id);
@@ -253,7 +253,7 @@ impl View<'_> {
             .iter()
             .filter(|batch| batch.versions.last().is_some_and(|last| last.id > after))
             .flat_map(|batch| batch.versions.iter())
-            .filter(|version| version.id > after && event.is_none_or(|e| version.event == e))
+            .filter(|version| version.id > after && event.is_none_or(|e| *version.event == *e))
             .take(limit)
             .cloned()
             .collect()
@@ -309,7 +309,7 @@ pub(crate) fn join_latest(stored: Vec<Version>, copied: Vec<Version>) -> Vec<Ver
     if copied.is_empty() {
         return stored;
     }
-    let mut newest: HashMap<String, Version> = HashMap::with_capacity(stored.len());
+    let mut newest: HashMap<Arc<str>, Version> = HashMap::with_capacity(stored.len());
     for version in stored.into_iter().chain(copied) {
         match newest.get(&version.event) {
             Some(kept) if kept.id >= version.id => {}

@@ -85,7 +85,7 @@ fn prune_once(
                 break;
             }
             let version = versions.lookup(id, "event_ids")?;
-            let (owner, timestamp) = (version.event.as_str(), version.timestamp);
+            let (owner, timestamp) = (&*version.event, version.timestamp);
             if owner != event {
                 return Err(corrupt(format!(
                     "event_ids files version {id} under {event:?}, but it belongs to {owner:?}"

@@ -307,7 +307,7 @@ fn upgrade_log(txn: &WriteTransaction, path: &Path, format: u64) -> Result<(), F
         for entry in versions.iter().map_err(from_redb_write)? {
             let (id, row) = entry.map_err(from_redb_write)?;
             let (event, timestamp, data) = row.value();
-            let (event, data) = (event.to_owned(), data.to_owned());
+            let (event, data) = (event.into(), data.into());
             chunk.push(Version { id: id.value(), event, timestamp, data });
             if chunk.len() == UPGRADE_CHUNK {
                 write(&mut chunk)?;

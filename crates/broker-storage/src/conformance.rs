@@ -204,7 +204,7 @@ async fn history_pages_visit_every_version_once<S: Storage>(store: S, _: S) {
     let mut expected = Vec::new();
     for round in 0..7 {
         let batch = (0..5).map(|i| new(if i % 2 == 0 { "a" } else { "b" }, round, "0")).collect();
-        expected.extend(append(&store, batch).await.into_iter().filter(|v| v.event == "a"));
+        expected.extend(append(&store, batch).await.into_iter().filter(|v| &*v.event == "a"));
     }
     let mut seen = Vec::new();
     let mut after = 0;

@@ -34,7 +34,7 @@ struct State {
     /// The id of the last version stored; pruning never lowers it.
     last_id: u64,
     /// For each event, the ids of its stored versions in id order.
-    by_event: HashMap<String, Vec<u64>>,
+    by_event: HashMap<Arc<str>, Vec<u64>>,
     /// The id stored under each idempotency key.
     keys: HashMap<String, u64>,
     /// For each pruned event, the greatest id pruned of it.

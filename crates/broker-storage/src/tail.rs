@@ -60,9 +60,10 @@ const CATCH_UP_PAGE: usize = 512;
 /// backend hands every committed batch to [`publish`](LocalTails::publish), and each tail gets
 /// it without reading storage again.
 ///
-/// A batch is shared by every tail, not copied for each: a tail copies the versions it delivers
-/// when its reader takes them, so that the backend's append, which publishes under the lock that
-/// orders its commits, copies nothing (see [`publish_shared`](LocalTails::publish_shared)).
+/// A batch is shared by every tail, not cloned for each: a tail clones the versions it delivers
+/// when its reader takes them (which copies no text: see [`Version`]), so that the backend's
+/// append, which publishes under the lock that orders its commits, clones nothing (see
+/// [`publish_shared`](LocalTails::publish_shared)).
 ///
 /// A tail that starts behind the last committed id first reads what it missed from storage, in
 /// pages, then delivers the batches published since it started, skipping what it already read.
@@ -174,7 +175,7 @@ mod tests {
     use crate::{StorageError, Version};
 
     fn version(id: u64) -> Version {
-        Version { id, event: "e".into(), timestamp: 1, data: format!("{id}") }
+        Version { id, event: "e".into(), timestamp: 1, data: format!("{id}").into() }
     }
 
     async fn nothing_stored(_: u64, _: usize) -> Result<Vec<Version>, StorageError> {
@@ -200,10 +201,7 @@ mod tests {
             }
             assert_eq!(ids, [1, 2, 3, 4]);
         }
-        assert_eq!(
-            kept.iter().map(|version| version.data.as_str()).collect::<Vec<_>>(),
-            ["1", "2", "3"]
-        );
+        assert_eq!(kept.iter().map(|version| &*version.data).collect::<Vec<_>>(), ["1", "2", "3"]);
         assert_eq!(Arc::strong_count(&kept), 1, "the tails hold no share of it once ended");
     }
 

@@ -91,14 +91,14 @@ async fn appends_while_the_leader_is_killed_fail_within_a_bound_and_never_silent
 
     let stored = store.since(0, 1_000_000).await.expect("since after the failover");
     let by_data: HashMap<&str, &Version> =
-        stored.iter().map(|version| (version.data.as_str(), version)).collect();
+        stored.iter().map(|version| (&*version.data, version)).collect();
     assert_eq!(by_data.len(), stored.len(), "no version is stored twice");
     let (mut acknowledged, mut unavailable, mut unknown) = (0, 0, 0);
     for (w, outcomes) in &outcomes {
         for (n, outcome) in outcomes {
             let sent = batch(*w, *n);
             let found: Vec<Option<&&Version>> =
-                sent.iter().map(|new| by_data.get(new.data.as_str())).collect();
+                sent.iter().map(|new| by_data.get(&*new.data)).collect();
             match outcome {
                 Outcome::Stored(versions) => {
                     acknowledged += 1;
@@ -133,7 +133,7 @@ async fn appends_while_the_leader_is_killed_fail_within_a_bound_and_never_silent
     }
     assert!(acknowledged > 0, "appends succeed around the failover");
     let after = store.since(0, 1_000_000).await.expect("since after the retries");
-    let data: HashSet<&str> = after.iter().map(|version| version.data.as_str()).collect();
+    let data: HashSet<&str> = after.iter().map(|version| &*version.data).collect();
     assert_eq!(
         data.len(),
         after.len(),

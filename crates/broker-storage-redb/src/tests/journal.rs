@@ -25,7 +25,7 @@ async fn closed_store(path: &Path) -> (Uuid, Vec<Version>) {
 }
 
 fn version(id: u64, event: &str) -> Version {
-    Version { id, event: event.into(), timestamp: 10 + id, data: format!("[{id}]") }
+    Version { id, event: event.into(), timestamp: 10 + id, data: format!("[{id}]").into() }
 }
 
 /// Writes one record of `versions` (each with its key) to `journal`; returns where it starts.

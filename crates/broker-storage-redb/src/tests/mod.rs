@@ -56,7 +56,7 @@ async fn assert_holds(store: &RedbStorage, expected: &[Version]) {
     let mut latest = Vec::new();
     for event in events {
         let history = store.history(event, 0, usize::MAX).await.expect("history");
-        let of_event: Vec<&Version> = expected.iter().filter(|v| v.event == event).collect();
+        let of_event: Vec<&Version> = expected.iter().filter(|v| *v.event == *event).collect();
         assert!(history.iter().eq(of_event.iter().copied()), "the history of {event:?} is whole");
         latest.extend(of_event.last().copied().cloned());
     }

@@ -22,10 +22,10 @@ async fn assert_pruned_as_horizons_say(store: &RedbStorage, stored: &[Version]) 
     let mut horizons = store.horizons().await.expect("horizons");
     horizons.sort_by(|a, b| a.event.cmp(&b.event));
     let through: HashMap<&str, u64> =
-        horizons.iter().map(|horizon| (horizon.event.as_str(), horizon.pruned_through)).collect();
+        horizons.iter().map(|horizon| (&*horizon.event, horizon.pruned_through)).collect();
     let kept: Vec<Version> = stored
         .iter()
-        .filter(|version| through.get(version.event.as_str()).is_none_or(|&h| version.id > h))
+        .filter(|version| through.get(&*version.event).is_none_or(|&h| version.id > h))
         .cloned()
         .collect();
     assert_holds(store, &kept).await;

@@ -39,8 +39,8 @@ fn write_old_format(
         let mut rows = txn.open_table(VERSIONS).expect("versions");
         let mut latest = txn.open_table(LATEST).expect("latest");
         for Version { id, event, timestamp, data } in versions {
-            rows.insert(id, (event.as_str(), *timestamp, data.as_str())).expect("row");
-            latest.insert(event.as_str(), id).expect("latest");
+            rows.insert(id, (&**event, *timestamp, &**data)).expect("row");
+            latest.insert(&**event, id).expect("latest");
         }
     }
     index(&txn);
@@ -54,7 +54,7 @@ fn write_format_one(path: &Path, versions: &[Version]) -> Uuid {
     write_old_format(path, 1, versions, |txn| {
         let mut by_event = txn.open_table(BY_EVENT).expect("by_event");
         for Version { id, event, .. } in versions {
-            by_event.insert((event.as_str(), *id), ()).expect("index");
+            by_event.insert((&**event, *id), ()).expect("index");
         }
     })
 }
@@ -64,8 +64,7 @@ fn write_format_one(path: &Path, versions: &[Version]) -> Uuid {
 fn write_format_two(path: &Path, versions: &[Version], pruned: (&str, u64)) -> Uuid {
     write_old_format(path, 2, versions, |txn| {
         let mut event_ids = txn.open_table(EVENT_IDS).expect("event_ids");
-        index::add(&mut event_ids, versions.iter().map(|v| (v.event.as_str(), v.id)))
-            .expect("index");
+        index::add(&mut event_ids, versions.iter().map(|v| (&*v.event, v.id))).expect("index");
         txn.open_table(HORIZONS).expect("horizons").insert(pruned.0, pruned.1).expect("horizon");
     })
 }
@@ -113,7 +112,7 @@ async fn prune_append_and_check(
 ) -> CheckReport {
     let pruned = store.prune(event, Retention::last(10), usize::MAX).await.expect("prune");
     assert_eq!(pruned.removed, removed);
-    expected.retain(|v| v.event != event || v.id >= kept_from);
+    expected.retain(|v| *v.event != *event || v.id >= kept_from);
     let next = store.append(vec![NewVersion::new("a", 1, "1")]).await.expect("append");
     expected.extend(next);
     assert_holds(&store, &expected).await;
@@ -126,7 +125,7 @@ async fn prune_append_and_check(
 }
 
 fn version(id: u64, event: &str) -> Version {
-    Version { id, event: event.into(), timestamp: 10 + id, data: format!("[{id}]") }
+    Version { id, event: event.into(), timestamp: 10 + id, data: format!("[{id}]").into() }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,11 +171,11 @@ async fn a_file_of_format_two_is_upgraded_when_opened_and_reads_as_before() {
         .map(|id| {
             let mut v = version(id, event(id));
             if id % 500 == 0 {
-                v.data = format!("\"{}\"", "x".repeat(20_000));
+                v.data = format!("\"{}\"", "x".repeat(20_000)).into();
             }
             v
         })
-        .filter(|v| v.event != "a" || v.id > 400)
+        .filter(|v| *v.event != *"a" || v.id > 400)
         .collect();
     let database_id = write_format_two(&path, &expected, ("a", 400));
     let size = || std::fs::metadata(&path).expect("the file's size").len();

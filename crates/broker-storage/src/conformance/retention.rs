@@ -73,7 +73,7 @@ struct Model {
 
 impl Model {
     fn history(&self, event: &str) -> Vec<Version> {
-        self.stored.iter().filter(|version| version.event == event).cloned().collect()
+        self.stored.iter().filter(|version| &*version.event == event).cloned().collect()
     }
 
     fn prune(&mut self, event: &str, retention: Retention, limit: usize) -> Pruned {
