@@ -172,7 +172,7 @@ async fn latest_covers_more_events_than_one_multi_subject_get() {
         .append(vec![NewVersion::new("event-0-7", 9, "1"), NewVersion::new("event-2-0", 9, "1")])
         .await
         .expect("append");
-    expected.retain(|version| *version.event != *"event-0-7" && *version.event != *"event-2-0");
+    expected.retain(|version| &*version.event != "event-0-7" && &*version.event != "event-2-0");
     expected.extend(newer);
     assert_eq!(
         store.latest().await.expect("latest"),
@@ -196,7 +196,7 @@ async fn reads_of_large_versions_come_whole() {
         stored.extend(store.append(versions.collect()).await.expect("append"));
     }
     assert_eq!(store.since(0, 100).await.expect("since"), stored, "since reads every version");
-    let history: Vec<Version> = stored.iter().filter(|v| *v.event == *"e1").cloned().collect();
+    let history: Vec<Version> = stored.iter().filter(|v| &*v.event == "e1").cloned().collect();
     assert_eq!(store.history("e1", 0, 100).await.expect("history"), history);
     assert_eq!(store.latest().await.expect("latest"), stored[20..], "the last of each event");
     store.close().await.expect("close");

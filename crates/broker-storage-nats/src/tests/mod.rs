@@ -152,7 +152,7 @@ async fn reads_step_over_purged_sequences() {
     pruner.prune("a", Retention::last(1), 10).await.expect("prune");
     let store = connect(options).await;
     let kept: Vec<Version> =
-        all.iter().filter(|v| *v.event == *"b" || v.id == all[6].id).cloned().collect();
+        all.iter().filter(|v| &*v.event == "b" || v.id == all[6].id).cloned().collect();
     for after in 0..=all[7].id {
         let expected: Vec<Version> = kept.iter().filter(|v| v.id > after).cloned().collect();
         assert_eq!(store.since(after, 100).await.expect("since"), expected, "since({after})");

@@ -175,7 +175,7 @@ async fn a_file_of_format_two_is_upgraded_when_opened_and_reads_as_before() {
             }
             v
         })
-        .filter(|v| *v.event != *"a" || v.id > 400)
+        .filter(|v| &*v.event != "a" || v.id > 400)
         .collect();
     let database_id = write_format_two(&path, &expected, ("a", 400));
     let size = || std::fs::metadata(&path).expect("the file's size").len();
